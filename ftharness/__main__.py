@@ -1,0 +1,3 @@
+from ftharness.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""ftharness.advisor"""

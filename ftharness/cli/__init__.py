@@ -1,0 +1,59 @@
+"""The ``ftharness`` command: parses arguments, calls the core, renders with rich.
+
+Each subcommand is a module of this package with ``add_parser(subparsers)``, which sets
+``func(args) -> int`` on its parser. Modules here import nothing heavy at the top: ``--help``,
+``advise`` and ``plan`` must answer well under a second without torch.
+
+Exit codes (DESIGN.md): 0 success, 1 a gate failed, 2 bad input or usage, 3 environment problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from ftharness import __version__
+from ftharness.errors import FtharnessError
+
+SUBCOMMANDS = ("advise", "plan", "compare", "eval", "train", "data", "plugins")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line and exit code 2 (argparse's own code, kept)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="ftharness",
+        description="Should we finetune this model, and how? Advise, plan, and measure it.",
+    )
+    parser.add_argument("--version", action="version", version=f"ftharness {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in SUBCOMMANDS:
+        module = importlib.import_module(f"ftharness.cli.{name.replace('-', '_')}_cmd")
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")  # the harness phones no one
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except FtharnessError as e:
+        sys.stderr.write(f"ftharness {args.command}: {e}\n")
+        return e.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("ftharness: interrupted; finished work is kept, run the same command to resume\n")
+        return 130

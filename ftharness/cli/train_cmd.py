@@ -1,0 +1,16 @@
+"""`ftharness train`."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="(not yet built)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ftharness.errors import BadInput
+
+    raise BadInput("`ftharness train` is not built yet")

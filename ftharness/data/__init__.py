@@ -1,0 +1,1 @@
+"""Loading and validating JSONL/JSON data in the common formats; stats; near-duplicates."""

@@ -1,0 +1,60 @@
+"""The errors the CLI turns into exit codes (DESIGN.md, "Contracts").
+
+Raise these from anywhere in the core or a plugin; `ftharness.cli.main` prints ``str(error)`` as one
+line on stderr and exits with ``error.exit_code``. Never let a traceback reach a user for bad input.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class FtharnessError(Exception):
+    """Base of the errors the CLI reports as one line."""
+
+    exit_code = 1
+
+
+class BadInput(FtharnessError):
+    """Bad input or usage: a file, a line or a field the user must fix. Exit code 2.
+
+    The message reads ``FILE:LINE: FIELD: what is wrong; what to do`` with the parts that are known.
+    """
+
+    exit_code = 2
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | Path | None = None,
+        line: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.file = str(file) if file is not None else None
+        self.line = line
+        self.field = field
+        self.reason = message
+        where = ""
+        if self.file:
+            where = self.file + (f":{line}" if line else "") + ": "
+        elif line:
+            where = f"line {line}: "
+        if field:
+            where += f"{field}: "
+        super().__init__(where + message)
+
+
+class EnvironmentProblem(FtharnessError):
+    """The machine cannot do what was asked (e.g. a CUDA-only method without CUDA). Exit code 3.
+
+    The message says what is missing and what to do about it.
+    """
+
+    exit_code = 3
+
+
+class GateFailed(FtharnessError):
+    """A gate failed: the run itself worked. Exit code 1."""
+
+    exit_code = 1

@@ -1,0 +1,24 @@
+"""Where ftharness keeps things outside the repository: the cache (converted models, trained artifacts)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def cache_dir() -> Path:
+    """``$FTHARNESS_CACHE``, else ``$XDG_CACHE_HOME/ftharness``, else ``~/.cache/ftharness``."""
+    if env := os.environ.get("FTHARNESS_CACHE"):
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "ftharness"
+
+
+def package_data(*parts: str) -> Path:
+    """A file shipped inside the ftharness package (data tables, templates, suite data)."""
+    return Path(__file__).parent.joinpath(*parts)
+
+
+def artifacts_dir() -> Path:
+    """Trained candidates, one folder per hash of (base model, spec, data)."""
+    return cache_dir() / "artifacts"

@@ -1,0 +1,1 @@
+"""Reports: results.json, report.html, junit.xml and the terminal tables."""

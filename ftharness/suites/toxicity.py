@@ -1,0 +1,15 @@
+"""The toxicity scorer protocol: what a plugin registers through ``register_toxicity_scorers``."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class ToxicityScorer(Protocol):
+    name: str
+
+    def unavailable_reason(self) -> str | None:
+        """None when it can score on this machine; else why not and what to do."""
+
+    def score(self, texts: list[str]) -> list[float]:
+        """A probability of toxicity in [0, 1] for each text."""

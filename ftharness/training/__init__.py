@@ -1,0 +1,1 @@
+"""Training candidates through trainer plugins: specs, the artifact cache, dispatch."""

@@ -1,0 +1,63 @@
+"""The trainer protocol: what a trainer plugin registers through ``register_trainers``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from ftharness.data.records import Example
+
+
+@dataclass
+class CandidateSpec:
+    """One candidate to train. ``hyperparameters`` are the trainer's own (r, lora_alpha, lr, epochs...)."""
+
+    name: str
+    trainer: str = "peft"
+    method: str = "lora"
+    base_model: str | None = None  # None: the embedded default
+    start_from: str | None = None  # another candidate's name: train on top of its artifact
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+
+
+@dataclass
+class TrainJob:
+    spec: CandidateSpec
+    base_model_path: Path  # a local HF folder
+    train: list[Example]
+    eval: list[Example]
+    out_dir: Path  # the artifact folder to write
+    system_prompt: str | None = None  # the task instruction, rendered exactly as for the baselines
+    start_adapter: Path | None = None  # artifact of ``spec.start_from``
+    resume: bool = True
+
+
+@dataclass
+class TrainResult:
+    wall_s: float
+    train_tokens: int  # tokens that went through the model in training (not padding)
+    tokens_per_s: float
+    peak_memory_bytes: int
+    memory_kind: str  # "rss" on CPU, "cuda_max_allocated" on GPU
+    trainable_params: int
+    total_params: int
+    loss_curve: list[dict[str, float]] = field(default_factory=list)  # {"step", "epoch", "loss"|"eval_loss"}
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. DPO reward margins
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+class Trainer(Protocol):
+    name: str
+    methods: tuple[str, ...]
+    requires_cuda: bool
+
+    def unavailable_reason(self) -> str | None:
+        """None when it can train here; else what is missing and what to do."""
+
+    def train(self, job: TrainJob) -> TrainResult: ...

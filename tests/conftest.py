@@ -1,0 +1,60 @@
+"""Shared fixtures: tiny models built here, the embedded model, an isolated cache."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def embedded_dir():
+    """The real embedded model (SmolLM2-135M-Instruct) as a cached safetensors folder."""
+    from ftharness.models.embedded import embedded_model_dir
+
+    return embedded_model_dir()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, embedded_dir):
+    """A tiny randomly initialised Llama (2 layers, hidden 64) with the embedded model's tokenizer and
+    chat template: real code paths, seconds to train."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(embedded_dir)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    model = LlamaForCausalLM(config)
+    out = tmp_path_factory.mktemp("tiny-llama")
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture
+def isolated_cache(tmp_path, monkeypatch, embedded_dir):
+    """A fresh, empty ftharness cache for trained artifacts and run state; converted models are shared
+    (linked) so the embedded model is not converted again."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "models").symlink_to(embedded_dir.parent, target_is_directory=True)
+    monkeypatch.setenv("FTHARNESS_CACHE", str(cache))
+    return cache
