@@ -1,0 +1,1 @@
+"""pytest plugin: suite files as tests (being built)."""
