@@ -1,0 +1,153 @@
+"""The advisor's window on the planner: checking names, sizing models, and planning one method.
+
+Everything the advisor needs from ``ftharness.planner`` goes through here, so the rules see plain facts
+(:class:`Fit`) rather than the planner's objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+
+def check_model(name: str) -> None:
+    """BadInput(field="model") for a name that is neither a preset nor a readable config.json."""
+    from ftharness.planner.catalogue import resolve_model
+
+    resolve_model(name)
+
+
+def check_gpu(name: str) -> None:
+    """BadInput(field="gpu") for a GPU the catalogue does not know."""
+    from ftharness.planner.catalogue import get_gpu
+
+    get_gpu(name)
+
+
+@lru_cache(maxsize=64)
+def params_b(model: str) -> float:
+    """Total parameters of a preset or config, in billions, as the planner counts them."""
+    from ftharness.planner.catalogue import resolve_model
+
+    return resolve_model(model).total_params() / 1e9
+
+
+def presets_by_size() -> list[tuple[str, float]]:
+    """Every planner preset with its size in billions, smallest first."""
+    from ftharness.planner.catalogue import model_names
+
+    return sorted(((name, params_b(name)) for name in model_names()), key=lambda x: (x[1], x[0]))
+
+
+def closest_preset(size_b: float) -> tuple[str, float]:
+    """The preset whose size is nearest ``size_b`` (on a log scale: 1B vs 3B is as far as 3B vs 9B)."""
+    import math
+
+    target = max(size_b, 1e-3)
+    return min(presets_by_size(), key=lambda x: abs(math.log(max(x[1], 1e-3) / target)))
+
+
+def largest_preset_up_to(max_b: float) -> tuple[str, float] | None:
+    fitting = [p for p in presets_by_size() if p[1] <= max_b]
+    return fitting[-1] if fitting else None
+
+
+@dataclass(frozen=True)
+class Fit:
+    """One planned method on the scenario's hardware: the facts the memory and budget rules read."""
+
+    method: str
+    model: str
+    base: str | None  # what DPO trains (lora / qlora / full); None for other methods
+    peak_gb: float
+    device_gb: float
+    gpu: str | None  # None: no GPU named, the plan lists the whole catalogue
+    gpus: int
+    vram_gb: float | None
+    fits: bool | None  # None when no GPU was named
+    hours: float | None
+    cost_usd: float | None
+    plan: dict[str, Any]
+
+
+def fit(
+    model: str,
+    method: str,
+    *,
+    gpu: str | None,
+    gpus: int,
+    examples: int | None,
+    epochs: float,
+    train_tokens: int | None = None,
+    gradient_checkpointing: bool = False,
+    dpo_base: str = "lora",
+) -> Fit:
+    """Plan ``method`` on ``model`` and read off whether it fits the named GPU(s) and what it costs."""
+    plan = _plan_dict(model, method, gpu, gpus, examples, epochs, train_tokens, gradient_checkpointing, dpo_base)
+    row = _gpu_row(plan, gpu) if gpu else None
+    return Fit(
+        method=method,
+        model=model,
+        base=dpo_base if method == "dpo" else None,
+        peak_gb=float(plan["peak_gb"]),
+        device_gb=float(plan.get("device_gb", plan["peak_gb"])),
+        gpu=gpu,
+        gpus=gpus,
+        vram_gb=_num(row, "vram_gb"),
+        fits=bool(row["fits"]) if row is not None and row.get("fits") is not None else None,
+        hours=_num(row, "hours"),
+        cost_usd=_num(row, "cost_usd"),
+        plan=plan,
+    )
+
+
+def _num(row: dict | None, key: str) -> float | None:
+    if row is None or row.get(key) is None:
+        return None
+    return float(row[key])
+
+
+@lru_cache(maxsize=256)
+def _plan_cached(*key: Any) -> dict[str, Any]:
+    from ftharness.planner import PlanRequest, estimate
+
+    model, method, gpu, gpus, examples, epochs, tokens, checkpointing, dpo_base = key
+    req = PlanRequest(
+        model=model, method=method, gpu=gpu, gpus=gpus, examples=examples, epochs=epochs, train_tokens=tokens,
+        gradient_checkpointing=checkpointing, dpo_base=dpo_base,
+    )
+    return estimate(req).to_dict()
+
+
+def _plan_dict(
+    model: str,
+    method: str,
+    gpu: str | None,
+    gpus: int,
+    examples: int | None,
+    epochs: float,
+    tokens: int | None,
+    gradient_checkpointing: bool = False,
+    dpo_base: str = "lora",
+) -> dict[str, Any]:
+    import copy
+
+    key = (model, method, gpu, gpus, examples, epochs, tokens, gradient_checkpointing, dpo_base)
+    return copy.deepcopy(_plan_cached(*key))
+
+
+def _gpu_row(plan: dict[str, Any], gpu: str) -> dict[str, Any] | None:
+    """The per-GPU row for ``gpu`` (the plan has one row per GPU it was asked about)."""
+    rows = plan.get("gpus")
+    if not isinstance(rows, list) or not rows:
+        return None
+    wanted = _norm(gpu)
+    for row in rows:
+        if _norm(str(row.get("name", ""))) == wanted:
+            return row
+    return rows[0] if len(rows) == 1 else None
+
+
+def _norm(name: str) -> str:
+    return name.strip().lower().replace("_", "-").replace(" ", "-")
