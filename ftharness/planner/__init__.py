@@ -1,1 +1,278 @@
-"""ftharness.planner"""
+"""ftharness.planner: will it fit, how long, how much? Peak training memory, time and cost from a model's
+shape, a method and a GPU (`ftharness plan`). Formulas live in :mod:`ftharness.planner.memory`, data in
+``planner/data/*.yaml``. No heavy imports: this answers in milliseconds without torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ftharness.errors import BadInput
+from ftharness.planner import memory as M
+from ftharness.planner.catalogue import Gpu, ModelShape, get_gpu, gpu_names, resolve_model
+
+__all__ = ["Plan", "PlanRequest", "estimate"]
+
+ATTENTIONS = ("eager", "sdpa", "flash")
+DPO_BASES = ("lora", "qlora", "full")
+
+
+@dataclass
+class PlanRequest:
+    """One `ftharness plan` question; fields are named as the command's flags."""
+
+    model: str
+    method: str = "lora"
+    rank: int = 16
+    targets: str = "all-linear"
+    precision: str = "bf16"
+    optimizer: str = "adamw"
+    batch_size: int = 8
+    seq_len: int = 512
+    grad_accum: int = 1
+    gradient_checkpointing: bool = False
+    gpu: str | None = None
+    gpus: int = 1
+    attention: str = "sdpa"
+    lora_dropout: float = 0.0
+    examples: int | None = None
+    epochs: float = 1.0
+    train_tokens: int | None = None
+    # optional extensions
+    virtual_tokens: int = 20  # prefix / prompt tuning
+    dpo_base: str = "lora"  # what DPO trains: lora adapters (reference = adapters off), qlora, or full
+
+
+@dataclass
+class Plan:
+    request: PlanRequest
+    shape: ModelShape
+    total_params: int
+    trainable_params: int
+    components: dict[str, float]  # bytes
+    peak_bytes: float
+    device_bytes: float
+    peak_phase: str
+    rows: list[dict[str, Any]]
+    train_tokens: int | None
+    flops: float | None
+    assumptions: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def peak_gb(self) -> float:
+        return self.peak_bytes / M.GB
+
+    @property
+    def device_gb(self) -> float:
+        return self.device_bytes / M.GB
+
+    def to_dict(self) -> dict[str, Any]:
+        r = self.request
+        return {
+            "model": self.shape.name,
+            "method": r.method,
+            "total_params": self.total_params,
+            "trainable_params": self.trainable_params,
+            "components_gb": {k: round(v / M.GB, 3) for k, v in self.components.items()},
+            "peak_gb": round(self.peak_gb, 3),
+            "device_gb": round(self.device_gb, 3),
+            "peak_phase": self.peak_phase,
+            "gpus": self.rows,
+            "gpu_count": r.gpus,
+            "train_tokens": self.train_tokens,
+            "train_flops": self.flops,
+            "assumptions": self.assumptions,
+            "warnings": self.warnings,
+            "shape": self.shape.to_dict(),
+        }
+
+
+def _check(req: PlanRequest) -> None:
+    def positive(name: str, value: Any, *, allow_none: bool = False) -> None:
+        if value is None and allow_none:
+            return
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise BadInput(f"must be a positive number, got {value!r}", field=name.replace("_", "-"))
+
+    if req.method not in M.METHODS:
+        raise BadInput(f"unknown method {req.method!r}; one of: {', '.join(M.METHODS)}", field="method")
+    if req.precision not in M.PRECISION_BYTES:
+        raise BadInput(f"unknown precision {req.precision!r}; one of: {', '.join(M.PRECISION_BYTES)}",
+                       field="precision")
+    if req.optimizer not in M.OPTIMIZER_STATE_BYTES:
+        raise BadInput(f"unknown optimizer {req.optimizer!r}; one of: {', '.join(M.OPTIMIZER_STATE_BYTES)}",
+                       field="optimizer")
+    if req.attention not in ATTENTIONS:
+        raise BadInput(f"unknown attention {req.attention!r}; one of: {', '.join(ATTENTIONS)}", field="attention")
+    if req.dpo_base not in DPO_BASES:
+        raise BadInput(f"unknown DPO base {req.dpo_base!r}; one of: {', '.join(DPO_BASES)}", field="dpo-base")
+    for name in ("rank", "batch_size", "seq_len", "grad_accum", "gpus", "virtual_tokens"):
+        value = getattr(req, name)
+        positive(name, value)
+        if not isinstance(value, int):
+            raise BadInput(f"must be a whole number, got {value!r}", field=name.replace("_", "-"))
+    positive("epochs", req.epochs)
+    positive("examples", req.examples, allow_none=True)
+    positive("train_tokens", req.train_tokens, allow_none=True)
+    if not 0 <= req.lora_dropout < 1:
+        raise BadInput(f"must be in [0, 1), got {req.lora_dropout!r}", field="lora-dropout")
+    if req.examples is not None and req.train_tokens is not None:
+        raise BadInput("give --examples (with --epochs) or --train-tokens, not both", field="train-tokens")
+
+
+def _train_method(req: PlanRequest) -> str:
+    return req.dpo_base if req.method == "dpo" else req.method
+
+
+def estimate(req: PlanRequest) -> Plan:
+    """Predict peak memory, device memory, time and cost of one training configuration."""
+    _check(req)
+    shape = resolve_model(req.model)
+    gpus: list[Gpu] = [get_gpu(req.gpu)] if req.gpu else [get_gpu(n) for n in gpu_names()]
+    method = _train_method(req)
+    warnings: list[str] = []
+
+    if method in ("lora", "qlora", "dora", "ia3") and not M.target_linears(shape, req.targets):
+        names = sorted({m.name for m in shape.block_linears()})
+        raise BadInput(f"no module of {shape.name} matches {req.targets!r}; its linear modules are: "
+                       f"{', '.join(names)} (or all-linear)", field="targets")
+    if req.seq_len > shape.max_positions:
+        warnings.append(f"seq_len {req.seq_len} exceeds the model's max_positions {shape.max_positions}")
+
+    n = shape.total_params()
+    t = M.trainable_params(shape, req.method, rank=req.rank, targets=req.targets,
+                           virtual_tokens=req.virtual_tokens, base_method=req.dpo_base)
+    p_bytes = M.PRECISION_BYTES[req.precision]
+    act_bytes = p_bytes
+    full = method == "full"
+
+    # weights, gradients, optimizer states
+    if method == "qlora":
+        q = M.quantised_linear_params(shape)
+        weights = q * M.NF4_DQ_BITS / 8 + (n - q) * 4 + t * M.ADAPTER_BYTES
+    elif full:
+        weights = n * 4 + (n * 2 if p_bytes == 2 else 0)
+    else:
+        weights = n * p_bytes + t * M.ADAPTER_BYTES
+    grads = t * 4
+    optimizer = t * M.OPTIMIZER_STATE_BYTES[req.optimizer]
+    reference = n * p_bytes if (req.method == "dpo" and full) else 0.0
+
+    # activations and logits
+    seqs = 2 if req.method == "dpo" else 1  # chosen + rejected per pair
+    seq_eff = req.seq_len + (req.virtual_tokens if method == "prompt-tuning" else 0)
+    tokens = req.batch_size * seq_eff * seqs
+    setup = M.ActivationSetup(method=method, targets=req.targets, rank=req.rank, act_bytes=act_bytes,
+                              attention=req.attention, lora_dropout=req.lora_dropout, seq_len=seq_eff,
+                              virtual_tokens=req.virtual_tokens)
+    per_layer = M.layer_activation_bytes_per_token(shape, setup)
+    other = M.other_activation_bytes_per_token(shape, setup)
+    logits = tokens * M.logits_bytes_per_token(shape, act_bytes)
+    if req.gradient_checkpointing:
+        # checkpoints: each block's input; the backward recomputes one block at a time
+        activations = tokens * (shape.layers * act_bytes * shape.hidden + other)
+        transient = max(logits, tokens * per_layer)
+        loss_or_recompute = "recompute" if tokens * per_layer > logits else "loss"
+    else:
+        activations = tokens * (shape.layers * per_layer + other)
+        transient = logits
+        loss_or_recompute = "loss"
+
+    overhead = 0.0
+    if method == "qlora":  # bitsandbytes dequantises one weight at a time into the compute dtype
+        overhead += max(m.d_in * m.d_out for m in shape.block_linears()) * act_bytes
+    if method == "dora":  # PEFT builds an identity and the full LoRA weight to take DoRA's weight norm
+        mods = M.target_linears(shape, req.targets)
+        overhead += max((m.d_in * m.d_in + 2 * m.d_in * m.d_out) * M.ADAPTER_BYTES for m in mods)
+
+    grads_at_fb = grads if req.grad_accum > 1 else 0.0
+    fb_peak = weights + reference + optimizer + grads_at_fb + activations + transient + overhead
+    optimizer_temp = t * 4 if req.optimizer == "adamw" else 0.0  # foreach AdamW: one fp32 temporary
+    step_peak = weights + reference + optimizer + grads + optimizer_temp
+    if fb_peak >= step_peak:
+        peak, phase = fb_peak, f"backward start ({loss_or_recompute})"
+    else:
+        peak, phase = step_peak, "optimizer step"
+    device = peak * (1 + M.ALLOCATOR_RESERVE) + M.CUDA_CONTEXT_GB * M.GB
+
+    components = {
+        "weights": weights,
+        "gradients": grads,
+        "optimizer": optimizer,
+        "activations": activations,
+        "logits": logits,
+        "overhead": overhead + (optimizer_temp if phase == "optimizer step" else 0.0),
+    }
+    if req.method == "dpo":
+        components["reference"] = reference
+
+    # time and cost
+    train_tokens: int | None = req.train_tokens
+    if train_tokens is None and req.examples is not None:
+        train_tokens = int(round(req.examples * req.epochs * req.seq_len * seqs))
+    flops = None
+    if train_tokens is not None:
+        per_token = M.flops_per_token(shape, method, seq_eff, gradient_checkpointing=req.gradient_checkpointing)
+        if req.method == "dpo":
+            per_token += 2 * shape.matmul_params()  # the reference model's forward pass
+        flops = float(train_tokens) * per_token
+    rows = [_gpu_row(g, device, flops, req, method) for g in gpus]
+    if any(g.name == "t4" for g in gpus) and req.precision == "bf16" and req.gpu:
+        warnings.append("the T4 has no bf16: use --precision fp16")
+
+    assumptions = {
+        "mfu": M.MFU,
+        "qlora_speed_factor": round(M.QLORA_SPEED, 3) if method == "qlora" else None,
+        "cuda_context_gb": M.CUDA_CONTEXT_GB,
+        "allocator_reserve": M.ALLOCATOR_RESERVE,
+        "adapter_dtype": "fp32 (PEFT autocast_adapter_dtype default)" if method != "full" else None,
+        "weights": _weights_note(method, req.precision),
+        "optimizer_bytes_per_trainable_param": round(M.OPTIMIZER_STATE_BYTES[req.optimizer], 4),
+        "tokens_per_step": tokens,
+        "sequences_per_example": seqs,
+        "train_tokens_from": ("--train-tokens" if req.train_tokens is not None else
+                              "examples x epochs x seq_len (every example padded to seq_len)"
+                              if req.examples is not None else None),
+        "multi_gpu": "data parallel: every GPU holds the whole model and --batch-size per GPU",
+        "dpo_reference": (None if req.method != "dpo" else
+                          "a second frozen copy" if full else "the adapter-disabled policy (no extra weights)"),
+        "peak": "max of (backward start: weights+optimizer+activations+loss buffers, optimizer step)",
+        "flops_per_token": "6N full, 4N frozen base, + attention 12*L*q_dim*s; +2N with checkpointing",
+    }
+    return Plan(request=req, shape=shape, total_params=n, trainable_params=t, components=components,
+                peak_bytes=peak, device_bytes=device, peak_phase=phase, rows=rows, train_tokens=train_tokens,
+                flops=flops, assumptions=assumptions, warnings=warnings)
+
+
+def _weights_note(method: str, precision: str) -> str:
+    if method == "qlora":
+        return ("block linears NF4 with double quantisation (4.127 bits); embeddings, head and norms fp32 "
+                "(peft.prepare_model_for_kbit_training)")
+    if method == "full":
+        if precision == "fp32":
+            return "fp32 weights, fp32 gradients"
+        return f"mixed precision: fp32 master weights + {precision} autocast copy, fp32 gradients"
+    return f"frozen base in {precision}, trainable adapters fp32"
+
+
+def _gpu_row(gpu: Gpu, device_bytes: float, flops: float | None, req: PlanRequest, method: str) -> dict[str, Any]:
+    hours = cost = None
+    if flops is not None:
+        speed = gpu.bf16_tflops * 1e12 * M.MFU * req.gpus
+        if method == "qlora":
+            speed *= M.QLORA_SPEED
+        hours = flops / speed / 3600
+        if gpu.usd_per_hour is not None:
+            cost = hours * gpu.usd_per_hour * req.gpus
+    return {
+        "name": gpu.name,
+        "vram_gb": gpu.vram_gb,
+        "fits": device_bytes / M.GB <= gpu.vram_gb,
+        "hours": None if hours is None else round(hours, 4),
+        "cost_usd": None if cost is None else round(cost, 2),
+        "usd_per_hour": gpu.usd_per_hour,
+        "price_source": gpu.price_source,
+        "price_date": gpu.price_date,
+    }

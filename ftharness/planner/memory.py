@@ -1,0 +1,262 @@
+"""Every formula of the planner in one place: parameters, bytes, activations, logits, FLOPs.
+
+Units: bytes and parameter counts; callers convert to GB (1e9 bytes, as `nvidia-smi` and the
+published tables this model is checked against report them).
+
+What the memory model describes: one training step of a Hugging Face transformers decoder with PEFT
+adapters (or all weights trainable), the way `torch.cuda.max_memory_allocated` sees it. The activation
+terms were derived from the tensors autograd saves in transformers' Llama-family modelling code and PEFT's
+layers (checked term by term with `torch.autograd.graph.saved_tensors_hooks` on small models in
+tests/test_planner.py), in the spirit of Korthikanti et al. 2022, "Reducing Activation Recomputation in
+Large Transformer Models", sec. 4.1, whose 34*s*b*h + 5*a*s^2*b bytes per layer is the same count for
+GPT-3's layer (fp16, dropout masks, eager attention).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ftharness.planner.catalogue import Linear, ModelShape
+
+GB = 1e9
+
+# --- bytes per element -------------------------------------------------------------------------------
+
+PRECISION_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
+ADAPTER_BYTES = 4  # PEFT keeps adapter weights in fp32 (get_peft_model(autocast_adapter_dtype=True), default)
+
+# NF4 with double quantisation (Dettmers et al. 2023, "QLoRA", sec. 3): 4-bit values, one absmax per
+# block of 64 quantised to 8 bits, and one fp32 second-level constant per 256 of those blocks:
+# 4 + 8/64 + 32/(64*256) = 4.127 bits per weight.
+NF4_DQ_BITS = 4 + 8 / 64 + 32 / (64 * 256)
+
+# Optimizer state bytes per trainable parameter.
+# adamw: exp_avg + exp_avg_sq in fp32 (Loshchilov & Hutter 2019; torch.optim.AdamW keeps them in the
+#   parameter dtype, and PEFT's trainable parameters are fp32).
+# adamw-8bit / paged-adamw-8bit: two 8-bit block-wise quantised states (Dettmers et al. 2022, "8-bit
+#   Optimizers via Block-wise Quantization"): 2 bytes, plus one fp32 absmax per 2048 values per state.
+# sgd: none (torch.optim.SGD and the HF Trainer default momentum=0; momentum would add 4 bytes).
+OPTIMIZER_STATE_BYTES = {
+    "adamw": 8.0,
+    "adamw-8bit": 2.0 + 2 * 4 / 2048,
+    "paged-adamw-8bit": 2.0 + 2 * 4 / 2048,
+    "sgd": 0.0,
+}
+
+CUDA_CONTEXT_GB = 0.5  # CUDA context + kernels: in nvidia-smi, not in max_memory_allocated
+ALLOCATOR_RESERVE = 0.10  # caching-allocator blocks reserved but not allocated, as a share of the peak
+
+PEFT_METHODS = ("lora", "qlora", "dora", "ia3", "prefix", "prompt-tuning")
+METHODS = ("full", *PEFT_METHODS, "dpo")
+
+
+# --- which modules a method adapts --------------------------------------------------------------------
+
+def target_linears(shape: ModelShape, targets: str) -> list[Linear]:
+    """The block's linears PEFT would adapt for ``targets``: "all-linear" (every linear in the blocks,
+    not the output head, as PEFT's INCLUDE_LINEAR_LAYERS_SHORTHAND) or a comma list of module names."""
+    linears = shape.block_linears()
+    if targets.strip() == "all-linear":
+        return linears
+    wanted = {t.strip() for t in targets.split(",") if t.strip()}
+    return [m for m in linears if m.name in wanted]
+
+
+def ia3_feedforward(shape: ModelShape) -> str:
+    """The module IA3 treats as feed-forward (scales its input rather than its output): the MLP's output
+    projection, as in PEFT's default IA3 mapping for Llama (k_proj, v_proj, down_proj with down_proj
+    feed-forward; Liu et al. 2022, "Few-Shot Parameter-Efficient Fine-Tuning is Better and Cheaper")."""
+    return next(m.name for m in shape.block_linears() if m.group == "mlp_out")
+
+
+# --- parameters ---------------------------------------------------------------------------------------
+
+def trainable_params(shape: ModelShape, method: str, *, rank: int, targets: str, virtual_tokens: int,
+                     base_method: str = "lora") -> int:
+    """Trainable parameters exactly as PEFT's ``get_nb_trainable_parameters()`` counts them.
+
+    lora/qlora: r*(d_in + d_out) per adapted module (Hu et al. 2021); dora adds a magnitude vector of
+    d_out per module (Liu et al. 2024, "DoRA"); ia3: d_out per module, d_in for the feed-forward one;
+    prefix: virtual_tokens * layers * 2 * (kv_heads * head_dim) (Li & Liang 2021; PEFT sizes the prefix to
+    the key/value width for grouped-query attention); prompt-tuning: virtual_tokens * hidden (Lester et
+    al. 2021); full: every parameter. dpo trains with ``base_method``.
+    """
+    if method == "dpo":
+        method = base_method
+    if method == "full":
+        return shape.total_params()
+    per_layer = 0
+    mods = target_linears(shape, targets)
+    if method in ("lora", "qlora", "dora"):
+        per_layer = sum(rank * (m.d_in + m.d_out) for m in mods)
+        if method == "dora":
+            per_layer += sum(m.d_out for m in mods)
+    elif method == "ia3":
+        ff = ia3_feedforward(shape)
+        per_layer = sum(m.d_in if m.name == ff and m.group == "mlp_out" else m.d_out for m in mods)
+    elif method == "prefix":
+        return virtual_tokens * shape.layers * 2 * shape.kv_dim
+    elif method == "prompt-tuning":
+        return virtual_tokens * shape.hidden
+    return per_layer * shape.layers
+
+
+def quantised_linear_params(shape: ModelShape) -> int:
+    """Weights bitsandbytes stores in 4 bits: the blocks' linear weights (not biases, norms, embeddings
+    or the output head, which transformers keeps unquantised)."""
+    return shape.layers * sum(m.d_in * m.d_out for m in shape.block_linears())
+
+
+# --- activations --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ActivationSetup:
+    """What the activation count depends on besides the shape."""
+
+    method: str  # full | lora | qlora | dora | ia3 | prefix | prompt-tuning (dpo resolved by the caller)
+    targets: str
+    rank: int
+    act_bytes: int  # bytes of one activation element (the compute dtype)
+    attention: str  # eager | sdpa | flash
+    lora_dropout: float
+    seq_len: int
+    virtual_tokens: int = 0
+
+
+def _group_input_bytes(linears: list[Linear], adapted: set[str], s: ActivationSetup, d_in: int,
+                       full: bool, shared: bool = False, in_bytes: int | None = None) -> float:
+    """Bytes per token saved for the input of one group of linears that read the same tensor.
+
+    A trainable linear saves its input once for the weight gradient; a frozen one saves nothing (its
+    input gradient needs only the weight). A LoRA/DoRA branch casts the input to the adapter dtype and
+    saves that copy for lora_A's gradient (one copy per module: PEFT casts per module), or, with
+    dropout, saves the dropped-out copy plus a one-byte mask. ``shared``: the input is already saved by
+    the previous op (SDPA's output for o_proj), so a trainable base linear adds nothing.
+    """
+    in_bytes = in_bytes or s.act_bytes
+    total = 0.0
+    base_saved = shared
+    if full and not shared:
+        total += in_bytes * d_in
+        base_saved = True
+    for m in linears:
+        if m.name not in adapted:
+            continue
+        if s.method in ("lora", "qlora", "dora"):
+            if s.lora_dropout > 0:
+                total += (ADAPTER_BYTES + 1) * d_in
+            elif in_bytes != ADAPTER_BYTES:
+                total += ADAPTER_BYTES * d_in
+            elif not base_saved:
+                total += in_bytes * d_in
+                base_saved = True
+            total += ADAPTER_BYTES * s.rank  # lora_A's output, saved for lora_B's gradient
+            if s.method == "dora":
+                # DoRA's magnitude gradient needs the base and LoRA outputs, both in the adapter dtype
+                # (PEFT DoraLinearLayer.forward)
+                total += 2 * ADAPTER_BYTES * m.d_out
+        elif s.method == "ia3":
+            if m.group == "mlp_out":
+                total += s.act_bytes * d_in  # input scaled before the frozen linear: saved for the vector
+            else:
+                total += s.act_bytes * m.d_out  # output scaled: saved for the vector's gradient
+    return total
+
+
+def layer_activation_bytes_per_token(shape: ModelShape, s: ActivationSetup) -> float:
+    """Bytes autograd keeps per token for one transformer block (no recomputation).
+
+    Terms (h hidden, f intermediate, q = heads*head_dim, kv = kv_heads*head_dim, A = activation bytes):
+    - each RMSNorm saves its fp32 upcast input (4h; transformers upcasts inside the norm) and, when its
+      weight trains, the normalised A*h copy the weight multiplies;
+    - attention with SDPA/flash saves q, k, v, output and the log-sum-exp: A*(2q + 2kv) + 4*heads
+      (Dao et al. 2022, FlashAttention: no s^2 matrix); eager attention adds the fp32 softmax output
+      and its A-byte cast, (4 + A)*heads*s per token: the 5*a*s/h term of Korthikanti et al.;
+    - a gated MLP saves the gate output, the activation output and the up output: 3*A*f (GELU MLP of
+      GPT-2: the tanh-GELU's intermediates, also about 3*A*f);
+    - each linear group's input per `_group_input_bytes`.
+    """
+    h, f, q, kv = shape.hidden, shape.intermediate, shape.q_dim, shape.kv_dim
+    a = s.act_bytes
+    full = s.method == "full"
+    adapted = {m.name for m in target_linears(shape, s.targets)} if s.method in (
+        "lora", "qlora", "dora", "ia3") else set()
+    linears = shape.block_linears()
+    groups = {g: [m for m in linears if m.group == g] for g in ("attn_in", "attn_out", "mlp_in", "mlp_out")}
+    if shape.arch == "gpt2":
+        q = kv = h
+    # prompt tuning lengthens every sequence; prefix tuning lengthens the keys and values only
+    kv_len_factor = 1.0
+    if s.method == "prefix" and s.seq_len:
+        kv_len_factor = (s.seq_len + s.virtual_tokens) / s.seq_len
+
+    total = 0.0
+    norm_bytes = 4 * h + (a * h if full else 0)
+    if shape.arch == "gpt2":
+        norm_bytes = a * h  # LayerNorm saves its input (and per-token statistics)
+    total += shape.norms_per_layer * norm_bytes
+    # QLoRA: prepare_model_for_kbit_training keeps norms in fp32, so the inputs of q/k/v and gate/up are
+    # fp32 and PEFT's cast to the fp32 adapter dtype is a no-op (one shared copy per group)
+    norm_out = 4 if s.method == "qlora" else a
+    total += _group_input_bytes(groups["attn_in"], adapted, s, h, full, in_bytes=norm_out)
+    if s.attention in ("sdpa", "flash"):
+        total += a * (2 * q + 2 * kv * kv_len_factor) + 4 * shape.heads
+        o_shared = True
+    else:
+        kv_len = s.seq_len * kv_len_factor
+        rep = q / kv if kv else 1
+        total += a * q + a * kv * kv_len_factor * (1 if rep == 1 else rep)  # q and (repeated) k for QK^T
+        total += (4 + a) * shape.heads * kv_len  # softmax output (fp32) and its cast, saved by @V
+        total += a * kv * kv_len_factor * (1 if rep == 1 else rep)  # (repeated) v
+        o_shared = False
+    total += _group_input_bytes(groups["attn_out"], adapted, s, q, full, shared=o_shared)
+    total += 3 * a * f
+    total += _group_input_bytes(groups["mlp_in"], adapted, s, h, full, in_bytes=norm_out)
+    total += _group_input_bytes(groups["mlp_out"], adapted, s, f, full)
+    return total
+
+
+def other_activation_bytes_per_token(shape: ModelShape, s: ActivationSetup) -> float:
+    """Outside the blocks: the final norm's fp32 input (4h), and when the output head trains (full
+    finetuning) the normalised copy and the head's input (2*A*h), plus the token ids (8 bytes)."""
+    full = s.method == "full"
+    return 4 * shape.hidden + (2 * s.act_bytes * shape.hidden if full else 0) + 8
+
+
+def logits_bytes_per_token(shape: ModelShape, act_bytes: int) -> float:
+    """The loss's share of the peak, per token, at the start of the backward pass.
+
+    transformers computes logits in the compute dtype (A*V, kept by the returned output), upcasts them
+    to fp32 for the loss, and cross_entropy saves its fp32 log-softmax (4V); its backward then holds the
+    incoming and outgoing fp32 gradients (4V + 4V) while the log-softmax is alive: (12 + A)*V.
+    """
+    return (12 + act_bytes) * shape.vocab
+
+
+# --- time ---------------------------------------------------------------------------------------------
+
+def flops_per_token(shape: ModelShape, method: str, seq_len: int, *, gradient_checkpointing: bool) -> float:
+    """Training FLOPs per token.
+
+    Weights: forward 2N, backward 4N (gradients for inputs and for weights) = 6N (Kaplan et al. 2020,
+    "Scaling Laws for Neural Language Models", sec. 2.1; Hoffmann et al. 2022, C = 6ND). With frozen base
+    weights (every PEFT method) the backward skips the weight gradients: 2N + 2N = 4N (adapters add a
+    negligible 6 * trainable). Attention: 12 * layers * q_dim * seq_len (Chowdhery et al. 2022, PaLM,
+    appendix B). Gradient checkpointing recomputes the forward: + 2N + 4 * layers * q_dim * seq_len.
+    """
+    n = shape.matmul_params()
+    weights = 6 * n if method == "full" else 4 * n
+    attn = 12 * shape.layers * shape.q_dim * seq_len
+    total = weights + attn
+    if gradient_checkpointing:
+        total += 2 * n + 4 * shape.layers * shape.q_dim * seq_len
+    return float(total)
+
+
+# Model FLOPs utilisation assumed for the time estimate. PaLM reached 46 % MFU pre-training on TPUs
+# (Chowdhery et al. 2022, table 3); single-GPU finetuning with transformers typically lands well below;
+# 0.35 is a round, stated assumption, not a measurement.
+MFU = 0.35
+# QLoRA dequantises every 4-bit weight on each use: LitGPT's resource table (A100, Llama 2 7B, micro batch
+# 1) measured 2.36 min vs 3.83 min per 1k iterations for LoRA vs NF4 double-quant LoRA: 0.62 the speed.
+QLORA_SPEED = 2.36 / 3.83
