@@ -6,6 +6,9 @@ from typing import Protocol
 
 
 class ToxicityScorer(Protocol):
+    """Optional: ``configure(settings: dict) -> ToxicityScorer`` returns a scorer using the suite's
+    settings for it (e.g. a local ``checkpoint`` path); the toxicity metric calls it when present."""
+
     name: str
 
     def unavailable_reason(self) -> str | None:

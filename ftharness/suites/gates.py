@@ -1,0 +1,102 @@
+"""Gates: ``format.parse_rate: ">= 0.98"`` parsed once, checked against a metric's values.
+
+A gate never passes on a value that is missing or not a finite number: a metric that could not
+measure something has not shown that it is good enough.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ftharness.errors import BadInput
+
+OPS = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    ">": operator.gt,
+    "<": operator.lt,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+_EXPR = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+_NAME = re.compile(r"^[A-Za-z_][\w-]*\.[A-Za-z_][\w.-]*$")
+
+
+@dataclass(frozen=True)
+class Gate:
+    name: str  # "format.parse_rate"
+    op: str
+    threshold: float
+
+    @property
+    def metric(self) -> str:
+        return self.name.split(".", 1)[0]
+
+    @property
+    def value(self) -> str:
+        return self.name.split(".", 1)[1]
+
+    @property
+    def text(self) -> str:
+        return f"{self.name} {self.op} {self.threshold:g}"
+
+
+@dataclass
+class GateOutcome:
+    name: str
+    op: str
+    threshold: float
+    value: float | None
+    passed: bool
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse_gate(name: Any, expr: Any, *, file: str | Path | None = None) -> Gate:
+    """``("format.parse_rate", ">= 0.98")`` -> :class:`Gate`; anything else is a BadInput naming the
+    gate's field."""
+    field = f"gates.{name}"
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise BadInput("a gate is named METRIC.VALUE, e.g. format.parse_rate", file=file, field=field)
+    if not isinstance(expr, str):
+        raise BadInput(
+            f"expected a quoted comparison such as \">= 0.98\", got {expr!r}", file=file, field=field
+        )
+    m = _EXPR.match(expr)
+    if not m:
+        raise BadInput(
+            f"cannot read {expr!r}; write an operator ({', '.join(OPS)}) and a number, e.g. \">= 0.98\"",
+            file=file,
+            field=field,
+        )
+    return Gate(name=name, op=m.group(1), threshold=float(m.group(2)))
+
+
+def check_gate(gate: Gate, values: dict[str, Any] | None, why_missing: str | None = None) -> GateOutcome:
+    """Compare the measured value with the threshold. Missing or NaN values fail, saying why."""
+    value = None if values is None else values.get(gate.value)
+    if value is None:
+        reason = why_missing or f"{gate.metric} did not produce {gate.value!r}"
+        return GateOutcome(gate.name, gate.op, gate.threshold, None, False, f"{gate.text}: not measured ({reason})")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number):
+        return GateOutcome(
+            gate.name, gate.op, gate.threshold, None, False,
+            f"{gate.text}: measured {value!r}, not a finite number, so the gate cannot pass",
+        )
+    passed = bool(OPS[gate.op](number, gate.threshold))
+    verdict = "passed" if passed else "FAILED"
+    return GateOutcome(
+        gate.name, gate.op, gate.threshold, number, passed,
+        f"{gate.name} = {number:.6g} (gate {gate.op} {gate.threshold:g}): {verdict}",
+    )
