@@ -32,6 +32,8 @@ class TrainJob:
     system_prompt: str | None = None  # the task instruction, rendered exactly as for the baselines
     start_adapter: Path | None = None  # artifact of ``spec.start_from``
     resume: bool = True
+    progress: bool = True  # rich progress bars on stderr
+    callbacks: list[Any] = field(default_factory=list)  # extra transformers TrainerCallbacks (tests, tools)
 
 
 @dataclass

@@ -1,0 +1,115 @@
+"""transformers ``TrainerCallback`` classes the trainers share: progress bar, early stopping that keeps the
+best weights, and the loss curve. Built by functions so that transformers is imported only when training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def progress_callback(description: str) -> Any:
+    """A rich progress bar on stderr, one tick per optimiser step, with the latest loss."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from transformers import TrainerCallback
+
+    from ftharness.cli.render import console
+
+    class _Progress(TrainerCallback):
+        def __init__(self) -> None:
+            self.bar: Progress | None = None
+            self.task = None
+
+        def on_train_begin(self, args, state, control, **kw):
+            self.bar = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                console=console(stderr=True), transient=False,
+            )
+            self.bar.start()
+            self.task = self.bar.add_task(description, total=state.max_steps, completed=state.global_step, info="")
+
+        def on_step_end(self, args, state, control, **kw):
+            if self.bar is not None:
+                self.bar.update(self.task, completed=state.global_step)
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if self.bar is not None and logs:
+                parts = [f"{k} {logs[k]:.4f}" for k in ("loss", "eval_loss") if k in logs]
+                if parts:
+                    self.bar.update(self.task, info=" ".join(parts))
+
+        def on_train_end(self, args, state, control, **kw):
+            if self.bar is not None:
+                self.bar.stop()
+                self.bar = None
+
+    return _Progress()
+
+
+def best_eval_callback(patience: int | None, store: Path) -> Any:
+    """Early stopping on the eval loss (Prechelt 1998): stop after ``patience`` evaluations without a new
+    best, and put the best weights back at the end. The best trainable tensors are saved to ``store`` (in the
+    artifact's work folder) so that a resumed run still restores them."""
+    import torch
+    from transformers import TrainerCallback
+
+    class _BestEval(TrainerCallback):
+        def __init__(self) -> None:
+            self.restored_from_step: int | None = None
+            self.stopped_early = False
+
+        @staticmethod
+        def _evals(state) -> list[tuple[int, float]]:
+            return [(h["step"], h["eval_loss"]) for h in state.log_history if "eval_loss" in h]
+
+        def on_evaluate(self, args, state, control, metrics=None, model=None, **kw):
+            evals = self._evals(state)
+            if not evals or model is None:
+                return
+            best_i = min(range(len(evals)), key=lambda i: evals[i][1])
+            if best_i == len(evals) - 1 and state.is_world_process_zero:
+                trainable = {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+                store.parent.mkdir(parents=True, exist_ok=True)
+                tmp = store.with_suffix(".tmp")
+                torch.save({"step": evals[-1][0], "tensors": trainable}, tmp)
+                tmp.replace(store)
+            if patience is not None and len(evals) - 1 - best_i >= patience:
+                control.should_training_stop = True
+                self.stopped_early = True
+
+        def on_train_end(self, args, state, control, model=None, **kw):
+            evals = self._evals(state)
+            if not evals or model is None or not store.exists():
+                return
+            best_i = min(range(len(evals)), key=lambda i: evals[i][1])
+            if best_i == len(evals) - 1:
+                return
+            saved = torch.load(store, map_location="cpu", weights_only=True)
+            params = dict(model.named_parameters())
+            with torch.no_grad():
+                for name, tensor in saved["tensors"].items():
+                    params[name].data.copy_(tensor.to(params[name].device, params[name].dtype))
+            self.restored_from_step = int(saved["step"])
+
+    return _BestEval()
+
+
+def loss_curve(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:
+    """``[{"step", "epoch", "loss"}, {"step", "epoch", "eval_loss"}, ...]`` from the Trainer's log history,
+    plus whatever reward figures DPO logged on the same entries."""
+    keep = ("loss", "eval_loss", "rewards/margins", "rewards/accuracies", "eval_rewards/margins",
+            "eval_rewards/accuracies", "learning_rate", "grad_norm")
+    curve = []
+    for h in log_history:
+        if "loss" in h or "eval_loss" in h:
+            point = {"step": int(h.get("step", 0)), "epoch": float(h.get("epoch", 0.0))}
+            point.update({k: float(h[k]) for k in keep if k in h})
+            curve.append(point)
+    return curve

@@ -1,0 +1,232 @@
+"""Training one candidate into a cached artifact: ``train_candidate``.
+
+The artifact folder is ``artifacts_dir()/<key>`` where the key is a hash of everything that decides the
+result: the base model's identity (folder content hash), the spec (trainer, method, resolved
+hyperparameters, seed), the train and eval data, the task instruction, and the key of the artifact it
+starts from. Asking for the same candidate again returns the artifact (``cached=True``) without training.
+
+A folder is complete when ``candidate.json`` exists: it is written last and atomically. A folder without it
+is an interrupted training: the next call resumes from its last checkpoint under ``work/``. The
+checkpoints are removed once ``candidate.json`` is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ftharness.data.records import Dataset, Example
+from ftharness.errors import BadInput, EnvironmentProblem
+from ftharness.io import atomic_write_json, sha256_file, sha256_json
+from ftharness.paths import artifacts_dir, cache_dir
+from ftharness.training.trainer import CandidateSpec, TrainJob, TrainResult
+
+FORMAT = "ftharness-candidate/1"
+KEY_LENGTH = 20  # hex characters of the sha256 used as the folder name
+
+
+@dataclass
+class Artifact:
+    path: Path
+    spec: CandidateSpec
+    result: TrainResult
+    cached: bool = False
+    key: str = ""
+    kind: str = "adapter"  # "adapter" (PEFT folder) or "model" (standalone HF model folder)
+    base_model_path: Path | None = None
+    record: dict[str, Any] = field(default_factory=dict)  # the content of candidate.json
+
+    def model_args(self) -> dict[str, Any]:
+        """Keyword arguments of ``ftharness.models.loading.load_model`` that load this candidate."""
+        if self.kind == "adapter":
+            return {"spec": str(self.base_model_path), "adapter": str(self.path)}
+        return {"spec": str(self.path)}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "key": self.key, "kind": self.kind, "cached": self.cached,
+                "spec": dataclasses.asdict(self.spec), "result": self.result.to_dict(),
+                "model_args": self.model_args()}
+
+
+# -- identities --------------------------------------------------------------------------------------
+
+
+def base_model_dir(spec_model: str | None) -> Path:
+    """The local folder of a base model named in a spec (None/"embedded": the embedded default)."""
+    from ftharness.models.loading import local_model_dir
+
+    return Path(local_model_dir(spec_model))
+
+
+def model_fingerprint(folder: Path) -> str:
+    """sha256 over the folder's config and weight files. File hashes are cached by (path, size, mtime) so a
+    500 MB model is read once, not on every request."""
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if p.is_file() and (
+        p.suffix in (".safetensors", ".bin", ".gguf") or p.name in ("config.json", "generation_config.json")))
+    memo_path = cache_dir() / "file_hashes.json"
+    try:
+        memo = json.loads(memo_path.read_text()) if memo_path.exists() else {}
+    except (OSError, json.JSONDecodeError):
+        memo = {}
+    parts, changed = [], False
+    for p in files:
+        st = p.stat()
+        ident = f"{p.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+        if ident not in memo:
+            memo[ident] = sha256_file(p)
+            changed = True
+        parts.append([p.name, memo[ident]])
+    if changed:
+        with contextlib.suppress(OSError):
+            atomic_write_json(memo_path, memo)
+    return sha256_json(parts)
+
+
+def examples_hash(examples: list[Example]) -> str:
+    """Hash of what training reads from the examples (not their file positions)."""
+    return sha256_json([[e.messages, e.completion, e.chosen, e.rejected] for e in examples])
+
+
+def artifact_key(spec: CandidateSpec, hyperparameters: dict[str, Any], base_hash: str, train_hash: str,
+                 eval_hash: str | None, system_prompt: str | None, start_key: str | None) -> str:
+    """The cache key. The candidate's *name* is left out: two names for the same settings share a result."""
+    return sha256_json({
+        "format": FORMAT, "base_model": base_hash, "trainer": spec.trainer, "method": spec.method,
+        "hyperparameters": hyperparameters, "seed": spec.seed, "train": train_hash, "eval": eval_hash,
+        "system_prompt": system_prompt, "start_from": start_key,
+    })[:KEY_LENGTH]
+
+
+def library_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {}
+    for name in ("ftharness", "torch", "transformers", "peft", "trl", "accelerate", "datasets", "bitsandbytes",
+                 "unsloth"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+# -- the cache ----------------------------------------------------------------------------------------
+
+
+def load_artifact(path: str | Path, spec: CandidateSpec | None = None) -> Artifact:
+    """A finished artifact from its folder (reads candidate.json)."""
+    path = Path(path)
+    record_path = path / "candidate.json"
+    if not record_path.is_file():
+        raise BadInput("not a finished candidate artifact (no candidate.json)", file=path)
+    record = json.loads(record_path.read_text(encoding="utf-8"))
+    result = TrainResult(**record["result"])
+    stored = CandidateSpec(**record["spec"])
+    base = record.get("base_model", {}).get("path")
+    return Artifact(path=path, spec=spec or stored, result=result, cached=True, key=record.get("key", path.name),
+                    kind=record.get("kind", "adapter"), base_model_path=Path(base) if base else None, record=record)
+
+
+def _is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _barrier() -> None:
+    try:
+        import torch.distributed as dist
+    except ImportError:
+        return
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def train_candidate(
+    spec: CandidateSpec,
+    train: Dataset,
+    eval: Dataset | None,
+    *,
+    system_prompt: str | None = None,
+    start_from: Artifact | None = None,
+    progress: bool = True,
+    callbacks: list[Any] | None = None,
+) -> Artifact:
+    """Train ``spec`` on ``train`` (eval loss on ``eval``) or return the cached artifact of the same request.
+
+    Raises BadInput for an unknown trainer/method/hyperparameter, EnvironmentProblem (before any work) when
+    the trainer cannot run here. ``callbacks`` are extra transformers TrainerCallbacks (tests, tools).
+    """
+    from ftharness.training.spec import check_spec, resolve_hyperparameters
+
+    trainer = check_spec(spec)
+    if trainer is None:
+        raise BadInput("`method: combine` candidates are built by ftharness.training.merging.combine_adapters",
+                       field="method")
+    hyperparameters = resolve_hyperparameters(spec)
+    if not train.examples:
+        raise BadInput("the training data has no examples", file=train.file or None)
+    base_path = Path(start_from.path) if start_from is not None and start_from.kind == "model" else None
+    if base_path is None:
+        base_path = (start_from.base_model_path if start_from is not None and start_from.base_model_path
+                     else base_model_dir(spec.base_model))
+    base_hash = model_fingerprint(base_path)
+    train_hash = examples_hash(train.examples)
+    eval_hash = examples_hash(eval.examples) if eval is not None and eval.examples else None
+    key = artifact_key(spec, hyperparameters, base_hash, train_hash, eval_hash, system_prompt,
+                       start_from.key if start_from is not None else None)
+    out_dir = artifacts_dir() / key
+    if (out_dir / "candidate.json").is_file():
+        return load_artifact(out_dir, spec)
+
+    reason = trainer.unavailable_reason()
+    if reason is None and hasattr(trainer, "method_unavailable_reason"):
+        reason = trainer.method_unavailable_reason(spec.method)
+    if reason:
+        raise EnvironmentProblem(f"trainer {spec.trainer!r} cannot run here: {reason}")
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start_adapter = Path(start_from.path) if start_from is not None and start_from.kind == "adapter" else None
+    job = TrainJob(
+        spec=spec, base_model_path=base_path, train=list(train.examples),
+        eval=list(eval.examples) if eval is not None else [], out_dir=out_dir, system_prompt=system_prompt,
+        start_adapter=start_adapter, resume=True, progress=progress, callbacks=list(callbacks or []),
+    )
+    started = time.time()
+    result = trainer.train(job)
+    kind = "adapter" if (out_dir / "adapter_config.json").is_file() else "model"
+    record = {
+        "format": FORMAT,
+        "key": key,
+        "kind": kind,
+        "spec": dataclasses.asdict(spec),
+        "hyperparameters": hyperparameters,
+        "seed": spec.seed,
+        "base_model": {"name": spec.base_model or "embedded", "path": str(base_path), "sha256": base_hash},
+        "data": {
+            "train": {"file": train.file, "sha256": train_hash, "file_sha256": train.sha256,
+                      "examples": len(train.examples)},
+            "eval": None if eval is None else {"file": eval.file, "sha256": eval_hash, "file_sha256": eval.sha256,
+                                               "examples": len(eval.examples)},
+        },
+        "system_prompt": system_prompt,
+        "start_from": None if start_from is None else {"key": start_from.key, "path": str(start_from.path),
+                                                       "name": start_from.spec.name},
+        "libraries": library_versions(),
+        "started_at": started,
+        "finished_at": time.time(),
+        "result": result.to_dict(),
+    }
+    if _is_main_process():
+        atomic_write_json(out_dir / "loss_curve.json", result.loss_curve)
+        atomic_write_json(out_dir / "candidate.json", record)  # last: marks the folder complete
+        shutil.rmtree(out_dir / "work", ignore_errors=True)
+    _barrier()
+    return Artifact(path=out_dir, spec=spec, result=result, cached=False, key=key, kind=kind,
+                    base_model_path=base_path if kind == "adapter" else None, record=record)

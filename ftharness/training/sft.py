@@ -1,0 +1,265 @@
+"""The supervised finetuning loop the peft and unsloth trainers share (TRL's ``SFTTrainer``).
+
+What the harness adds on top of a plain ``SFTTrainer``: its own tokenisation (the baselines' exact prompt
+template, completion-only labels, optional prompt-loss weight), padding-free batches, checkpoints inside the
+artifact's ``work/`` folder with resume, eval loss each epoch with early stopping that restores the best
+weights, measured time / tokens / memory, and a rich progress bar. TRL 1.16 API facts: ``processing_class=``
+(not ``tokenizer=``), ``max_length`` (not ``max_seq_length``); ``SFTConfig`` on a CPU-only machine needs
+``use_cpu=True`` and ``bf16=False``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+from ftharness.training.trainer import TrainJob, TrainResult
+
+CHECKPOINT_PREFIX = "checkpoint-"
+MAX_CHECKPOINT_STEPS = 50  # at most this many optimiser steps are lost to an interruption by default
+
+
+def work_dir(job: TrainJob) -> Path:
+    return job.out_dir / "work"
+
+
+def last_checkpoint(folder: Path) -> Path | None:
+    """The newest complete ``checkpoint-N`` folder (trainer_state.json is written last by transformers)."""
+    if not folder.is_dir():
+        return None
+    found = []
+    for p in folder.iterdir():
+        if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX) and (p / "trainer_state.json").exists():
+            try:
+                found.append((int(p.name[len(CHECKPOINT_PREFIX):]), p))
+            except ValueError:
+                continue
+    return max(found)[1] if found else None
+
+
+def use_cuda() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def torch_dtype(name: str) -> Any:
+    """``auto``: float32 on CPU (bf16 is ~2x slower on these CPUs, see ENVIRONMENT.md), bfloat16 on CUDA
+    when supported (else float16)."""
+    import torch
+
+    if name == "auto":
+        if use_cuda():
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    try:
+        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+    except KeyError:
+        from ftharness.errors import BadInput
+
+        raise BadInput(f"{name!r} is not one of: auto, float32, bfloat16, float16",
+                       field="hyperparameters.dtype") from None
+
+
+def steps_per_epoch(n_rows: int, hp: dict[str, Any], world_size: int = 1) -> int:
+    per_step = hp["batch_size"] * hp["grad_accum"] * max(world_size, 1)
+    return max(1, math.ceil(n_rows / per_step))
+
+
+def common_args(job: TrainJob, hp: dict[str, Any], n_rows: int, *, has_eval: bool, dtype: Any) -> dict[str, Any]:
+    """``TrainingArguments`` fields shared by the SFT and DPO configs."""
+    import torch
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    per_epoch = steps_per_epoch(n_rows, hp, world)
+    save_steps = hp.get("checkpoint_steps") or min(per_epoch, MAX_CHECKPOINT_STEPS)
+    cuda = use_cuda()
+    return dict(
+        output_dir=str(work_dir(job)),
+        num_train_epochs=hp["epochs"],
+        max_steps=hp["max_steps"] or -1,
+        per_device_train_batch_size=hp["batch_size"],
+        per_device_eval_batch_size=hp["eval_batch_size"],
+        gradient_accumulation_steps=hp["grad_accum"],
+        learning_rate=hp["learning_rate"],
+        lr_scheduler_type=hp["lr_scheduler"],
+        warmup_steps=hp["warmup_ratio"],  # a float < 1 is a ratio of the total steps (transformers 5)
+        weight_decay=hp["weight_decay"],
+        max_grad_norm=hp["max_grad_norm"],
+        optim=hp["optimizer"],
+        logging_steps=hp["logging_steps"],
+        eval_strategy="epoch" if has_eval else "no",
+        save_strategy="steps",
+        save_steps=save_steps,
+        save_total_limit=1,
+        report_to="none",
+        use_cpu=not cuda,
+        bf16=cuda and dtype == torch.bfloat16,
+        fp16=cuda and dtype == torch.float16,
+        gradient_checkpointing=hp["gradient_checkpointing"],
+        seed=job.spec.seed,
+        data_seed=job.spec.seed,
+        disable_tqdm=True,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        ddp_find_unused_parameters=False if world > 1 else None,
+    )
+
+
+def make_sft_trainer_class() -> type:
+    """``SFTTrainer`` that counts the real tokens it trains on and, for 0 < prompt_loss_weight < 1, computes
+    the weighted loss: sum_t w_t * nll_t / sum_t w_t with w = prompt_loss_weight on prompt tokens and 1 on
+    completion tokens (TRL itself can only mask tokens, not weight them)."""
+    import torch
+    from trl import SFTTrainer
+
+    from ftharness.training.sequences import batch_tokens
+
+    class HarnessSFTTrainer(SFTTrainer):
+        trained_tokens = 0
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if model.training:
+                self.trained_tokens += batch_tokens(inputs)
+            weights = inputs.pop("loss_weights", None)
+            if weights is None:
+                return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                            num_items_in_batch=num_items_in_batch)
+            inputs["use_cache"] = False
+            outputs = model(**inputs, fused_lm_head=True)
+            shifted = weights[:, 1:].to(outputs.log_probs.dtype)
+            valid = inputs["labels"][:, 1:] != -100
+            shifted = shifted * valid
+            loss = -(outputs.log_probs * shifted).sum() / shifted.sum().clamp(min=1e-8)
+            if num_items_in_batch is not None and self.model_accepts_loss_kwargs:
+                # The Trainer does not divide by the accumulation steps when it counted the items itself:
+                # weigh this micro-batch by its share of the accumulated tokens instead.
+                loss = loss * valid.sum() / torch.as_tensor(num_items_in_batch, device=loss.device).clamp(min=1)
+            return (loss, outputs) if return_outputs else loss
+
+    return HarnessSFTTrainer
+
+
+def run_sft(job: TrainJob, model: Any, tokenizer: Any, hp: dict[str, Any], *, padding_free: bool,
+            notes: dict[str, Any] | None = None) -> TrainResult:
+    """Train ``model`` (already wrapped for its method) on ``job`` and save it to ``job.out_dir``."""
+    import datasets
+    from transformers import set_seed
+    from trl import SFTConfig
+
+    from ftharness.training.callbacks import best_eval_callback, loss_curve, progress_callback
+    from ftharness.training.measure import Measure, tokens_per_s
+    from ftharness.training.sequences import SequenceCollator, sft_rows
+
+    set_seed(job.spec.seed)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    train_rows, stats = sft_rows(tokenizer, job.train, job.system_prompt, max_length=hp["max_length"],
+                                 prompt_loss_weight=hp["prompt_loss_weight"])
+    eval_rows = None
+    if job.eval:
+        eval_rows, _ = sft_rows(tokenizer, job.eval, job.system_prompt, max_length=hp["max_length"])
+        eval_rows = [{k: r[k] for k in ("input_ids", "labels")} for r in eval_rows]  # completion-only eval loss
+    dtype = torch_dtype(hp["dtype"])
+    best = best_eval_callback(hp["early_stopping_patience"], work_dir(job) / "best_trainable.pt")
+    callbacks = [best]
+    if job.progress:
+        callbacks.append(progress_callback(f"training {job.spec.name}"))
+    callbacks.extend(job.callbacks)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # the libraries' deprecation notices, not the user's
+        args = SFTConfig(
+            **common_args(job, hp, len(train_rows), has_eval=eval_rows is not None, dtype=dtype),
+            max_length=None,  # sequences are already cut to max_length by sft_rows
+            padding_free=False,  # the harness's collator flattens the batch itself (TRL refuses a custom one)
+            dataset_kwargs={"skip_prepare_dataset": True},
+        )
+        train_ds = datasets.Dataset.from_list(
+            [{k: v for k, v in r.items() if k != "completion_start"} for r in train_rows])
+        eval_ds = datasets.Dataset.from_list(eval_rows) if eval_rows else None
+        trainer = make_sft_trainer_class()(
+            model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
+            data_collator=SequenceCollator(tokenizer.pad_token_id, padding_free=padding_free), callbacks=callbacks,
+        )
+    quiet(trainer)
+    resume = last_checkpoint(work_dir(job)) if job.resume else None
+    with Measure() as measured, warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # deprecation notices of the libraries, not the user's
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    if trainer.accelerator.is_main_process:
+        save_model(trainer.model if not hasattr(trainer.model, "module") else trainer.model.module, tokenizer,
+                   job.out_dir)
+    trainer.accelerator.wait_for_everyone()
+    m = measured.result
+    trainable, total = count_parameters(trainer.model)
+    extra = {
+        "resumed_from_step": int(resume.name[len(CHECKPOINT_PREFIX):]) if resume else None,
+        "global_step": int(trainer.state.global_step),
+        "stopped_early": best.stopped_early,
+        "restored_best_from_step": best.restored_from_step,
+        "padding_free": padding_free,
+        "start_memory_bytes": m.start_memory_bytes,
+        "world_size": trainer.accelerator.num_processes,
+        "sequences": stats,
+        "final_eval_loss": _last(trainer.state.log_history, "eval_loss"),
+        "trainable_sha256": trainable_fingerprint(trainer.model),
+        **(notes or {}),
+    }
+    return TrainResult(
+        wall_s=m.wall_s, train_tokens=trainer.trained_tokens, tokens_per_s=tokens_per_s(trainer.trained_tokens, m.wall_s),
+        peak_memory_bytes=m.peak_memory_bytes, memory_kind=m.memory_kind, trainable_params=trainable,
+        total_params=total, loss_curve=loss_curve(trainer.state.log_history), extra=extra,
+    )
+
+
+def quiet(trainer: Any) -> None:
+    """Drop the Trainer's own stdout printer: progress goes to stderr, stdout is kept for results/--json."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+
+
+def _last(history: list[dict[str, Any]], key: str) -> float | None:
+    values = [h[key] for h in history if key in h]
+    return float(values[-1]) if values else None
+
+
+def trainable_fingerprint(model: Any) -> str:
+    """sha256 of the trainable tensors' bytes in name order: processes of one distributed run must agree."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, p in sorted(model.named_parameters(), key=lambda x: x[0]):
+        if p.requires_grad:
+            h.update(name.encode())
+            h.update(p.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def count_parameters(model: Any) -> tuple[int, int]:
+    """(trainable, total) as PEFT's ``get_nb_trainable_parameters`` counts them (4-bit weights count 2 per
+    stored byte), else by ``numel``."""
+    fn = getattr(model, "get_nb_trainable_parameters", None)
+    if fn is not None:
+        trainable, total = fn()
+        return int(trainable), int(total)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return int(trainable), int(total)
+
+
+def save_model(model: Any, tokenizer: Any, out_dir: Path) -> None:
+    """PEFT models save their adapter (adapter_config.json + adapter_model.safetensors), others the full model;
+    the tokenizer goes beside either so the folder is self-describing."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if hasattr(model, "peft_config"):
+        names = [n for n in model.peft_config if n != "ref"]  # DPO's frozen reference copy is not the result
+        model.save_pretrained(str(out_dir), selected_adapters=names[:1] or None, safe_serialization=True)
+    else:
+        model.save_pretrained(str(out_dir), safe_serialization=True)
+    tokenizer.save_pretrained(str(out_dir))

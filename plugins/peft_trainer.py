@@ -1,0 +1,164 @@
+"""The ``peft`` trainer: transformers + PEFT + TRL's SFTTrainer, on CPU or one/several GPUs.
+
+Methods: LoRA (Hu et al. 2021), QLoRA (Dettmers et al. 2023: NF4 4-bit base with double quantisation, always
+``nf4``: bitsandbytes' own default is fp4), DoRA (Liu et al. 2024), (IA)^3 (Liu et al. 2022), prefix tuning
+(Li & Liang 2021), prompt tuning (Lester et al. 2021), full finetuning, and partial finetuning (all blocks
+frozen but the top N). Defaults and their sources: ``ftharness/training/defaults.yaml``.
+Nothing heavy is imported at module level: ``ftharness plugins`` and ``--help`` stay fast.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+from ftharness.hookspecs import hookimpl
+
+ADAPTER_METHODS = ("lora", "qlora", "dora", "ia3", "prefix", "prompt-tuning")
+PROMPT_LEARNING = ("prefix", "prompt-tuning")  # virtual tokens per row: batches must stay padded
+
+
+class PeftTrainer:
+    name = "peft"
+    methods = ("lora", "qlora", "dora", "ia3", "prefix", "prompt-tuning", "full", "partial")
+    requires_cuda = False
+
+    def unavailable_reason(self) -> str | None:
+        missing = [m for m in ("torch", "transformers", "peft", "trl", "datasets") if importlib.util.find_spec(m) is None]
+        if missing:
+            return f"needs {', '.join(missing)}; install with `pip install 'ftharness[train]'`"
+        return None
+
+    def method_unavailable_reason(self, method: str) -> str | None:
+        if method == "qlora" and importlib.util.find_spec("bitsandbytes") is None:
+            return "QLoRA needs bitsandbytes; install with `pip install bitsandbytes`"
+        return None
+
+    def train(self, job: Any) -> Any:
+        from ftharness.training.sft import run_sft
+        from ftharness.training.spec import resolve_hyperparameters
+
+        hp = resolve_hyperparameters(job.spec)
+        method = job.spec.method
+        model, tokenizer = load_base(job.base_model_path, method, hp)
+        model, notes = prepare(model, method, hp, start_adapter=job.start_adapter)
+        padding_free = hp["padding_free"] and method not in PROMPT_LEARNING
+        if hp["padding_free"] and not padding_free:
+            notes["padding_free_off"] = "prompt-learning methods prepend virtual tokens to each row: padded batches"
+        return run_sft(job, model, tokenizer, hp, padding_free=padding_free, notes=notes)
+
+
+def load_base(path: Any, method: str, hp: dict[str, Any]) -> tuple[Any, Any]:
+    """The base model as the method needs it (4-bit NF4 for QLoRA) and its tokenizer."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ftharness.training.sft import torch_dtype, use_cuda
+
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    dtype = torch_dtype(hp["dtype"])
+    kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": "sdpa"}
+    if method == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        compute = torch_dtype(hp["bnb_4bit_compute_dtype"])
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",  # always say nf4: bitsandbytes' default 4-bit type is fp4
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=compute,
+        )
+        if use_cuda():
+            import os
+
+            kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
+        else:
+            kwargs["device_map"] = "cpu"
+            kwargs["dtype"] = torch.float32
+    model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+    return model, tokenizer
+
+
+def peft_config(method: str, hp: dict[str, Any]) -> Any:
+    """The PEFT config of an adapter method."""
+    from peft import IA3Config, LoraConfig, PrefixTuningConfig, PromptTuningConfig, TaskType
+
+    if method in ("lora", "qlora", "dora"):
+        return LoraConfig(
+            task_type=TaskType.CAUSAL_LM, r=hp["r"], lora_alpha=hp["lora_alpha"], lora_dropout=hp["lora_dropout"],
+            target_modules=hp["target_modules"], use_dora=method == "dora", bias="none",
+        )
+    if method == "ia3":
+        return IA3Config(task_type=TaskType.CAUSAL_LM, target_modules=hp["target_modules"],
+                         feedforward_modules=hp["feedforward_modules"])
+    if method == "prefix":
+        return PrefixTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=hp["num_virtual_tokens"])
+    if method == "prompt-tuning":
+        return PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=hp["num_virtual_tokens"])
+    raise ValueError(f"not an adapter method: {method}")
+
+
+def prepare(model: Any, method: str, hp: dict[str, Any], *, start_adapter: Any = None) -> tuple[Any, dict[str, Any]]:
+    """Wrap or freeze ``model`` for ``method``; continue a previous adapter when ``start_adapter`` is given."""
+    notes: dict[str, Any] = {"method": method}
+    if method == "qlora":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=hp["gradient_checkpointing"])
+        notes["quantization"] = "bitsandbytes nf4, double quantisation"
+    if method in ADAPTER_METHODS:
+        if start_adapter is not None:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, str(start_adapter), is_trainable=True)
+            notes["continued_adapter"] = str(start_adapter)
+        else:
+            from peft import get_peft_model
+
+            model = get_peft_model(model, peft_config(method, hp))
+        return model, notes
+    if method == "full":
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return model, notes
+    if method == "partial":
+        n = freeze_all_but_top(model, hp["trainable_layers"])
+        notes["trainable_layers"] = n
+        return model, notes
+    raise ValueError(f"unknown method {method}")
+
+
+def freeze_all_but_top(model: Any, n: int) -> int:
+    """Freeze every parameter, then unfreeze the last ``n`` transformer blocks and the final norm."""
+    from ftharness.errors import BadInput
+
+    blocks = decoder_blocks(model)
+    if not 1 <= n <= len(blocks):
+        raise BadInput(f"must be between 1 and the model's {len(blocks)} blocks, got {n}",
+                       field="hyperparameters.trainable_layers")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for block in blocks[-n:]:
+        for p in block.parameters():
+            p.requires_grad_(True)
+    norm = getattr(getattr(model, model.base_model_prefix, model), "norm", None)
+    if norm is not None:
+        for p in norm.parameters():
+            p.requires_grad_(True)
+    return n
+
+
+def decoder_blocks(model: Any) -> Any:
+    """The ModuleList of transformer blocks (the one as long as ``num_hidden_layers``)."""
+    import torch
+
+    want = model.config.get_text_config().num_hidden_layers
+    for _, module in model.named_modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == want:
+            return module
+    raise ValueError("could not find the model's transformer blocks")
+
+
+@hookimpl
+def register_trainers(register):
+    register(PeftTrainer())
