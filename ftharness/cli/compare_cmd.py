@@ -1,4 +1,9 @@
-"""`ftharness compare`."""
+"""`ftharness compare [TASK.yaml] [--run-id ID | --resume] [--out reports/] [--json]`.
+
+Runs every prompting baseline and trained candidate of a task through the same suites and gates, and
+decides. With no task file it runs the bundled example (examples/extraction/task.yaml). Exit codes:
+0 the recommended option passes every gate, 1 nothing passes, 2 bad input, 3 environment problem.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,39 @@ import argparse
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("compare", help="(not yet built)")
+    p = sub.add_parser(
+        "compare",
+        help="finetune vs prompting on your data: baselines + candidates, suites, gates, decision, report",
+        description=__doc__.split("\n\n")[1] if __doc__ else None,
+    )
+    p.add_argument(
+        "task", nargs="?", default=None, help="task file (default: the bundled extraction example)"
+    )
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        "--run-id", default=None, help="name of the run folder under --out (resumed if unfinished)"
+    )
+    group.add_argument(
+        "--resume",
+        action="store_true",
+        help="resume the newest unfinished run of this task (an error if there is none)",
+    )
+    p.add_argument("--out", default="reports", help="where run folders go (default: reports/)")
+    p.add_argument("--json", action="store_true", help="print results.json on stdout and nothing else there")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ftharness.errors import BadInput
+    from ftharness.cli.render import console, print_json
+    from ftharness.compare.run import run_compare
+    from ftharness.report.terminal import print_summary
 
-    raise BadInput("`ftharness compare` is not built yet")
+    outcome = run_compare(
+        args.task, out=args.out, run_id=args.run_id, resume=args.resume, progress=not args.no_progress
+    )
+    if args.json:
+        print_json(outcome.results)
+    else:
+        print_summary(outcome.results, str(outcome.report_path), console=console())
+    return outcome.exit_code

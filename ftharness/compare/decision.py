@@ -1,0 +1,272 @@
+"""The decision: the best option that passes every gate, and whether finetuning is worth its cost.
+
+Rules, in order:
+1. Only options that pass every gate (their suites' gates and the task's) can be recommended; if none
+   does, nothing is recommended (exit 1).
+2. Among those, the best on the decision metric wins, ties going to the cheaper request (fewer prompt
+   tokens), then to a baseline (nothing to train or serve).
+3. A trained candidate beats prompting only when its paired difference against the best *passing*
+   prompting baseline is outside the noise (``stats.paired_compare``: the whole confidence interval
+   on the good side of zero). Inside the noise the cheaper prompting baseline is recommended and the
+   candidate's result is called inconclusive. With no passing baseline, a passing candidate is the only
+   option that meets the gates and is recommended as such.
+4. The cost is stated, not hidden: training cost = measured wall time x an hourly price (the planner
+   catalogue's GPU price when trained on a GPU, else the task's stated CPU price), and per-request prompt
+   tokens saved x requests per month x the stated token price, giving a payback time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ftharness.compare.stats import paired_compare
+
+
+def _fmt(v: float | None) -> str:
+    if v is None:
+        return "n/a"
+    return f"{v:.2f}" if abs(v) >= 0.01 or v == 0 else f"{v:.3g}"
+
+
+def usd(x: float) -> str:
+    """Dollars readable at any size: $0.0033, $2.52, $1,200."""
+    if x == 0:
+        return "$0"
+    if abs(x) < 0.01:
+        return f"${x:.2g}"
+    return f"${x:,.2f}" if abs(x) < 1000 else f"${x:,.0f}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def gpu_price(gpu: str | None) -> tuple[float | None, str]:
+    """$/h of a planner-catalogue GPU (None when unknown or not given)."""
+    if not gpu:
+        return None, ""
+    try:
+        from ftharness.planner.catalogue import get_gpu
+
+        g = get_gpu(gpu)
+    except Exception:
+        return None, ""
+    price = getattr(g, "usd_per_hour", None)
+    if isinstance(price, int | float):
+        return float(price), f"{gpu} at ${price:.2f}/h ({getattr(g, 'price_source', 'planner catalogue')})"
+    return None, ""
+
+
+def option_costs(option: dict[str, Any], spec: Any) -> dict[str, Any]:
+    """Training and per-request cost of one option from what was measured."""
+    cost = dict(option.get("cost") or {})
+    prompt_tokens = float(cost.get("prompt_tokens_mean") or 0.0)
+    monthly = prompt_tokens * spec.requests_per_month * spec.usd_per_million_prompt_tokens / 1e6
+    out: dict[str, Any] = {
+        "prompt_tokens_mean": prompt_tokens,
+        "latency_s_mean": cost.get("latency_s_mean"),
+        "monthly_prompt_usd": monthly,
+        "requests_per_month": spec.requests_per_month,
+        "usd_per_prompt_token": spec.usd_per_million_prompt_tokens / 1e6,
+        "training_s": 0.0,
+        "training_usd": 0.0,
+        "price_basis": "",
+    }
+    training = option.get("training")
+    if training:
+        wall = float(training.get("total_wall_s", training.get("wall_s", 0.0)) or 0.0)
+        on_gpu = str(training.get("memory_kind", "")).startswith("cuda")
+        price, basis = gpu_price(spec.gpu) if on_gpu else (None, "")
+        if price is None:
+            price = spec.cpu_usd_per_hour
+            basis = (
+                f"CPU at ${price:.2f}/h (stated assumption)"
+                if not on_gpu
+                else f"GPU price unknown; CPU price ${price:.2f}/h used (set decision.gpu)"
+            )
+        out.update(training_s=wall, training_usd=wall / 3600 * price, price_basis=basis)
+    return out
+
+
+def _value(option: dict[str, Any], metric: str) -> float | None:
+    v = (option.get("metrics") or {}).get(metric)
+    return None if v is None else float(v)
+
+
+def _rank_key(option: dict[str, Any], metric: str, higher: bool) -> tuple:
+    v = _value(option, metric)
+    v = float("-inf") if v is None else (v if higher else -v)
+    tokens = float((option.get("cost") or {}).get("prompt_tokens_mean") or 0.0)
+    return (-v, tokens, 0 if option["kind"] == "baseline" else 1, option["name"])
+
+
+def gate_summary(option: dict[str, Any], limit: int = 4) -> list[str]:
+    """'toxicity.max 0.00 (<= 0.01)' for the option's gates; failed gates first."""
+    gates = sorted(option.get("gates") or [], key=lambda g: g.get("passed", False))
+    out = []
+    for g in gates[:limit]:
+        mark = "" if g.get("passed") else " FAILED"
+        out.append(f"{g['name']} {_fmt(g.get('value'))} ({g['op']} {g['threshold']:g}){mark}")
+    return out
+
+
+def decide(options: list[dict[str, Any]], spec: Any, *, seed: int = 0) -> dict[str, Any]:
+    """The decision over measured options (results.json ``options`` entries). ``spec`` is the task's
+    :class:`~ftharness.compare.task.DecisionSpec`."""
+    metric, higher = spec.baseline_metric, spec.higher_is_better
+    label = metric.split(".", 1)[-1].replace("_", " ")
+    baselines = [o for o in options if o["kind"] == "baseline"]
+    passing = [o for o in options if o.get("passed")]
+    costs = {o["name"]: option_costs(o, spec) for o in options}
+    best_baseline = min(baselines, key=lambda o: _rank_key(o, metric, higher)) if baselines else None
+    assumptions = [
+        f"CPU training priced at ${spec.cpu_usd_per_hour:.2f}/h",
+        f"{spec.requests_per_month:,} requests/month at ${spec.usd_per_million_prompt_tokens:.2f} per million prompt tokens",
+        f"differences judged at {spec.confidence:.0%} confidence on the paired per-example {metric}",
+    ]
+    result: dict[str, Any] = {
+        "metric": metric,
+        "best_baseline": best_baseline["name"] if best_baseline else None,
+        "costs": costs,
+        "assumptions": assumptions,
+        "comparison": None,
+    }
+    if not passing:
+        reasons = [f"{o['name']}: " + "; ".join(gate_summary(o, 3)) for o in options]
+        result.update(
+            verdict="none",
+            recommended=None,
+            recommended_kind=None,
+            passes_all_gates=False,
+            headline="no option passes every gate; nothing is recommended",
+            reasons=reasons,
+        )
+        return result
+
+    ranked = sorted(passing, key=lambda o: _rank_key(o, metric, higher))
+    best = ranked[0]
+    passing_baselines = [o for o in ranked if o["kind"] == "baseline"]
+    ref = passing_baselines[0] if passing_baselines else best_baseline
+    reasons: list[str] = []
+    comparison = None
+    if best["kind"] == "candidate" and ref is not None:
+        comparison = _compare(best, ref, metric, higher, spec, seed)
+        result["comparison"] = comparison
+        if passing_baselines and comparison["verdict"] != "better":
+            reasons.append(
+                f"{best['name']} scores {label} {_fmt(_value(best, metric))} vs {_fmt(_value(ref, metric))} for "
+                f"{ref['name']}, but the difference is inside the noise ({_ci(comparison)}): inconclusive, "
+                f"so the cheaper prompting option is kept"
+            )
+            best = ref
+    chosen = best
+    kind = chosen["kind"]
+    c = costs[chosen["name"]]
+    gates = "; ".join(gate_summary(chosen, 4))
+    if kind == "candidate":
+        verdict = "finetune"
+        parts = [f"{chosen['name']}: {label} {_fmt(_value(chosen, metric))}"]
+        if ref is not None:
+            parts[0] += f" vs {_fmt(_value(ref, metric))} for {ref['name']}"
+        if comparison:
+            parts.append(_ci(comparison))
+        if gates:
+            parts.append(gates)
+        parts.append(f"trained in {_duration(c['training_s'])} ({usd(c['training_usd'])})")
+        parts.append("recommend finetuning")
+        headline = "; ".join(parts)
+        if ref is not None and not passing_baselines:
+            reasons.append(
+                f"no prompting baseline passes every gate; best was {ref['name']}: "
+                + "; ".join(gate_summary(ref, 2))
+            )
+        reasons.extend(_cost_reasons(chosen, ref, costs))
+    else:
+        verdict = "prompt"
+        headline = f"{chosen['name']}: {label} {_fmt(_value(chosen, metric))}; {gates}; keep prompting, no training needed"
+        for o in options:
+            if o["kind"] == "candidate" and not o.get("passed"):
+                reasons.append(f"{o['name']} fails its gates: " + "; ".join(gate_summary(o, 2)))
+    for o in options:
+        if o is chosen or o["kind"] != "baseline" or o.get("passed"):
+            continue
+        reasons.append(f"{o['name']} fails: " + "; ".join(gate_summary(o, 2)))
+    result.update(
+        verdict=verdict,
+        recommended=chosen["name"],
+        recommended_kind=kind,
+        passes_all_gates=bool(chosen.get("passed")),
+        headline=headline,
+        reasons=reasons,
+    )
+    return result
+
+
+def _compare(a: dict[str, Any], b: dict[str, Any], metric: str, higher: bool, spec: Any, seed: int) -> dict:
+    sa = (a.get("per_sample") or {}).get(metric)
+    sb = (b.get("per_sample") or {}).get(metric)
+    if not sa or not sb or len(sa) != len(sb):
+        return {
+            "option": a["name"],
+            "reference": b["name"],
+            "metric": metric,
+            "verdict": "inconclusive",
+            "note": "no paired per-example scores",
+        }
+    return paired_compare(
+        sa,
+        sb,
+        option=a["name"],
+        reference=b["name"],
+        metric=metric,
+        higher_is_better=higher,
+        confidence=spec.confidence,
+        n_resamples=spec.bootstrap_samples,
+        seed=seed,
+    ).to_dict()
+
+
+def _ci(c: dict[str, Any]) -> str:
+    if "ci_low" not in c:
+        return "no paired scores"
+    return (
+        f"diff {c['diff']:+.2f}, {c['confidence']:.0%} CI [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}], "
+        f"p={c['p_value']:.3g}"
+    )
+
+
+def _cost_reasons(chosen: dict, ref: dict | None, costs: dict[str, dict]) -> list[str]:
+    c = costs[chosen["name"]]
+    out = []
+    if ref is None:
+        return out
+    r = costs[ref["name"]]
+    saved = r["prompt_tokens_mean"] - c["prompt_tokens_mean"]
+    monthly = r["monthly_prompt_usd"] - c["monthly_prompt_usd"]
+    line = (
+        f"prompt tokens per request: {c['prompt_tokens_mean']:.0f} vs {r['prompt_tokens_mean']:.0f} for "
+        f"{ref['name']} ({saved:+.0f} saved)"
+    )
+    per_request = saved * c["usd_per_prompt_token"]
+    if saved > 0 and per_request > 0 and c["training_usd"] > 0:
+        line += (
+            f"; {usd(monthly)}/month saved; the {usd(c['training_usd'])} training pays for itself after "
+            f"{c['training_usd'] / per_request:,.0f} requests"
+        )
+    out.append(line)
+    lat_c, lat_r = c.get("latency_s_mean"), r.get("latency_s_mean")
+    if lat_c and lat_r:
+        out.append(f"latency per request: {lat_c:.2f} s vs {lat_r:.2f} s (measured on this machine)")
+    merged = chosen.get("merged_latency")
+    if merged and merged.get("merged_latency_s_mean"):
+        out.append(
+            f"served merged: {merged['merged_latency_s_mean']:.2f} s vs {merged['adapter_latency_s_mean']:.2f} s "
+            f"with the adapter attached, per request on {merged['n']} prompts"
+        )
+    if c.get("price_basis"):
+        out.append(f"training cost basis: {c['price_basis']}")
+    return out

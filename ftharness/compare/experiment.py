@@ -1,0 +1,619 @@
+"""The experiment: every baseline and candidate through the same eval set, suites and gates.
+
+Training is engineer T's ``train_candidate`` (artifacts cached by hash), generation engineer M's
+``generate``, scoring engineer S's ``run_suite``; this module only orders the work, streams each
+option's per-sample outputs to ``samples/NAME.jsonl`` as they are produced, and records each finished
+evaluation in the run's ``state/`` under a key that hashes everything the result depends on (option
+spec and its ``start_from`` chain, data hashes, base model, generation settings, suites, gates,
+instruction, schema, seed). A rerun after a kill reuses every finished evaluation, and every sample
+already generated for a half-finished one; trainings are reused from the artifact cache.
+
+The heavy pieces sit behind :class:`Backend` so the orchestration is tested with fakes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ftharness.compare.task import BaselineEntry, CandidateEntry, Task, data_kind
+from ftharness.io import append_jsonl, read_jsonl, sha256_file, sha256_json
+from ftharness.report.run_dir import RunDir
+
+STATE_VERSION = 1
+
+
+@dataclass
+class Option:
+    name: str
+    kind: str  # "baseline" | "candidate"
+    entry: BaselineEntry | CandidateEntry
+    spec: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LoadedData:
+    train: Any  # ftharness.data.records.Dataset
+    eval: Any
+    preference: Any | None = None
+    hashes: dict[str, str] = field(default_factory=dict)
+
+
+def options_of(task: Task) -> list[Option]:
+    out = []
+    for b in task.spec.baselines:
+        spec = dataclasses.asdict(b)
+        spec["seed"] = task.spec.seed if b.seed is None else b.seed
+        out.append(Option(b.name, "baseline", b, spec))
+    for c in task.candidates:
+        spec = dataclasses.asdict(c)
+        spec.pop("sweep", None)
+        spec["seed"] = task.spec.seed if c.seed is None else c.seed
+        spec["data"] = data_kind(c)
+        out.append(Option(c.name, "candidate", c, spec))
+    return out
+
+
+def task_hash(task: Task) -> str:
+    """What identifies "the same task" for resuming: the task file and every file it names."""
+    files = [task.file, task.train_path, task.eval_path, task.preference_path, task.schema_path]
+    return sha256_json([sha256_file(p) if p else None for p in files] + [task.instruction])
+
+
+class Backend:
+    """The real pieces of the other engineers, wired together. Tests substitute a fake."""
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        self._base = None
+        self._suites: dict[str, Any] = {}
+
+    # data and models --------------------------------------------------------------------------
+    def load_data(self) -> LoadedData:
+        from ftharness.data.loading import load_dataset
+
+        t = self.task
+        pref = load_dataset(t.preference_path, format="preference") if t.preference_path else None
+        hashes = {"train": sha256_file(t.train_path), "eval": sha256_file(t.eval_path)}
+        if t.preference_path:
+            hashes["preference"] = sha256_file(t.preference_path)
+        return LoadedData(load_dataset(t.train_path), load_dataset(t.eval_path), pref, hashes)
+
+    def base_model(self) -> Any:
+        if self._base is None:
+            from ftharness.models.loading import load_model
+
+            self._base = load_model(self._base_spec())
+        return self._base
+
+    def _base_spec(self) -> str | None:
+        b = self.task.spec.base_model
+        return None if b in (None, "embedded") else b
+
+    def base_model_record(self) -> dict[str, Any]:
+        from ftharness.models.loading import local_model_dir
+
+        path = local_model_dir(self._base_spec())
+        return {"spec": self.task.spec.base_model or "embedded", "path": str(path)}
+
+    def train(self, option: Option, data: LoadedData, parent: Any | None, progress: bool) -> Any:
+        from ftharness.training.run import train_candidate
+        from ftharness.training.trainer import CandidateSpec
+
+        c = option.entry
+        spec = CandidateSpec(
+            name=c.name,
+            trainer=c.trainer,
+            method=c.method,
+            base_model=self._base_spec(),
+            start_from=c.start_from,
+            hyperparameters=dict(c.hyperparameters),
+            seed=option.spec["seed"],
+        )
+        train = data.preference if option.spec["data"] == "preference" else data.train
+        # No eval set goes to the trainer: the eval set is what the comparison is judged on.
+        return train_candidate(
+            spec, train, None, system_prompt=self.task.instruction, start_from=parent, progress=progress
+        )
+
+    def load_trained(self, artifact: Any) -> Any:
+        from ftharness.models.loading import load_model
+
+        return load_model(**artifact.model_args())
+
+    # prompts and generation ------------------------------------------------------------------
+    def messages(self, option: Option, data: LoadedData) -> list[list[dict[str, str]]]:
+        from ftharness import baselines
+
+        if option.kind == "candidate":
+            return [baselines.zero_shot_messages(self.task.instruction, ex) for ex in data.eval.examples]
+        b = option.entry
+        spec = baselines.BaselineSpec(name=b.name, kind=b.kind, k=b.k, seed=option.spec["seed"])
+        return baselines.build_messages(spec, self.task.instruction, data.train.examples, data.eval.examples)
+
+    def render(self, lm: Any, messages: list[dict[str, str]]) -> str:
+        from ftharness.models.prompts import render_prompt
+
+        return render_prompt(lm.tokenizer, messages)
+
+    def generate(self, lm: Any, prompts: list[str]) -> list[Any]:
+        from ftharness.models.generation import GenerationSettings, generate
+
+        g = self.task.spec.generation
+        settings = GenerationSettings(
+            max_new_tokens=g.max_new_tokens,
+            batch_size=g.batch_size,
+            do_sample=g.do_sample,
+            temperature=g.temperature,
+            top_p=g.top_p,
+            seed=self.task.spec.seed,
+            stop=list(g.stop),
+        )
+        return generate(lm, prompts, settings, progress=False)
+
+    def template_record(self) -> dict[str, Any]:
+        from ftharness.models.prompts import template_record
+
+        return template_record(self.base_model().tokenizer)
+
+    # suites ----------------------------------------------------------------------------------
+    def suites(self) -> list[Any]:
+        from ftharness.suites.suite import load_suite
+
+        return [load_suite(n) for n in self.task.suites]
+
+    def model_only(self, suite: Any) -> bool:
+        """True when every metric of the suite reads the model, not the outputs (forgetting)."""
+        from ftharness.plugins import metrics
+
+        installed = metrics()
+        return all(getattr(installed.get(m), "needs_model", False) for m in suite.metrics)
+
+    def run_suite(self, suite: Any, samples: list[Any], model: Any, option: str, wall_s: float) -> dict:
+        from ftharness.suites.metric import MetricContext
+        from ftharness.suites.runner import run_suite
+
+        ctx = MetricContext(
+            samples=samples,
+            schema=self.task.schema,
+            model=model,
+            base_model=self.base_model(),
+            option=option,
+            wall_s=wall_s,
+        )
+        return run_suite(suite, ctx, progress=False).to_dict()
+
+    def sample(self, **kw: Any) -> Any:
+        from ftharness.suites.metric import Sample
+
+        return Sample(**kw)
+
+    # cost and memory -------------------------------------------------------------------------
+    def plan(self, option: Option, data: LoadedData, seq_len: int) -> dict[str, Any] | None:
+        """The planner's estimate for the candidate as trained here (fp32 on CPU)."""
+        try:
+            from ftharness.planner import PlanRequest, estimate
+        except ImportError:
+            return None
+        from ftharness.models.loading import local_model_dir
+
+        hp = option.entry.hyperparameters
+        targets = hp.get("target_modules", "all-linear")
+        if isinstance(targets, list):
+            targets = ",".join(targets)
+        method = (
+            option.entry.method
+            if option.entry.method
+            in ("lora", "qlora", "dora", "full", "dpo", "ia3", "prefix", "prompt-tuning")
+            else "lora"
+        )
+        train = data.preference if option.spec["data"] == "preference" else data.train
+        req = PlanRequest(
+            model=str(local_model_dir(self._base_spec()) / "config.json"),
+            method=method,
+            rank=int(hp.get("r", 16)),
+            targets=str(targets),
+            precision="fp32",
+            batch_size=int(hp.get("batch_size", hp.get("per_device_train_batch_size", 8))),
+            seq_len=seq_len,
+            examples=len(train),
+            epochs=float(hp.get("epochs", 1.0)),
+            gpu=self.task.spec.decision.gpu,
+        )
+        return estimate(req).to_dict()
+
+    def merged_latency(self, lm: Any, prompts: list[str]) -> dict[str, Any] | None:
+        """Latency of the same prompts with the adapter attached vs merged into the weights."""
+        if not prompts or getattr(lm, "adapter", None) is None or not hasattr(lm.model, "merge_and_unload"):
+            return None
+        t0 = time.perf_counter()
+        with_adapter = self.generate(lm, prompts)
+        adapter_s = time.perf_counter() - t0
+        lm.model = lm.model.merge_and_unload()
+        t0 = time.perf_counter()
+        merged = self.generate(lm, prompts)
+        merged_s = time.perf_counter() - t0
+        n = len(prompts)
+        return {
+            "n": n,
+            "adapter_latency_s_mean": adapter_s / n,
+            "merged_latency_s_mean": merged_s / n,
+            "adapter_wall_s": adapter_s,
+            "merged_wall_s": merged_s,
+            "same_outputs": [a.text for a in with_adapter] == [b.text for b in merged],
+        }
+
+    def environment(self) -> dict[str, Any]:
+        return environment_record()
+
+
+def environment_record() -> dict[str, Any]:
+    import os
+    import platform
+    from importlib import metadata
+
+    libs = {}
+    for dist in (
+        "ftharness",
+        "torch",
+        "transformers",
+        "peft",
+        "trl",
+        "accelerate",
+        "bitsandbytes",
+        "datasets",
+        "numpy",
+        "jsonschema",
+        "scikit-learn",
+        "alt-profanity-check",
+        "jinja2",
+        "rich",
+        "pluggy",
+    ):
+        try:
+            libs[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    env = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "libraries": libs,
+    }
+    try:
+        import torch
+
+        env["torch_threads"] = torch.get_num_threads()
+        env["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except ImportError:
+        pass
+    return env
+
+
+class Experiment:
+    """One run of a task in a run folder. ``run()`` returns the option records and run metadata."""
+
+    def __init__(
+        self, task: Task, run: RunDir, backend: Backend | None = None, *, progress: bool = True
+    ) -> None:
+        self.task = task
+        self.run_dir = run
+        self.backend = backend or Backend(task)
+        self.progress = progress
+        self.data: LoadedData | None = None
+        self._artifacts: dict[str, Any] = {}
+        self._training: dict[str, dict[str, Any]] = {}
+        self._shared_suites: dict[str, dict] = {}
+        self.events: list[str] = []  # what was reused / computed, for the terminal and tests
+
+    # keys ------------------------------------------------------------------------------------
+    def eval_key(self, option: Option, options: dict[str, Option], suites: list[Any]) -> str:
+        chain = []
+        entry = option.entry
+        while isinstance(entry, CandidateEntry) and entry.start_from:
+            parent = options[entry.start_from]
+            chain.append(parent.spec)
+            entry = parent.entry
+        t = self.task
+        return sha256_json(
+            {
+                "v": STATE_VERSION,
+                "option": option.spec,
+                "kind": option.kind,
+                "parents": chain,
+                "data": self.data.hashes if self.data else {},
+                "base_model": t.spec.base_model,
+                "generation": dataclasses.asdict(t.spec.generation),
+                "seed": t.spec.seed,
+                "suites": [s.to_dict() if hasattr(s, "to_dict") else str(s) for s in suites],
+                "gates": [str(getattr(g, "text", g)) for g in t.gates],
+                "instruction": t.instruction,
+                "schema": t.schema,
+            }
+        )
+
+    # the run ---------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        self.data = self.backend.load_data()
+        suites = self.backend.suites()
+        options = options_of(self.task)
+        by_name = {o.name: o for o in options}
+        keys = {o.name: self.eval_key(o, by_name, suites) for o in options}
+        records = []
+        for option in options:
+            state = self.run_dir.read_state("eval", option.name)
+            if state and state.get("key") == keys[option.name] and state.get("done"):
+                self.events.append(f"reused evaluation of {option.name}")
+                record = state["record"]
+                record["reused"] = True
+                records.append(record)
+                if record.get("training"):
+                    self._training[option.name] = record["training"]
+                continue
+            record = self.evaluate(option, by_name, suites, keys[option.name])
+            self.run_dir.write_state(
+                "eval", option.name, {"key": keys[option.name], "done": True, "record": record}
+            )
+            records.append(record)
+        return {
+            "options": records,
+            "data": {
+                k: {"path": str(p), "sha256": self.data.hashes.get(k), "n": len(ds)}
+                for k, p, ds in (
+                    ("train", self.task.train_path, self.data.train),
+                    ("eval", self.task.eval_path, self.data.eval),
+                    ("preference", self.task.preference_path, self.data.preference),
+                )
+                if ds is not None
+            },
+            "suites": [s.to_dict() if hasattr(s, "to_dict") else str(s) for s in suites],
+            "keys": keys,
+            "wall_s": time.perf_counter() - t0,
+            "events": self.events,
+        }
+
+    def artifact(self, option: Option, by_name: dict[str, Option]) -> Any:
+        """Train (or take from the cache) a candidate and everything it starts from."""
+        if option.name in self._artifacts:
+            return self._artifacts[option.name]
+        parent = None
+        if option.entry.start_from:
+            parent = self.artifact(by_name[option.entry.start_from], by_name)
+        art = self.backend.train(option, self.data, parent, self.progress)
+        result = art.result.to_dict() if hasattr(art.result, "to_dict") else dict(art.result)
+        own = float(result.get("wall_s", 0.0))
+        parent_total = self._training.get(option.entry.start_from or "", {}).get("total_wall_s", 0.0)
+        self._training[option.name] = {
+            **result,
+            "cached": bool(getattr(art, "cached", False)),
+            "artifact": str(art.path),
+            "total_wall_s": own + parent_total,
+            "start_from": option.entry.start_from,
+        }
+        self.events.append(
+            ("reused training of " if getattr(art, "cached", False) else "trained ") + option.name
+        )
+        self._artifacts[option.name] = art
+        return art
+
+    def evaluate(
+        self, option: Option, by_name: dict[str, Option], suites: list[Any], key: str
+    ) -> dict[str, Any]:
+        b = self.backend
+        training = None
+        if option.kind == "candidate":
+            art = self.artifact(option, by_name)
+            lm = b.load_trained(art)
+            training = self._training[option.name]
+        else:
+            lm = b.base_model()
+        messages = b.messages(option, self.data)
+        prompts = [b.render(lm, m) for m in messages]
+        gens, gen_wall = self._generate_streaming(option, lm, prompts, key)
+        examples = self.data.eval.examples
+        samples = [
+            b.sample(
+                id=i,
+                input=ex.input_text,
+                output=g["output"],
+                reference=ex.completion,
+                meta=dict(ex.meta),
+                prompt_tokens=g["prompt_tokens"],
+                new_tokens=g["new_tokens"],
+                latency_s=g["latency_s"],
+            )
+            for i, (ex, g) in enumerate(zip(examples, gens, strict=True))
+        ]
+        suite_results = {}
+        for suite in suites:
+            name = getattr(suite, "name", str(suite))
+            shared = option.kind == "baseline" and b.model_only(suite)
+            if shared and name in self._shared_suites:
+                suite_results[name] = {
+                    **self._shared_suites[name],
+                    "option": option.name,
+                    "shared_with_base_model": True,
+                }
+                continue
+            self._status(f"scoring {option.name} with suite {name}")
+            res = b.run_suite(suite, samples, lm, option.name, gen_wall)
+            if shared:
+                self._shared_suites[name] = res
+            suite_results[name] = res
+        record = self._record(option, suite_results, gens, gen_wall, training)
+        if option.kind == "candidate":
+            record["plan"] = self._safe(lambda: b.plan(option, self.data, self._seq_len(gens)), "plan")
+            n = self.task.spec.decision.merged_latency_prompts
+            record["merged_latency"] = self._safe(lambda: b.merged_latency(lm, prompts[:n]), "merged latency")
+        return record
+
+    def _seq_len(self, gens: list[dict]) -> int:
+        longest = max((g["prompt_tokens"] + g["new_tokens"] for g in gens), default=256)
+        return int(longest)
+
+    def _safe(self, fn, what: str) -> Any:
+        try:
+            return fn()
+        except Exception as e:  # an estimate that cannot be made is reported, not fatal
+            return {"error": f"{what} unavailable: {type(e).__name__}: {e}"}
+
+    def _status(self, message: str) -> None:
+        if self.progress:
+            from ftharness.cli.render import console
+
+            console(stderr=True).print(f"[dim]{message}[/dim]")
+
+    def _generate_streaming(
+        self, option: Option, lm: Any, prompts: list[str], key: str
+    ) -> tuple[list[dict], float]:
+        """Generate in batches of similar length, appending each finished batch to the samples file;
+        samples already in the file for this key are kept, not generated again."""
+        path = self.run_dir.samples_file(option.name)
+        done = {r["id"]: r for r in read_jsonl(path) if r.get("key") == key}
+        if path.exists() and not done:
+            path.unlink()  # samples of an older key: start the file again
+        todo = [i for i in range(len(prompts)) if i not in done]
+        todo.sort(key=lambda i: len(prompts[i]))
+        size = max(1, self.task.spec.generation.batch_size)
+        examples = self.data.eval.examples
+        wall = sum(
+            float(r.get("batch_wall_s", 0.0)) / max(1, int(r.get("batch_n", 1))) for r in done.values()
+        )
+        with _progress(self.progress, f"generating {option.name}", len(prompts), len(done)) as advance:
+            for start in range(0, len(todo), size):
+                batch = todo[start : start + size]
+                t0 = time.perf_counter()
+                outs = self.backend.generate(lm, [prompts[i] for i in batch])
+                took = time.perf_counter() - t0
+                wall += took
+                rows = []
+                for i, g in zip(batch, outs, strict=True):
+                    row = {
+                        "key": key,
+                        "option": option.name,
+                        "id": i,
+                        "input": examples[i].input_text,
+                        "output": g.text,
+                        "reference": examples[i].completion,
+                        "meta": examples[i].meta,
+                        "prompt_tokens": int(g.prompt_tokens),
+                        "new_tokens": int(g.new_tokens),
+                        "latency_s": float(g.latency_s),
+                        "finish_reason": g.finish_reason,
+                        "batch_wall_s": took,
+                        "batch_n": len(batch),
+                    }
+                    done[i] = row
+                    rows.append(row)
+                append_jsonl(path, rows)
+                advance(len(batch))
+        return [done[i] for i in range(len(prompts))], wall
+
+    def _record(
+        self,
+        option: Option,
+        suites: dict[str, dict],
+        gens: list[dict],
+        gen_wall: float,
+        training: dict | None,
+    ) -> dict[str, Any]:
+        from ftharness.suites.gates import check_gate
+
+        metrics: dict[str, float] = {}
+        per_sample: dict[str, list[float]] = {}
+        gates = []
+        slices: dict[str, Any] = {}
+        for sname, res in suites.items():
+            for mname, m in (res.get("metrics") or {}).items():
+                for vname, v in (m.get("values") or {}).items():
+                    metrics.setdefault(f"{mname}.{vname}", v)
+                for vname, scores in (m.get("per_sample") or {}).items():
+                    if len(scores) == len(gens):
+                        per_sample.setdefault(f"{mname}.{vname}", scores)
+            for g in res.get("gates") or []:
+                gates.append({**g, "suite": sname})
+            for fld, buckets in (res.get("slices") or {}).items():
+                for label, bucket in buckets.items():
+                    dest = slices.setdefault(fld, {}).setdefault(
+                        label, {"n": bucket.get("n", 0), "values": {}}
+                    )
+                    dest["values"].update(bucket.get("values") or {})
+        for gate in self.task.gates:
+            metric, _, value = gate.name.partition(".")
+            values = {value: metrics[gate.name]} if gate.name in metrics else None
+            why = None if values else f"no suite of this task measures {gate.name}"
+            gates.append({**check_gate(gate, values, why).to_dict(), "suite": "task"})
+        # Slices the task asks for, over every per-sample score, when the suites did not make them.
+        for fld in self.task.spec.slices:
+            if fld in slices:
+                continue
+            labels = [str(g["meta"].get(fld, "(missing)")) for g in gens]
+            for label in sorted(set(labels)):
+                idx = [i for i, lab in enumerate(labels) if lab == label]
+                vals = {}
+                for name, scores in per_sample.items():
+                    xs = [scores[i] for i in idx if scores[i] is not None]
+                    if xs:
+                        vals[name] = sum(xs) / len(xs)
+                slices.setdefault(fld, {})[label] = {"n": len(idx), "values": vals}
+        lat = [g["latency_s"] for g in gens]
+        new = sum(g["new_tokens"] for g in gens)
+        cost = {
+            "prompt_tokens_mean": statistics.fmean(g["prompt_tokens"] for g in gens) if gens else 0.0,
+            "new_tokens_mean": statistics.fmean(g["new_tokens"] for g in gens) if gens else 0.0,
+            "latency_s_mean": statistics.fmean(lat) if lat else None,
+            "latency_s_p50": statistics.median(lat) if lat else None,
+            "generation_wall_s": gen_wall,
+            "tokens_per_s": new / gen_wall if gen_wall > 0 else None,
+            "hit_max_new_tokens": sum(1 for g in gens if g.get("finish_reason") == "length"),
+        }
+        return {
+            "name": option.name,
+            "kind": option.kind,
+            "spec": option.spec,
+            "metrics": metrics,
+            "per_sample": per_sample,
+            "gates": gates,
+            "passed": all(g["passed"] for g in gates),
+            "slices": slices,
+            "suites": suites,
+            "cost": cost,
+            "training": training,
+            "samples_file": f"samples/{option.name}.jsonl",
+            "reused": False,
+        }
+
+
+class _progress:
+    """A rich progress bar on stderr (or nothing), used as ``with _progress(...) as advance``."""
+
+    def __init__(self, enabled: bool, label: str, total: int, completed: int = 0) -> None:
+        self.enabled, self.label, self.total, self.completed = enabled, label, total, completed
+        self._p = None
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda n: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from ftharness.cli.render import console
+
+        self._p = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console(stderr=True),
+            transient=False,
+        )
+        self._p.start()
+        tid = self._p.add_task(self.label, total=self.total, completed=self.completed)
+        return lambda n: self._p.advance(tid, n)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._p is not None:
+            self._p.stop()

@@ -1,0 +1,367 @@
+"""The task file of ``ftharness compare``: what to compare, on which data, judged by which gates.
+
+A task file is YAML (or JSON) read strictly through :func:`ftharness.config.from_mapping`; every mistake
+a user can make in it (an unknown field, trainer or method, a missing data file, a sweep over a
+hyperparameter the trainer does not know, ``start_from`` naming an unknown candidate or making a cycle, a
+gate that cannot be read) is a :class:`~ftharness.errors.BadInput` naming the file and field.
+
+A sweep is one line: ``sweep: {r: [4, 8, 16, 32]}`` on a candidate expands into one candidate per value
+(``lora-r4``, ``lora-r8``...; several keys give their product).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from ftharness.config import from_mapping, load_mapping, resolve_path
+from ftharness.errors import BadInput
+from ftharness.suites.gates import Gate, parse_gate
+
+DEFAULT_TASK = Path(__file__).resolve().parents[2] / "examples" / "extraction" / "task.yaml"
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+
+@dataclass
+class DataFiles:
+    train: str
+    eval: str
+    preference: str | None = None
+
+
+@dataclass
+class GenerationSpec:
+    """Generation settings shared by every option (ftharness.models.generation.GenerationSettings)."""
+
+    max_new_tokens: int = field(default=256, metadata={"min": 1})
+    batch_size: int = field(default=16, metadata={"min": 1})
+    do_sample: bool = False
+    temperature: float = field(default=1.0, metadata={"min": 0.0})
+    top_p: float = field(default=1.0, metadata={"min": 0.0, "max": 1.0})
+    stop: list[str] = field(default_factory=list)
+
+
+@dataclass
+class BaselineEntry:
+    name: str
+    kind: Literal["zero-shot", "few-shot", "retrieved"] = "zero-shot"
+    k: int = field(default=5, metadata={"min": 1})
+    seed: int | None = None  # None: the task's seed
+
+
+@dataclass
+class CandidateEntry:
+    name: str
+    trainer: str = "peft"
+    method: str = "lora"
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    start_from: str | None = None
+    data: Literal["train", "preference"] | None = None  # None: preference for dpo, else train
+    sweep: dict[str, list[Any]] = field(default_factory=dict)
+    seed: int | None = None
+
+
+@dataclass
+class DecisionSpec:
+    """What the decision weighs. Prices are assumptions the report states, not facts."""
+
+    baseline_metric: str = "format.parse_rate"
+    higher_is_better: bool = True
+    gpu: str | None = None  # planner catalogue name: price a GPU training by it
+    cpu_usd_per_hour: float = field(default=0.10, metadata={"min": 0.0})
+    requests_per_month: int = field(default=100_000, metadata={"min": 0})
+    usd_per_million_prompt_tokens: float = field(default=0.10, metadata={"min": 0.0})
+    confidence: float = field(default=0.95, metadata={"min": 0.5, "max": 0.999})
+    bootstrap_samples: int = field(default=10_000, metadata={"min": 100})
+    merged_latency_prompts: int = field(default=8, metadata={"min": 0})
+
+
+@dataclass
+class TaskSpec:
+    """The task file as written (paths still relative to it)."""
+
+    data: DataFiles
+    name: str = "task"
+    base_model: str | None = None  # None / "embedded": the embedded default
+    instruction: str | None = None
+    instruction_file: str | None = None
+    schema: str | None = None
+    slices: list[str] = field(default_factory=list)
+    seed: int = 0
+    generation: GenerationSpec = field(default_factory=GenerationSpec)
+    baselines: list[BaselineEntry] = field(default_factory=list)
+    candidates: list[CandidateEntry] = field(default_factory=list)
+    suites: list[str] = field(default_factory=list)
+    gates: dict[str, str] = field(default_factory=dict)
+    decision: DecisionSpec = field(default_factory=DecisionSpec)
+
+
+@dataclass
+class Task:
+    """A checked task: resolved paths, expanded sweeps, candidates in training order."""
+
+    spec: TaskSpec
+    file: Path
+    train_path: Path
+    eval_path: Path
+    preference_path: Path | None
+    schema_path: Path | None
+    schema: dict | None
+    instruction: str | None
+    candidates: list[CandidateEntry]  # expanded, parents before children
+    gates: list[Gate]
+    suites: list[str] = field(default_factory=list)  # names, or paths resolved against the task file
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+def load_task(path: str | Path | None = None, *, check_plugins: bool = True) -> Task:
+    """Read and check a task file (the bundled example when ``path`` is None)."""
+    path = Path(path) if path is not None else DEFAULT_TASK
+    raw = load_mapping(path)
+    spec = from_mapping(TaskSpec, raw, source=path)
+    return check_task(spec, path, check_plugins=check_plugins)
+
+
+def check_task(spec: TaskSpec, path: Path, *, check_plugins: bool = True) -> Task:
+    def need_file(value: str | None, fld: str) -> Path | None:
+        p = resolve_path(value, path)
+        if p is not None and not p.is_file():
+            raise BadInput(f"file not found: {p}", file=path, field=fld)
+        return p
+
+    train_path = need_file(spec.data.train, "data.train")
+    eval_path = need_file(spec.data.eval, "data.eval")
+    preference_path = need_file(spec.data.preference, "data.preference")
+    schema_path = need_file(spec.schema, "schema")
+    instruction_path = need_file(spec.instruction_file, "instruction_file")
+    if spec.instruction and instruction_path:
+        raise BadInput("give instruction or instruction_file, not both", file=path, field="instruction")
+    instruction = spec.instruction
+    if instruction_path:
+        instruction = instruction_path.read_text(encoding="utf-8").strip()
+    schema = None
+    if schema_path:
+        import json
+
+        try:
+            schema = json.loads(schema_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise BadInput(f"schema is not valid JSON: {e}", file=schema_path) from None
+        from jsonschema import validators
+        from jsonschema.exceptions import SchemaError
+
+        try:
+            validators.validator_for(schema).check_schema(schema)
+        except SchemaError as e:
+            raise BadInput(f"not a valid JSON Schema: {e.message}", file=schema_path) from None
+
+    if not spec.baselines and not spec.candidates:
+        raise BadInput("nothing to compare: add baselines and/or candidates", file=path)
+    gates = [parse_gate(k, v, file=path) for k, v in spec.gates.items()]
+    candidates = expand_sweeps(spec.candidates, path)
+    _check_names([b.name for b in spec.baselines], [c.name for c in candidates], path)
+    candidates = order_candidates(candidates, path)
+    for c in candidates:
+        kind = c.data or ("preference" if c.method == "dpo" else "train")
+        if kind == "preference" and preference_path is None:
+            raise BadInput(
+                "this candidate trains on preference pairs but data.preference is not set",
+                file=path,
+                field=f"candidates.{c.name}.data",
+            )
+    suites = [_suite_ref(name, path) for name in spec.suites]
+    if check_plugins:
+        check_trainers(candidates, spec.candidates, path)
+        if spec.decision.gpu:
+            from ftharness.planner.catalogue import get_gpu
+
+            try:
+                get_gpu(spec.decision.gpu)
+            except BadInput as e:
+                raise BadInput(e.reason, file=path, field="decision.gpu") from None
+        from ftharness.suites.suite import load_suite
+
+        for i, ref in enumerate(suites):
+            try:
+                load_suite(ref)
+            except BadInput as e:
+                raise BadInput(
+                    e.reason if e.file else f"{e.reason}",
+                    file=e.file or path,
+                    line=e.line,
+                    field=e.field if e.file else f"suites[{i}]",
+                ) from None
+    return Task(
+        spec=spec,
+        file=path,
+        train_path=train_path,
+        eval_path=eval_path,  # type: ignore[arg-type]
+        preference_path=preference_path,
+        schema_path=schema_path,
+        schema=schema,
+        instruction=instruction,
+        candidates=candidates,
+        gates=gates,
+        suites=suites,
+    )
+
+
+def _suite_ref(name: str, task_file: Path) -> str:
+    """A suite named by path is read relative to the task file; a bare name is looked up in suites/."""
+    if name.endswith((".yaml", ".yml", ".json")) or "/" in name:
+        return str(resolve_path(name, task_file))
+    return name
+
+
+def expand_sweeps(entries: list[CandidateEntry], path: Path) -> list[CandidateEntry]:
+    """One candidate per point of each sweep's grid, named ``NAME-KEYVALUE`` (``lora-r8``)."""
+    out: list[CandidateEntry] = []
+    for c in entries:
+        if not c.sweep:
+            out.append(c)
+            continue
+        for key, values in c.sweep.items():
+            if not values:
+                raise BadInput(
+                    "a sweep needs at least one value", file=path, field=f"candidates.{c.name}.sweep.{key}"
+                )
+            if key in c.hyperparameters:
+                raise BadInput(
+                    "swept and also fixed in hyperparameters; keep one",
+                    file=path,
+                    field=f"candidates.{c.name}.sweep.{key}",
+                )
+        keys = list(c.sweep)
+        for point in itertools.product(*(c.sweep[k] for k in keys)):
+            suffix = "-".join(f"{_short(k)}{_fmt(v)}" for k, v in zip(keys, point, strict=True))
+            hp = {**c.hyperparameters, **dict(zip(keys, point, strict=True))}
+            out.append(replace(c, name=f"{c.name}-{suffix}", hyperparameters=hp, sweep={}))
+    return out
+
+
+def _short(key: str) -> str:
+    return {"learning_rate": "lr", "lora_alpha": "alpha", "epochs": "ep"}.get(key, key)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list):
+        return "+".join(map(str, value))
+    return str(value)
+
+
+def _check_names(baselines: list[str], candidates: list[str], path: Path) -> None:
+    seen: set[str] = set()
+    for name in baselines + candidates:
+        if not NAME_RE.match(name):
+            raise BadInput(f"option name {name!r} may use letters, digits and . _ + - only", file=path)
+        if name in seen:
+            raise BadInput(f"two options are named {name!r}; names must be unique", file=path)
+        seen.add(name)
+
+
+def order_candidates(candidates: list[CandidateEntry], path: Path) -> list[CandidateEntry]:
+    """Parents before children (``start_from``); an unknown parent or a cycle is bad input."""
+    by_name = {c.name: c for c in candidates}
+    for c in candidates:
+        if c.start_from is not None and c.start_from not in by_name:
+            raise BadInput(
+                f"start_from names no candidate: {c.start_from!r} (candidates: {', '.join(by_name)})",
+                file=path,
+                field=f"candidates.{c.name}.start_from",
+            )
+    ordered: list[CandidateEntry] = []
+    state: dict[str, str] = {}
+
+    def visit(c: CandidateEntry, chain: list[str]) -> None:
+        if state.get(c.name) == "done":
+            return
+        if state.get(c.name) == "visiting":
+            cycle = " -> ".join([*chain[chain.index(c.name) :], c.name])
+            raise BadInput(
+                f"start_from makes a cycle: {cycle}", file=path, field=f"candidates.{c.name}.start_from"
+            )
+        state[c.name] = "visiting"
+        if c.start_from:
+            visit(by_name[c.start_from], [*chain, c.name])
+        state[c.name] = "done"
+        ordered.append(c)
+
+    for c in candidates:
+        visit(c, [])
+    return ordered
+
+
+def known_hyperparameters(trainer: Any, method: str) -> set[str] | None:
+    """The hyperparameter names a trainer accepts for a method, or None when that is unknown.
+
+    A trainer may declare ``hyperparameters`` as a mapping of names to defaults, a mapping of methods to
+    such mappings, or a callable taking the method; otherwise the built-in trainers' defaults table
+    (``ftharness.training.spec.hyperparameter_table``) is the list.
+    """
+    declared = getattr(trainer, "hyperparameters", None)
+    if callable(declared):
+        declared = declared(method)
+    if isinstance(declared, dict) and method in declared and isinstance(declared[method], dict):
+        declared = declared[method]
+    if isinstance(declared, dict | set | list | tuple | frozenset):
+        return {str(k) for k in declared}
+    try:  # the built-in trainers' table (ftharness/training/defaults.yaml)
+        from ftharness.training.spec import hyperparameter_table
+    except ImportError:
+        return None
+    return set(hyperparameter_table(method))
+
+
+def check_trainers(candidates: list[CandidateEntry], written: list[CandidateEntry], path: Path) -> None:
+    """Each candidate names an installed trainer that can train its method; sweeps and hyperparameters
+    name what the trainer knows (when it declares that)."""
+    from ftharness.plugins import trainers
+
+    installed = trainers()
+    swept = {c.name: set(c.sweep) for c in written}
+    for c in candidates:
+        trainer = installed.get(c.trainer)
+        if trainer is None:
+            names = ", ".join(sorted(installed)) or "none installed"
+            raise BadInput(
+                f"unknown trainer {c.trainer!r} (installed: {names})",
+                file=path,
+                field=f"candidates.{c.name}.trainer",
+            )
+        methods = tuple(getattr(trainer, "methods", ()))
+        if c.method not in methods:
+            raise BadInput(
+                f"trainer {c.trainer!r} cannot train method {c.method!r} (it can: {', '.join(methods)})",
+                file=path,
+                field=f"candidates.{c.name}.method",
+            )
+        known = known_hyperparameters(trainer, c.method)
+        if known is None:
+            continue
+        for key in c.hyperparameters:
+            if key not in known:
+                origin = next((n for n, keys in swept.items() if key in keys and c.name.startswith(n)), None)
+                where = (
+                    f"candidates.{origin}.sweep.{key}"
+                    if origin
+                    else f"candidates.{c.name}.hyperparameters.{key}"
+                )
+                what = "sweep over" if origin else "hyperparameter"
+                raise BadInput(
+                    f"{what} unknown hyperparameter {key!r} for {c.trainer}/{c.method} "
+                    f"(known: {', '.join(sorted(known))})",
+                    file=path,
+                    field=where,
+                )
+
+
+def data_kind(c: CandidateEntry) -> str:
+    return c.data or ("preference" if c.method == "dpo" else "train")

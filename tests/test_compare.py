@@ -1,0 +1,375 @@
+"""`ftharness compare` orchestration with fakes: task files, bad input, decision flow, resume, run folders.
+
+The fake backend replaces only models (training, generation); data loading, prompt building, suites,
+gates, statistics, decision and reports are the real code.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+from pathlib import Path
+
+import pytest
+
+from ftharness.cli import main
+from ftharness.compare import experiment as experiment_mod
+from ftharness.compare import run as run_mod
+from ftharness.compare.task import load_task
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "extraction"
+
+SUITE = """
+name: fmt
+metrics:
+  format: {}
+gates:
+  format.parse_rate: ">= 0.9"
+"""
+
+
+def fake_trainers(monkeypatch):
+    import ftharness.plugins as plugins
+
+    peft = types.SimpleNamespace(name="peft", methods=("lora", "qlora", "dora", "dpo"), requires_cuda=False)
+    monkeypatch.setattr(plugins, "trainers", lambda: {"peft": peft})
+
+
+def write_task(tmp_path: Path, extra: str = "", candidates: str | None = None, gates: str = "") -> Path:
+    (tmp_path / "fmt.yaml").write_text(SUITE)
+    if candidates is None:
+        candidates = """
+candidates:
+  - name: lora
+    method: lora
+    hyperparameters: {epochs: 1}
+"""
+    text = f"""
+name: tiny
+instruction_file: {EXAMPLE / "instruction.txt"}
+schema: {EXAMPLE / "schema.json"}
+data:
+  train: {EXAMPLE / "train.jsonl"}
+  eval: {EXAMPLE / "eval.jsonl"}
+  preference: {EXAMPLE / "preference.jsonl"}
+slices: [template]
+generation: {{max_new_tokens: 16, batch_size: 4}}
+baselines:
+  - {{name: zero-shot, kind: zero-shot}}
+  - {{name: few-shot-2, kind: few-shot, k: 2}}
+{candidates}
+suites: [fmt.yaml]
+{gates}
+decision: {{bootstrap_samples: 500}}
+{extra}
+"""
+    p = tmp_path / "task.yaml"
+    p.write_text(text)
+    return p
+
+
+class FakeLM:
+    def __init__(self, name: str, adapter=None):
+        self.name, self.adapter, self.tokenizer, self.model = name, adapter, None, None
+
+
+class FakeBackend(experiment_mod.Backend):
+    """Models replaced by rules: the trained candidate answers with the reference JSON, the few-shot
+    prompt gets it right two times in three, zero-shot always adds a prose prefix."""
+
+    calls: dict[str, int] = {}
+    fail_on: str | None = None  # raise when generating this option's second batch (a fake kill)
+
+    def __init__(self, task):
+        super().__init__(task)
+        self.refs = None
+
+    def _count(self, what):
+        FakeBackend.calls[what] = FakeBackend.calls.get(what, 0) + 1
+
+    def base_model(self):
+        return FakeLM("base")
+
+    def base_model_record(self):
+        return {"spec": "fake"}
+
+    def template_record(self):
+        return {"kind": "fake"}
+
+    def environment(self):
+        return {"python": "fake"}
+
+    def train(self, option, data, parent, progress):
+        self._count(f"train:{option.name}")
+        result = {
+            "wall_s": 120.0,
+            "train_tokens": 1000,
+            "tokens_per_s": 8.0,
+            "peak_memory_bytes": 2e9,
+            "memory_kind": "rss",
+            "trainable_params": 10,
+            "total_params": 100,
+            "loss_curve": [{"step": 1, "epoch": 0.5, "loss": 2.0}, {"step": 2, "epoch": 1.0, "loss": 1.0}],
+            "extra": {},
+        }
+        return types.SimpleNamespace(path=Path("/nonexistent/artifact"), result=result, cached=False)
+
+    def load_trained(self, artifact):
+        return FakeLM("trained")
+
+    def render(self, lm, messages):
+        return "\n".join(m["content"] for m in messages)
+
+    def generate(self, lm, prompts):
+        self._count("generate")
+        if (
+            FakeBackend.fail_on
+            and self._current == FakeBackend.fail_on
+            and self._batches.get(self._current, 0) >= 1
+        ):
+            raise RuntimeError("fake failure injected")
+        self._batches[self._current] = self._batches.get(self._current, 0) + 1
+        refs = {ex.input_text: ex.completion for ex in self._data.eval.examples}
+        out = []
+        for p in prompts:
+            ref = next(r for inp, r in refs.items() if p.endswith(inp))
+            if lm.name == "trained":
+                text = ref
+            elif p.count("ORD-") > 2:  # few-shot prompt: shots carry order ids too
+                text = ref if sum(map(ord, p)) % 3 else "Sure! " + ref
+            else:
+                text = "Here is the JSON: " + ref
+            out.append(
+                types.SimpleNamespace(
+                    text=text, prompt_tokens=len(p) // 4, new_tokens=40, latency_s=0.5, finish_reason="eos"
+                )
+            )
+        return out
+
+    def plan(self, option, data, seq_len):
+        return {"peak_gb": 1.5}
+
+    def merged_latency(self, lm, prompts):
+        return None
+
+    # the experiment tells the fake which option it is generating for
+    def messages(self, option, data):
+        self._current, self._data = option.name, data
+        if not hasattr(self, "_batches"):
+            self._batches = {}
+        return super().messages(option, data)
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    fake_trainers(monkeypatch)
+    FakeBackend.calls = {}
+    FakeBackend.fail_on = None
+    monkeypatch.setattr(run_mod, "Backend", FakeBackend)
+    return FakeBackend
+
+
+# --- task files -----------------------------------------------------------------------------------
+
+
+def test_default_task_loads(monkeypatch):
+    fake_trainers(monkeypatch)
+    task = load_task(None, check_plugins=False)
+    assert task.name == "extraction"
+    assert [c.name for c in task.candidates] == ["lora-r16"]
+    assert {b.kind for b in task.spec.baselines} == {"zero-shot", "few-shot", "retrieved"}
+    assert task.schema["required"][0] == "name"
+    assert "JSON" in task.instruction
+
+
+def test_full_task_expands_sweep_and_orders_start_from(monkeypatch):
+    task = load_task(EXAMPLE / "task-full.yaml", check_plugins=False)
+    names = [c.name for c in task.candidates]
+    assert {"lora-r4", "lora-r8", "lora-r16", "lora-r32"} <= set(names)
+    dpo = next(c for c in task.candidates if c.method == "dpo")
+    assert names.index(dpo.start_from) < names.index(dpo.name)
+    assert next(c for c in task.candidates if c.name == "lora-r8").hyperparameters["r"] == 8
+
+
+BAD = {
+    "unknown field": ("extra", "colour: blue", "colour"),
+    "unknown trainer": ("candidates", "candidates:\n  - {name: x, trainer: nope}", "unknown trainer"),
+    "unknown method": ("candidates", "candidates:\n  - {name: x, method: telepathy}", "cannot train method"),
+    "sweep unknown hp": (
+        "candidates",
+        "candidates:\n  - {name: x, sweep: {rank_of_doom: [1, 2]}}",
+        "sweep over unknown hyperparameter",
+    ),
+    "start_from unknown": (
+        "candidates",
+        "candidates:\n  - {name: x, start_from: ghost}",
+        "start_from names no",
+    ),
+    "cycle": (
+        "candidates",
+        "candidates:\n  - {name: a, start_from: b}\n  - {name: b, start_from: a}",
+        "cycle",
+    ),
+    "bad gate": ("gates", "gates:\n  format.parse_rate: 'about 0.9'", "cannot read"),
+    "gate name": ("gates", "gates:\n  parse_rate: '>= 0.9'", "METRIC.VALUE"),
+    "duplicate names": ("candidates", "candidates:\n  - {name: zero-shot}", "unique"),
+    "unknown suite": ("extra", "", None),
+    "unknown gpu": ("extra", "", None),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_task_files_exit_2_with_one_line(case, tmp_path, monkeypatch, capsys):
+    fake_trainers(monkeypatch)
+    where, text, expected = BAD[case]
+    kwargs = {"extra": text} if where == "extra" else {where: text}
+    path = write_task(tmp_path, **kwargs)
+    if case == "unknown suite":
+        path.write_text(path.read_text().replace("suites: [fmt.yaml]", "suites: [no-such-suite]"))
+        expected = "no suite named"
+    if case == "unknown gpu":
+        path.write_text(path.read_text().replace("decision: {", "decision: {gpu: abacus-9000, "))
+        expected = "decision.gpu"
+    code = main(["compare", str(path), "--out", str(tmp_path / "reports"), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert len(err.splitlines()) == 1, err
+    assert expected in err
+    assert not (tmp_path / "reports").exists()  # nothing started
+
+
+def test_missing_data_file(tmp_path, monkeypatch, capsys):
+    fake_trainers(monkeypatch)
+    path = write_task(tmp_path)
+    path.write_text(path.read_text().replace(str(EXAMPLE / "eval.jsonl"), str(tmp_path / "missing.jsonl")))
+    assert main(["compare", str(path), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "data.eval" in err and "missing.jsonl" in err and len(err.splitlines()) == 1
+
+
+def test_missing_task_file(tmp_path, capsys):
+    assert main(["compare", str(tmp_path / "nope.yaml")]) == 2
+    assert "file not found" in capsys.readouterr().err
+
+
+# --- a whole run with fakes ---------------------------------------------------------------------
+
+
+def test_run_recommends_the_candidate_and_writes_reports(tmp_path, fake, capsys):
+    path = write_task(tmp_path)
+    out = tmp_path / "reports"
+    code = main(["compare", str(path), "--out", str(out), "--json", "--no-progress"])
+    captured = capsys.readouterr()
+    results = json.loads(captured.out)  # --json: one JSON document on stdout
+    assert code == 0
+    d = results["decision"]
+    assert d["recommended"] == "lora" and d["verdict"] == "finetune" and d["passes_all_gates"]
+    assert "parse rate 1.00" in d["headline"] and "recommend finetuning" in d["headline"]
+    by = {o["name"]: o for o in results["options"]}
+    assert by["zero-shot"]["metrics"]["format.parse_rate"] == 0.0
+    assert 0.3 < by["few-shot-2"]["metrics"]["format.parse_rate"] < 0.9
+    assert not by["few-shot-2"]["passed"]
+    assert by["lora"]["training"]["wall_s"] == 120.0
+    assert by["lora"]["memory"]["planned_peak_gb"] == 1.5 and not by["lora"]["memory"]["comparable"]
+    comp = next(c for c in results["comparisons"] if c["option"] == "lora")
+    assert comp["reference"] == "few-shot-2" and comp["verdict"] == "better"
+    assert set(by["lora"]["slices"]["template"]) == {"ticket", "email", "form", "chat"}
+    run_dir = out / results["run_id"]
+    for name in ("results.json", "junit.xml", "report.html", "run.json", "samples/lora.jsonl"):
+        assert (run_dir / name).is_file(), name
+    assert len((run_dir / "samples" / "zero-shot.jsonl").read_text().splitlines()) == 24
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
+    assert results["samples"][0]["outputs"]["zero-shot"]["strict_ok"] is False
+
+
+def test_exit_1_when_nothing_passes(tmp_path, fake, capsys):
+    path = write_task(tmp_path, candidates="", gates="gates:\n  format.json_rate_strict: '>= 0.99'")
+    code = main(["compare", str(path), "--out", str(tmp_path / "r"), "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "no option passes every gate" in out
+
+
+def test_inconclusive_difference_keeps_prompting(tmp_path, fake, monkeypatch, capsys):
+    """A candidate that is only as good as a passing baseline is not recommended over it."""
+    monkeypatch.setattr(FakeBackend, "generate", _all_correct)
+    path = write_task(tmp_path)
+    assert main(["compare", str(path), "--out", str(tmp_path / "r"), "--json", "--no-progress"]) == 0
+    d = json.loads(capsys.readouterr().out)["decision"]
+    assert d["verdict"] == "prompt" and d["recommended"] in ("zero-shot", "few-shot-2")
+    assert d["recommended"] == "zero-shot"  # equal quality, fewer prompt tokens
+
+
+def _all_correct(self, lm, prompts):
+    refs = {ex.input_text: ex.completion for ex in self._data.eval.examples}
+    return [
+        types.SimpleNamespace(
+            text=next(r for i, r in refs.items() if p.endswith(i)),
+            prompt_tokens=len(p) // 4,
+            new_tokens=40,
+            latency_s=0.5,
+            finish_reason="eos",
+        )
+        for p in prompts
+    ]
+
+
+def test_resume_after_injected_failure_reuses_finished_work(tmp_path, fake, capsys):
+    path = write_task(tmp_path)
+    out = tmp_path / "reports"
+    FakeBackend.fail_on = "lora"  # dies in the candidate's second batch, after the baselines finished
+    with pytest.raises(RuntimeError, match="fake failure"):
+        run_mod.run_compare(path, out=out, progress=False)
+    (run_dir,) = out.iterdir()
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
+    assert (run_dir / "state" / "eval-zero-shot.json").exists()
+    assert not (run_dir / "state" / "eval-lora.json").exists()
+    assert len((run_dir / "samples" / "lora.jsonl").read_text().splitlines()) == 4  # one batch was kept
+    before = dict(FakeBackend.calls)
+
+    FakeBackend.fail_on = None
+    outcome = run_mod.run_compare(path, out=out, progress=False)  # the same command again
+    assert outcome.run.root == run_dir and outcome.run.resumed
+    generated = FakeBackend.calls["generate"] - before["generate"]
+    assert generated == 5  # only the candidate's 20 remaining samples, in batches of 4
+    events = outcome.results["timing"]["events"]
+    assert "reused evaluation of zero-shot" in events and "reused evaluation of few-shot-2" in events
+    assert len((run_dir / "samples" / "lora.jsonl").read_text().splitlines()) == 24
+    assert outcome.exit_code == 0
+
+    # a finished run is never touched again: the next run gets a new folder
+    FakeBackend.calls = {}
+    again = run_mod.run_compare(path, out=out, progress=False)
+    assert again.run.root != run_dir and len(list(out.iterdir())) == 2
+    assert FakeBackend.calls.get("generate", 0) > 0
+
+
+def test_run_id_of_finished_run_is_refused(tmp_path, fake, capsys):
+    path = write_task(tmp_path)
+    out = tmp_path / "reports"
+    assert main(["compare", str(path), "--out", str(out), "--run-id", "mine", "--no-progress"]) == 0
+    before = (out / "mine" / "report.html").read_bytes()
+    capsys.readouterr()
+    assert main(["compare", str(path), "--out", str(out), "--run-id", "mine", "--no-progress"]) == 2
+    assert "already finished" in capsys.readouterr().err
+    assert (out / "mine" / "report.html").read_bytes() == before
+
+
+def test_resume_without_unfinished_run_is_bad_input(tmp_path, fake, capsys):
+    path = write_task(tmp_path)
+    assert main(["compare", str(path), "--out", str(tmp_path / "r"), "--resume", "--no-progress"]) == 2
+    assert "no unfinished run" in capsys.readouterr().err
+
+
+def test_start_from_trains_parent_first_and_adds_its_time(tmp_path, fake, capsys):
+    cands = """
+candidates:
+  - {name: sft, method: lora, hyperparameters: {epochs: 1}}
+  - {name: dpo, method: dpo, start_from: sft}
+"""
+    path = write_task(tmp_path, candidates=cands)
+    outcome = run_mod.run_compare(path, out=tmp_path / "r", progress=False)
+    by = {o["name"]: o for o in outcome.results["options"]}
+    assert by["dpo"]["training"]["total_wall_s"] == 240.0  # its own 120 s on top of sft's 120 s
+    assert by["dpo"]["spec"]["data"] == "preference"
+    assert FakeBackend.calls["train:sft"] == 1 and FakeBackend.calls["train:dpo"] == 1
