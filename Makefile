@@ -1,9 +1,10 @@
 # The two quick-start commands. Each installs what it needs into .venv on first use.
 .PHONY: demo test lint bench
 
+# Exit 1 from compare is a verdict (no option passes every gate), not a failure of the demo.
 demo:
 	@scripts/bootstrap.sh
-	.venv/bin/ftharness compare
+	.venv/bin/ftharness compare || [ $$? -eq 1 ]
 
 test:
 	@scripts/bootstrap.sh --test
@@ -12,4 +13,11 @@ test:
 lint:
 	@scripts/bootstrap.sh --test
 	.venv/bin/ruff check .
-	.venv/bin/ruff format --check .
+
+# The figures of README.md, each against its named baseline (benchmarks/*.py say what and how).
+bench:
+	@scripts/bootstrap.sh
+	.venv/bin/python benchmarks/plan_accuracy.py
+	.venv/bin/python benchmarks/cli_latency.py
+	.venv/bin/python benchmarks/generate.py
+	.venv/bin/python benchmarks/train.py

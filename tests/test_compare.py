@@ -290,6 +290,16 @@ def test_exit_1_when_nothing_passes(tmp_path, fake, capsys):
     assert "no option passes every gate" in out
 
 
+def test_when_nothing_passes_the_best_candidate_is_still_compared(tmp_path, fake, capsys):
+    path = write_task(tmp_path, gates="gates:\n  format.json_rate_strict: '>= 1.01'")
+    assert main(["compare", str(path), "--out", str(tmp_path / "r"), "--json", "--no-progress"]) == 1
+    d = json.loads(capsys.readouterr().out)["decision"]
+    assert d["verdict"] == "none" and d["recommended"] is None
+    c = d["comparison"]
+    assert c["reference"] == d["best_baseline"] and c["verdict"] in ("better", "worse", "inconclusive", "same")
+    assert d["reasons"][0].startswith(f"best candidate {c['option']} vs best prompting baseline")
+
+
 def test_inconclusive_difference_keeps_prompting(tmp_path, fake, monkeypatch, capsys):
     """A candidate that is only as good as a passing baseline is not recommended over it."""
     monkeypatch.setattr(FakeBackend, "generate", _all_correct)

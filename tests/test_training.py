@@ -291,3 +291,16 @@ def test_example_candidate_files_are_valid():
     for f in files:
         cf = load_candidate_file(f)
         assert cf.spec.name
+
+
+def test_padding_free_only_where_attention_splits_packed_sequences():
+    import types
+
+    from ftharness.training.sft import varlen_attention
+
+    def model(impl):
+        return types.SimpleNamespace(config=types.SimpleNamespace(_attn_implementation=impl))
+
+    assert varlen_attention(model("flash_attention_2")) and varlen_attention(model("flash_attention_3"))
+    assert not varlen_attention(model("sdpa")) and not varlen_attention(model("eager"))
+    assert not varlen_attention(types.SimpleNamespace())

@@ -137,6 +137,18 @@ def decide(options: list[dict[str, Any]], spec: Any, *, seed: int = 0) -> dict[s
     }
     if not passing:
         reasons = [f"{o['name']}: " + "; ".join(gate_summary(o, 3)) for o in options]
+        # How far training got anyway: the best candidate against the best prompting baseline.
+        candidates = [o for o in options if o["kind"] == "candidate"]
+        if candidates and best_baseline is not None:
+            top = min(candidates, key=lambda o: _rank_key(o, metric, higher))
+            comparison = _compare(top, best_baseline, metric, higher, spec, seed)
+            result["comparison"] = comparison
+            reasons.insert(
+                0,
+                f"best candidate {top['name']} vs best prompting baseline {best_baseline['name']} on {label}: "
+                f"{_fmt(_value(top, metric))} vs {_fmt(_value(best_baseline, metric))} ({_ci(comparison)}, "
+                f"{comparison['verdict']})"
+            )
         result.update(
             verdict="none",
             recommended=None,

@@ -29,12 +29,13 @@ def print_summary(results: dict[str, Any], report_path: str | None = None, conso
     for r in d.get("reasons", [])[:6]:
         body += f"\n- {r}"
     console.print(Panel(body, title=f"Decision: {d.get('verdict', '?')}", border_style=colour))
-    cols = leaderboard_columns(results)
+    # A narrow terminal (CI logs are often 80 columns) gets the decision metric and the gated ones only.
+    cols = leaderboard_columns(results, limit=7 if console.width >= 140 else 4)
     table = Table(title="Leaderboard", show_lines=False)
-    table.add_column("option")
-    table.add_column("kind")
+    table.add_column("option", no_wrap=True)
+    table.add_column("kind", no_wrap=True)
     for c in cols:
-        table.add_column(c, justify="right")
+        table.add_column(c.replace(".", " ", 1) if console.width >= 140 else c.split(".", 1)[-1], justify="right")
     table.add_column("prompt tok", justify="right")
     table.add_column("s/request", justify="right")
     table.add_column("train", justify="right")

@@ -40,6 +40,22 @@ def last_checkpoint(folder: Path) -> Path | None:
     return max(found)[1] if found else None
 
 
+def attention_implementation(model: Any) -> str:
+    return str(getattr(getattr(model, "config", None), "_attn_implementation", None) or "eager")
+
+
+def varlen_attention(model: Any) -> bool:
+    """Whether the attention kernel splits a flattened (padding-free) batch at its sequence starts by itself.
+
+    Flash-attention kernels take the sequence boundaries as cumulative lengths (Dao 2023, FlashAttention-2,
+    arXiv:2307.08691, variable-length API), so a flattened batch costs what its sequences cost. SDPA and eager
+    attention instead get one block-diagonal mask over the whole flattened batch, quadratic in its total
+    length: on the 2-core CPU one LoRA step on 8 rows of ~290 tokens took 25.0 s padding-free vs 16.1 s padded
+    (benchmarks/train.py's investigation), so the harness pads there.
+    """
+    return attention_implementation(model).startswith("flash")
+
+
 def use_cuda() -> bool:
     import torch
 
@@ -155,6 +171,13 @@ def run_sft(job: TrainJob, model: Any, tokenizer: Any, hp: dict[str, Any], *, pa
     from ftharness.training.sequences import SequenceCollator, sft_rows
 
     set_seed(job.spec.seed)
+    notes = dict(notes or {})
+    if padding_free and not varlen_attention(model):
+        padding_free = False
+        notes["padding_free_off"] = (
+            f"{attention_implementation(model)} attention masks a flattened batch as a whole: padded batches "
+            "grouped by length instead (padding-free pays off with flash-attention kernels)"
+        )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
@@ -177,9 +200,12 @@ def run_sft(job: TrainJob, model: Any, tokenizer: Any, hp: dict[str, Any], *, pa
             max_length=None,  # sequences are already cut to max_length by sft_rows
             padding_free=False,  # the harness's collator flattens the batch itself (TRL refuses a custom one)
             dataset_kwargs={"skip_prepare_dataset": True},
+            # Padded batches: rows of similar length together, so little of each batch is padding.
+            train_sampling_strategy="random" if padding_free else "group_by_length",
         )
         train_ds = datasets.Dataset.from_list(
-            [{k: v for k, v in r.items() if k != "completion_start"} for r in train_rows])
+            [{**{k: v for k, v in r.items() if k != "completion_start"}, "length": len(r["input_ids"])}
+             for r in train_rows])
         eval_ds = datasets.Dataset.from_list(eval_rows) if eval_rows else None
         trainer = make_sft_trainer_class()(
             model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
