@@ -13,6 +13,7 @@ import importlib.util
 from typing import Any
 
 from ftharness.hookspecs import hookimpl
+from ftharness.training.trainer import missing_training_libraries
 
 ADAPTER_METHODS = ("lora", "qlora", "dora", "ia3", "prefix", "prompt-tuning")
 PROMPT_LEARNING = ("prefix", "prompt-tuning")  # virtual tokens per row: batches must stay padded
@@ -24,10 +25,7 @@ class PeftTrainer:
     requires_cuda = False
 
     def unavailable_reason(self) -> str | None:
-        missing = [m for m in ("torch", "transformers", "peft", "trl", "datasets") if importlib.util.find_spec(m) is None]
-        if missing:
-            return f"needs {', '.join(missing)}; install with `pip install 'ftharness[train]'`"
-        return None
+        return missing_training_libraries()
 
     def method_unavailable_reason(self, method: str) -> str | None:
         if method == "qlora" and importlib.util.find_spec("bitsandbytes") is None:

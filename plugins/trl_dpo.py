@@ -10,11 +10,11 @@ TRL logs are kept in the loss curve and the result's ``extra``.
 
 from __future__ import annotations
 
-import importlib.util
 import warnings
 from typing import Any
 
 from ftharness.hookspecs import hookimpl
+from ftharness.training.trainer import missing_training_libraries
 
 
 class DpoTrainer:
@@ -23,10 +23,7 @@ class DpoTrainer:
     requires_cuda = False
 
     def unavailable_reason(self) -> str | None:
-        missing = [m for m in ("torch", "transformers", "peft", "trl", "datasets") if importlib.util.find_spec(m) is None]
-        if missing:
-            return f"needs {', '.join(missing)}; install with `pip install 'ftharness[train]'`"
-        return None
+        return missing_training_libraries()
 
     def train(self, job: Any) -> Any:
         return train_dpo(job)
@@ -58,7 +55,7 @@ def train_dpo(job: Any) -> Any:
     from transformers import set_seed
     from trl import DPOConfig, DPOTrainer
 
-    from ftharness.training.callbacks import best_eval_callback, loss_curve, progress_callback
+    from ftharness.training.callbacks import loss_curve
     from ftharness.training.measure import Measure, tokens_per_s
     from ftharness.training.sequences import batch_tokens
     from ftharness.training.sft import (
@@ -69,6 +66,7 @@ def train_dpo(job: Any) -> Any:
         quiet,
         save_model,
         torch_dtype,
+        trainer_callbacks,
         work_dir,
     )
     from ftharness.training.spec import resolve_hyperparameters
@@ -99,11 +97,7 @@ def train_dpo(job: Any) -> Any:
             return super().compute_loss(model, inputs, return_outputs=return_outputs,
                                         num_items_in_batch=num_items_in_batch)
 
-    best = best_eval_callback(hp["early_stopping_patience"], work_dir(job) / "best_trainable.pt")
-    callbacks = [best]
-    if job.progress:
-        callbacks.append(progress_callback(f"DPO {job.spec.name}"))
-    callbacks.extend(job.callbacks)
+    best, callbacks = trainer_callbacks(job, hp, f"DPO {job.spec.name}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # the libraries' deprecation notices, not the user's
         args = DPOConfig(**common_args(job, hp, len(train_rows), has_eval=eval_rows is not None, dtype=dtype),

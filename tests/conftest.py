@@ -12,6 +12,17 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 import pytest  # noqa: E402
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Tiny-model training runs faster on one thread than split over cores (OpenMP overhead dominates)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def embedded_dir():
     """The real embedded model (SmolLM2-135M-Instruct) as a cached safetensors folder."""

@@ -12,14 +12,7 @@ DATA = Path(__file__).parent / "data"
 SYSTEM = "Extract the order as JSON."
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _data(n_train=8, n_eval=2):
@@ -184,15 +177,19 @@ def test_early_stopping_stops_after_patience_and_restores_the_best(tmp_path):
 
 
 def test_measure_reports_peak_rss_of_the_block():
+    import mmap
     import time
 
     from ftharness.training.measure import Measure
 
+    size = 300 * 2**20
     with Measure(cuda=False, interval_s=0.01) as m:
-        block = bytearray(300 * 2**20)
-        block[::4096] = b"x" * len(block[::4096])  # touch every page so it is resident
+        # A fresh anonymous mapping: malloc could hand back memory the process freed earlier, already resident.
+        block = mmap.mmap(-1, size)
+        for offset in range(0, size, mmap.PAGESIZE):  # touch every page so it is resident
+            block[offset] = 1
         time.sleep(0.1)
-        del block
+        block.close()
     r = m.result
     assert r.memory_kind == "rss" and r.samples > 0 and r.wall_s >= 0.1
     assert r.peak_memory_bytes - r.start_memory_bytes > 250 * 2**20

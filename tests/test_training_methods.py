@@ -16,15 +16,7 @@ LR = {"lora": 2e-2, "qlora": 2e-2, "dora": 2e-2, "ia3": 3e-1, "prefix": 5e-2, "p
 PLANNED = ("lora", "qlora", "dora", "ia3", "prefix", "prompt-tuning", "full")  # methods the planner models
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Two cores shared by several test processes: one thread each avoids OpenMP oversubscription."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def logits_at_end(probe):

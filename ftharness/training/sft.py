@@ -125,6 +125,15 @@ def common_args(job: TrainJob, hp: dict[str, Any], n_rows: int, *, has_eval: boo
     )
 
 
+def trainer_callbacks(job: TrainJob, hp: dict[str, Any], label: str) -> tuple[Any, list[Any]]:
+    """Early stopping that restores the best weights, the progress bar, then the job's own callbacks."""
+    from ftharness.training.callbacks import best_eval_callback, progress_callback
+
+    best = best_eval_callback(hp["early_stopping_patience"], work_dir(job) / "best_trainable.pt")
+    callbacks = [best, *([progress_callback(label)] if job.progress else []), *job.callbacks]
+    return best, callbacks
+
+
 def make_sft_trainer_class() -> type:
     """``SFTTrainer`` that counts the real tokens it trains on and, for 0 < prompt_loss_weight < 1, computes
     the weighted loss: sum_t w_t * nll_t / sum_t w_t with w = prompt_loss_weight on prompt tokens and 1 on
@@ -166,7 +175,7 @@ def run_sft(job: TrainJob, model: Any, tokenizer: Any, hp: dict[str, Any], *, pa
     from transformers import set_seed
     from trl import SFTConfig
 
-    from ftharness.training.callbacks import best_eval_callback, loss_curve, progress_callback
+    from ftharness.training.callbacks import loss_curve
     from ftharness.training.measure import Measure, tokens_per_s
     from ftharness.training.sequences import SequenceCollator, sft_rows
 
@@ -188,11 +197,7 @@ def run_sft(job: TrainJob, model: Any, tokenizer: Any, hp: dict[str, Any], *, pa
         eval_rows, _ = sft_rows(tokenizer, job.eval, job.system_prompt, max_length=hp["max_length"])
         eval_rows = [{k: r[k] for k in ("input_ids", "labels")} for r in eval_rows]  # completion-only eval loss
     dtype = torch_dtype(hp["dtype"])
-    best = best_eval_callback(hp["early_stopping_patience"], work_dir(job) / "best_trainable.pt")
-    callbacks = [best]
-    if job.progress:
-        callbacks.append(progress_callback(f"training {job.spec.name}"))
-    callbacks.extend(job.callbacks)
+    best, callbacks = trainer_callbacks(job, hp, f"training {job.spec.name}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # the libraries' deprecation notices, not the user's
         args = SFTConfig(

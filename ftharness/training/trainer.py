@@ -63,3 +63,16 @@ class Trainer(Protocol):
         """None when it can train here; else what is missing and what to do."""
 
     def train(self, job: TrainJob) -> TrainResult: ...
+
+
+TRAINING_LIBRARIES = ("torch", "transformers", "peft", "trl", "datasets")
+
+
+def missing_training_libraries() -> str | None:
+    """Why the built-in trainers cannot run here (a missing library of the ``train`` extra), else None."""
+    import importlib.util
+
+    missing = [m for m in TRAINING_LIBRARIES if importlib.util.find_spec(m) is None]
+    if missing:
+        return f"needs {', '.join(missing)}; install with `pip install 'ftharness[train]'`"
+    return None
