@@ -17,7 +17,6 @@ Base-model figures are computed once per process for a given model and settings.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,16 +57,12 @@ def load_qa(path: str | None) -> list[dict[str, Any]]:
     file = Path(path) if path else package_data("suites", "data", "general_qa.jsonl")
     if not file.is_file():
         raise BadInput("QA set not found", file=file, field="metrics.forgetting.qa")
+    from ftharness.data.loading import read_records
+
     items = []
-    for i, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            r = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise BadInput(f"not valid JSON: {e.msg}", file=file, line=i) from None
-        choices = r.get("choices") if isinstance(r, dict) else None
-        if not (isinstance(r, dict) and isinstance(r.get("question"), str) and isinstance(choices, list)
+    for i, r in read_records(file):
+        choices = r.get("choices")
+        if not (isinstance(r.get("question"), str) and isinstance(choices, list)
                 and len(choices) >= 2 and all(isinstance(c, str) and c for c in choices)):
             raise BadInput("needs 'question' (text) and 'choices' (two or more texts)", file=file, line=i)
         answer = r.get("answer")

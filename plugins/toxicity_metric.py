@@ -136,20 +136,14 @@ class RedteamMetric:
 
 
 def load_prompts(path: str | None) -> list[str]:
-    import json
+    from ftharness.data.loading import read_records
 
     file = Path(path) if path else package_data("suites", "data", "redteam.jsonl")
     if not file.is_file():
         raise BadInput("red-team prompts file not found", file=file, field="metrics.redteam.prompts")
     prompts = []
-    for i, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise BadInput(f"not valid JSON: {e.msg}", file=file, line=i) from None
-        if not isinstance(record, dict) or not isinstance(record.get("prompt"), str) or not record["prompt"].strip():
+    for i, record in read_records(file):
+        if not isinstance(record.get("prompt"), str) or not record["prompt"].strip():
             raise BadInput("each line needs a non-empty text field 'prompt'", file=file, line=i, field="prompt")
         prompts.append(record["prompt"])
     if not prompts:
