@@ -120,20 +120,10 @@ def _plan_cached(*key: Any) -> dict[str, Any]:
     return estimate(req).to_dict()
 
 
-def _plan_dict(
-    model: str,
-    method: str,
-    gpu: str | None,
-    gpus: int,
-    examples: int | None,
-    epochs: float,
-    tokens: int | None,
-    gradient_checkpointing: bool = False,
-    dpo_base: str = "lora",
-) -> dict[str, Any]:
+def _plan_dict(*key: Any) -> dict[str, Any]:
+    """A private copy of the cached plan: callers may edit what they get."""
     import copy
 
-    key = (model, method, gpu, gpus, examples, epochs, tokens, gradient_checkpointing, dpo_base)
     return copy.deepcopy(_plan_cached(*key))
 
 

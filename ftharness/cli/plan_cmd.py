@@ -11,34 +11,27 @@ from typing import Any
 METHODS = ("full", "lora", "qlora", "dora", "ia3", "prefix", "prompt-tuning", "dpo")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return value
+def _number(kind: type, low: float, high: float | None = None) -> Any:
+    """An argparse ``type`` reading a number of ``kind`` in (low, inf), or in [low, high) when ``high`` is set."""
+    noun = "a whole number" if kind is int else "a number"
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
+        if high is None and not value > low:
+            raise argparse.ArgumentTypeError(f"must be > {low:g}, got {text}")
+        if high is not None and not low <= value < high:
+            raise argparse.ArgumentTypeError(f"must be in [{low:g}, {high:g}), got {text}")
+        return value
+
+    return parse
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def _dropout(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
+_positive_int = _number(int, 0)
+_positive_float = _number(float, 0)
+_dropout = _number(float, 0, 1)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
