@@ -120,7 +120,7 @@ class FakeBackend(experiment_mod.Backend):
     def render(self, lm, messages):
         return "\n".join(m["content"] for m in messages)
 
-    def generate(self, lm, prompts):
+    def generate(self, lm, prompts, constrained=None):
         self._count("generate")
         if (
             FakeBackend.fail_on
@@ -129,7 +129,7 @@ class FakeBackend(experiment_mod.Backend):
         ):
             raise RuntimeError("fake failure injected")
         self._batches[self._current] = self._batches.get(self._current, 0) + 1
-        refs = {ex.input_text: ex.completion for ex in self._data.eval.examples}
+        refs = {ex.input_text: ex.completion for ex in [*self._data.eval.examples, *self._data.train.examples]}
         out = []
         for p in prompts:
             ref = next(r for inp, r in refs.items() if p.endswith(inp))
@@ -153,11 +153,11 @@ class FakeBackend(experiment_mod.Backend):
         return None
 
     # the experiment tells the fake which option it is generating for
-    def messages(self, option, data):
+    def messages(self, option, data, examples):
         self._current, self._data = option.name, data
         if not hasattr(self, "_batches"):
             self._batches = {}
-        return super().messages(option, data)
+        return super().messages(option, data, examples)
 
 
 @pytest.fixture
@@ -176,8 +176,12 @@ def test_default_task_loads(monkeypatch):
     fake_trainers(monkeypatch)
     task = load_task(None, check_plugins=False)
     assert task.name == "extraction"
-    assert [c.name for c in task.candidates] == ["lora-r16"]
-    assert {b.kind for b in task.spec.baselines} == {"zero-shot", "few-shot", "retrieved"}
+    assert [c.name for c in task.candidates] == ["lora-bare-lr2e-4", "lora-bare-lr1e-3"]
+    assert task.sweeps == {"lora-bare": ["lora-bare-lr2e-4", "lora-bare-lr1e-3"]}
+    assert {c.prompt for c in task.candidates} == {"bare"}
+    assert {b.kind for b in task.spec.baselines} == {"zero-shot", "retrieved"}
+    assert {b.constrained for b in task.spec.baselines} == {None, "json-schema"}
+    assert task.spec.decision.metric == "task.field_accuracy"
     assert task.schema["required"][0] == "name"
     assert "JSON" in task.instruction
 
@@ -185,10 +189,16 @@ def test_default_task_loads(monkeypatch):
 def test_full_task_expands_sweep_and_orders_start_from(monkeypatch):
     task = load_task(EXAMPLE / "task-full.yaml", check_plugins=False)
     names = [c.name for c in task.candidates]
-    assert {"lora-r4", "lora-r8", "lora-r16", "lora-r32"} <= set(names)
+    assert task.sweeps["lora"] == [
+        "lora-instruction-lr2e-4", "lora-instruction-lr1e-3", "lora-bare-lr2e-4", "lora-bare-lr1e-3"
+    ]
+    assert {"lora-bare-rank-r4", "lora-bare-rank-r32"} <= set(names)
     dpo = next(c for c in task.candidates if c.method == "dpo")
     assert names.index(dpo.start_from) < names.index(dpo.name)
-    assert next(c for c in task.candidates if c.name == "lora-r8").hyperparameters["r"] == 8
+    assert next(c for c in task.candidates if c.name == "lora-bare-rank-r4").hyperparameters["r"] == 4
+    point = next(c for c in task.candidates if c.name == "lora-bare-lr1e-3")
+    assert point.prompt == "bare" and point.hyperparameters["learning_rate"] == 1e-3
+    assert "prompt" not in point.hyperparameters
 
 
 BAD = {
@@ -310,8 +320,8 @@ def test_inconclusive_difference_keeps_prompting(tmp_path, fake, monkeypatch, ca
     assert d["recommended"] == "zero-shot"  # equal quality, fewer prompt tokens
 
 
-def _all_correct(self, lm, prompts):
-    refs = {ex.input_text: ex.completion for ex in self._data.eval.examples}
+def _all_correct(self, lm, prompts, constrained=None):
+    refs = {ex.input_text: ex.completion for ex in [*self._data.eval.examples, *self._data.train.examples]}
     return [
         types.SimpleNamespace(
             text=next(r for i, r in refs.items() if p.endswith(i)),

@@ -26,13 +26,17 @@ schema: {EXAMPLE / "schema.json"}
 data: {{train: train.jsonl, eval: eval.jsonl}}
 slices: [template]
 generation: {{max_new_tokens: 80, batch_size: 8}}
+validation: {{fraction: 0.25, min: 4}}
 baselines:
   - {{name: zero-shot, kind: zero-shot}}
   - {{name: few-shot-2, kind: few-shot, k: 2}}
+  - {{name: zero-shot-constrained, kind: zero-shot, constrained: json-schema}}
 candidates:
   - name: lora-r8
     method: lora
+    prompt: bare
     hyperparameters: {{r: 8, lora_alpha: 16, target_modules: [q_proj, v_proj], epochs: 1, batch_size: 8}}
+    sweep: {{learning_rate: [1.0e-4, 1.0e-3]}}
 suites: [format, safety]
 decision: {{bootstrap_samples: 1000, merged_latency_prompts: 2}}
 """,
@@ -47,15 +51,25 @@ decision: {{bootstrap_samples: 1000, merged_latency_prompts: 2}}
     assert code == (0 if decision["passes_all_gates"] else 1)
     assert decision["headline"] in printed.replace("\n", " ") or "Decision" in printed
     assert str(run / "report.html") in printed.replace("\n", "")
-    assert [o["name"] for o in results["options"]] == ["zero-shot", "few-shot-2", "lora-r8"]
+    chosen = results["selection"]["lora-r8"]["chosen"]
+    assert chosen in ("lora-r8-lr1e-4", "lora-r8-lr1e-3")
+    assert {p["name"] for p in results["selection"]["lora-r8"]["points"]} == {"lora-r8-lr1e-4", "lora-r8-lr1e-3"}
+    assert [o["name"] for o in results["options"]] == ["zero-shot", "few-shot-2", "zero-shot-constrained", chosen]
+    assert results["data"]["validation"]["n"] == 4 and results["data"]["validation"]["trained_on"] == 12
     by = {o["name"]: o for o in results["options"]}
+    by["lora-r8"] = by.pop(chosen)
+    assert by["zero-shot-constrained"]["metrics"]["format.parse_rate"] == 1.0  # valid by construction
+    assert results["settings"]["constrained_decoding"]["library"] == "xgrammar"
+    phases = {p["phase"] for p in results["timing"]["phases"]}
+    assert {"train", "validate: generate", "generate", "load data"} <= phases
+    assert "Time and memory" in printed and (run / "run.log").exists()
     for o in by.values():
         assert 0.0 <= o["metrics"]["format.parse_rate"] <= 1.0
         assert len((run / "samples" / f"{o['name']}.jsonl").read_text(encoding="utf-8").splitlines()) == 8
         assert {g["suite"] for g in o["gates"]} == {"format", "safety"}
     lora = by["lora-r8"]
     assert lora["training"]["wall_s"] > 0 and lora["training"]["loss_curve"]
-    assert lora["cost"]["prompt_tokens_mean"] < by["few-shot-2"]["cost"]["prompt_tokens_mean"]
+    assert lora["cost"]["prompt_tokens_mean"] < by["zero-shot"]["cost"]["prompt_tokens_mean"]  # bare: no instruction
     assert results["environment"]["libraries"]["torch"]
     assert results["settings"]["prompt_template"]["kind"] == "chat_template"
     assert results["data"]["train"]["n"] == 16 and len(results["data"]["train"]["sha256"]) == 64

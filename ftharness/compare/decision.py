@@ -117,7 +117,7 @@ def gate_summary(option: dict[str, Any], limit: int = 4) -> list[str]:
 def decide(options: list[dict[str, Any]], spec: Any, *, seed: int = 0) -> dict[str, Any]:
     """The decision over measured options (results.json ``options`` entries). ``spec`` is the task's
     :class:`~ftharness.compare.task.DecisionSpec`."""
-    metric, higher = spec.baseline_metric, spec.higher_is_better
+    metric, higher = spec.metric, spec.higher_is_better
     label = metric.split(".", 1)[-1].replace("_", " ")
     baselines = [o for o in options if o["kind"] == "baseline"]
     passing = [o for o in options if o.get("passed")]

@@ -1,29 +1,41 @@
 """The experiment: every baseline and candidate through the same eval set, suites and gates.
 
-Training is engineer T's ``train_candidate`` (artifacts cached by hash), generation engineer M's
-``generate``, scoring engineer S's ``run_suite``; this module only orders the work, streams each
-option's per-sample outputs to ``samples/NAME.jsonl`` as they are produced, and records each finished
-evaluation in the run's ``state/`` under a key that hashes everything the result depends on (option
-spec and its ``start_from`` chain, data hashes, base model, generation settings, suites, gates,
+Order of work:
+1. Load the data and carve the validation split from the training data (``ftharness.data.split``).
+   Candidates train on the rest; the validation rows serve early stopping and the best checkpoint (the
+   trainer's validation loss) and the choice within a sweep. The eval set is read only to be judged on.
+2. Sweeps: every point is trained and served on the validation rows; ``ftharness.compare.selection``
+   picks one finalist per sweep from those scores. Only finalists go on to step 3.
+3. Every baseline and every remaining candidate is generated on the eval rows (``train_candidate`` for
+   the weights, ``generate`` for the outputs, ``run_suite`` for the scores).
+
+Per-sample outputs stream to ``samples/NAME.jsonl`` as they are produced, and each finished evaluation
+and validation is recorded in the run's ``state/`` under a key that hashes everything the result depends
+on (option spec and its ``start_from`` chain, data hashes, base model, generation settings, suites, gates,
 instruction, schema, seed). A rerun after a kill reuses every finished evaluation, and every sample
-already generated for a half-finished one; trainings are reused from the artifact cache.
+already generated for a half-finished one; trainings are reused from the artifact cache. Each phase's
+wall time and peak memory is recorded (``ftharness.compare.phases``), and each candidate's model is
+freed when its evaluation ends.
 
 The heavy pieces sit behind :class:`Backend` so the orchestration is tested with fakes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ftharness.compare.phases import Phases, release_memory
+from ftharness.compare.selection import choose
 from ftharness.compare.task import BaselineEntry, CandidateEntry, Task, data_kind
 from ftharness.io import append_jsonl, read_jsonl, sha256_file, sha256_json
 from ftharness.report.run_dir import RunDir
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 @dataclass
@@ -36,10 +48,16 @@ class Option:
 
 @dataclass
 class LoadedData:
-    train: Any  # ftharness.data.records.Dataset
+    train: Any  # ftharness.data.records.Dataset: every training row (the baselines' pool of shots)
     eval: Any
     preference: Any | None = None
     hashes: dict[str, str] = field(default_factory=dict)
+    fit: Any | None = None  # the training rows candidates train on (train minus validation)
+    validation: Any | None = None  # carved from train, or the task's validation file
+
+    def __post_init__(self) -> None:
+        if self.fit is None:
+            self.fit = self.train
 
 
 def options_of(task: Task) -> list[Option]:
@@ -74,13 +92,23 @@ class Backend:
     # data and models --------------------------------------------------------------------------
     def load_data(self) -> LoadedData:
         from ftharness.data.loading import load_dataset
+        from ftharness.data.split import carve_validation, drop_overlap
+        from ftharness.training.run import examples_hash
 
         t = self.task
         pref = load_dataset(t.preference_path, format="preference") if t.preference_path else None
         hashes = {"train": sha256_file(t.train_path), "eval": sha256_file(t.eval_path)}
         if t.preference_path:
             hashes["preference"] = sha256_file(t.preference_path)
-        return LoadedData(load_dataset(t.train_path), load_dataset(t.eval_path), pref, hashes)
+        train = load_dataset(t.train_path)
+        v = t.spec.validation
+        if t.validation_path is not None:
+            validation = load_dataset(t.validation_path)
+            fit = drop_overlap(train, validation)
+        else:
+            fit, validation = carve_validation(train, fraction=v.fraction, minimum=v.min, seed=t.spec.seed)
+        hashes["validation"] = examples_hash(validation.examples)
+        return LoadedData(train, load_dataset(t.eval_path), pref, hashes, fit=fit, validation=validation)
 
     def base_model(self) -> Any:
         if self._base is None:
@@ -113,10 +141,18 @@ class Backend:
             hyperparameters=dict(c.hyperparameters),
             seed=option.spec["seed"],
         )
-        train = data.preference if option.spec["data"] == "preference" else data.train
-        # No eval set goes to the trainer: the eval set is what the comparison is judged on.
+        preference = option.spec["data"] == "preference"
+        train = data.preference if preference else data.fit
+        # The validation rows (carved from train) drive early stopping and the best checkpoint. The eval
+        # set never reaches the trainer: it is what the comparison is judged on.
+        validation = None if preference else data.validation
         return train_candidate(
-            spec, train, None, system_prompt=self.task.instruction, start_from=parent, progress=progress
+            spec,
+            train,
+            validation,
+            system_prompt=c.system_prompt(self.task.instruction),
+            start_from=parent,
+            progress=progress,
         )
 
     def load_trained(self, artifact: Any) -> Any:
@@ -125,21 +161,24 @@ class Backend:
         return load_model(**artifact.model_args())
 
     # prompts and generation ------------------------------------------------------------------
-    def messages(self, option: Option, data: LoadedData) -> list[list[dict[str, str]]]:
+    def messages(self, option: Option, data: LoadedData, examples: list[Any]) -> list[list[dict[str, str]]]:
+        """The option's prompt for each of ``examples``: a candidate's as it was trained (its ``prompt:``
+        placement), a baseline's with its shots drawn from the training rows."""
         from ftharness import baselines
 
         if option.kind == "candidate":
-            return [baselines.zero_shot_messages(self.task.instruction, ex) for ex in data.eval.examples]
+            system = option.entry.system_prompt(self.task.instruction)
+            return [baselines.zero_shot_messages(system, ex) for ex in examples]
         b = option.entry
         spec = baselines.BaselineSpec(name=b.name, kind=b.kind, k=b.k, seed=option.spec["seed"])
-        return baselines.build_messages(spec, self.task.instruction, data.train.examples, data.eval.examples)
+        return baselines.build_messages(spec, self.task.instruction, data.train.examples, examples)
 
     def render(self, lm: Any, messages: list[dict[str, str]]) -> str:
         from ftharness.models.prompts import render_prompt
 
         return render_prompt(lm.tokenizer, messages)
 
-    def generate(self, lm: Any, prompts: list[str]) -> list[Any]:
+    def generate(self, lm: Any, prompts: list[str], constrained: str | None = None) -> list[Any]:
         from ftharness.models.generation import GenerationSettings, generate
 
         g = self.task.spec.generation
@@ -151,8 +190,15 @@ class Backend:
             top_p=g.top_p,
             seed=self.task.spec.seed,
             stop=list(g.stop),
+            json_schema=self.task.schema if constrained == "json-schema" else None,
         )
         return generate(lm, prompts, settings, progress=False)
+
+    def constraint_record(self) -> dict[str, Any]:
+        """What schema-constrained decoding enforces of the task's schema, and what it cannot."""
+        from ftharness.models.constrained import describe
+
+        return describe(self.task.schema)
 
     def template_record(self) -> dict[str, Any]:
         from ftharness.models.prompts import template_record
@@ -308,6 +354,8 @@ class Experiment:
         self._training: dict[str, dict[str, Any]] = {}
         self._shared_suites: dict[str, dict] = {}
         self.events: list[str] = []  # what was reused / computed, for the terminal and tests
+        self.phases = Phases()
+        self._base_loaded = False
 
     # keys ------------------------------------------------------------------------------------
     def eval_key(self, option: Option, options: dict[str, Option], suites: list[Any]) -> str:
@@ -338,13 +386,18 @@ class Experiment:
     # the run ---------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         t0 = time.perf_counter()
-        self.data = self.backend.load_data()
+        with self.phases("load data"):
+            self.data = self.backend.load_data()
         suites = self.backend.suites()
         options = options_of(self.task)
         by_name = {o.name: o for o in options}
         keys = {o.name: self.eval_key(o, by_name, suites) for o in options}
+        selection = self.select_sweeps(by_name, suites, keys)
+        dropped = {p["name"] for s in selection.values() for p in s["points"] if p["name"] != s["chosen"]}
         records = []
         for option in options:
+            if option.name in dropped:
+                continue
             state = self.run_dir.read_state("eval", option.name)
             if state and state.get("key") == keys[option.name] and state.get("done"):
                 self.events.append(f"reused evaluation of {option.name}")
@@ -359,22 +412,116 @@ class Experiment:
                 "eval", option.name, {"key": keys[option.name], "done": True, "record": record}
             )
             records.append(record)
+            release_memory()
         return {
             "options": records,
-            "data": {
-                k: {"path": str(p), "sha256": self.data.hashes.get(k), "n": len(ds)}
-                for k, p, ds in (
-                    ("train", self.task.train_path, self.data.train),
-                    ("eval", self.task.eval_path, self.data.eval),
-                    ("preference", self.task.preference_path, self.data.preference),
-                )
-                if ds is not None
-            },
+            "selection": selection,
+            "data": self._data_record(),
             "suites": [s.to_dict() if hasattr(s, "to_dict") else str(s) for s in suites],
-            "keys": keys,
+            "keys": {k: v for k, v in keys.items() if k not in dropped},
             "wall_s": time.perf_counter() - t0,
             "events": self.events,
+            "phases": self.phases.records,
         }
+
+    def _data_record(self) -> dict[str, Any]:
+        d = self.data
+        out = {
+            k: {"path": str(p), "sha256": d.hashes.get(k), "n": len(ds)}
+            for k, p, ds in (
+                ("train", self.task.train_path, d.train),
+                ("eval", self.task.eval_path, d.eval),
+                ("preference", self.task.preference_path, d.preference),
+            )
+            if ds is not None
+        }
+        if d.validation is not None:
+            v = self.task.spec.validation
+            out["validation"] = {
+                "path": str(self.task.validation_path) if self.task.validation_path else None,
+                "carved_from": None if self.task.validation_path else "train",
+                "fraction": None if self.task.validation_path else v.fraction,
+                "sha256": d.hashes.get("validation"),
+                "n": len(d.validation),
+                "trained_on": len(d.fit),
+            }
+        return out
+
+    # sweeps, chosen on validation --------------------------------------------------------------
+    def select_sweeps(
+        self, by_name: dict[str, Option], suites: list[Any], keys: dict[str, str]
+    ) -> dict[str, dict[str, Any]]:
+        """Train every point of every sweep, score each on the validation rows, keep one finalist each."""
+        spec = self.task.spec.decision
+        out: dict[str, dict[str, Any]] = {}
+        for sweep, names in self.task.sweeps.items():
+            points = [self.validate(by_name[n], by_name, suites, keys[n]) for n in names]
+            chosen = choose(points, spec.metric, spec.higher_is_better)
+            self.events.append(f"validation chose {chosen} from sweep {sweep}")
+            out[sweep] = {
+                "chosen": chosen,
+                "metric": spec.metric,
+                "on": "validation",
+                "n": len(self.data.validation) if self.data.validation is not None else 0,
+                "points": points,
+            }
+        return out
+
+    def validate(self, option: Option, by_name: dict[str, Option], suites: list[Any], key: str) -> dict:
+        """One sweep point served on the validation rows and scored by the suites that read outputs."""
+        state = self.run_dir.read_state("validation", option.name)
+        if state and state.get("key") == key and state.get("done"):
+            self.events.append(f"reused validation of {option.name}")
+            self.artifact(option, by_name)  # from the artifact cache; its training record is needed
+            return state["record"]
+        b = self.backend
+        art = self.artifact(option, by_name)
+        examples = self.data.validation.examples
+        with self.phases("load model", option.name):
+            lm = b.load_trained(art)
+        with self.phases("validate: generate", option.name):
+            prompts = [b.render(lm, m) for m in b.messages(option, self.data, examples)]
+            t0 = time.perf_counter()
+            outs = b.generate(lm, prompts, option.entry.constrained)
+            wall = time.perf_counter() - t0
+        samples = [
+            b.sample(
+                id=i,
+                input=ex.input_text,
+                output=g.text,
+                reference=ex.completion,
+                meta=dict(ex.meta),
+                prompt_tokens=int(g.prompt_tokens),
+                new_tokens=int(g.new_tokens),
+                latency_s=float(g.latency_s),
+            )
+            for i, (ex, g) in enumerate(zip(examples, outs, strict=True))
+        ]
+        metrics: dict[str, float] = {}
+        with self.phases("validate: score", option.name):
+            for suite in suites:
+                if b.model_only(suite):
+                    continue  # forgetting reads the model, not the outputs: it does not choose a point
+                res = b.run_suite(suite, samples, lm, option.name, wall)
+                metrics.update(_metrics_of(res, len(samples))[0])
+        del lm
+        release_memory()
+        training = self._training[option.name]
+        extra = training.get("extra") or {}
+        losses = [p["eval_loss"] for p in training.get("loss_curve") or [] if "eval_loss" in p]
+        record = {
+            "name": option.name,
+            "hyperparameters": dict(option.entry.hyperparameters),
+            "metrics": metrics,
+            "validation_loss": min(losses) if losses else None,  # the kept (best) checkpoint's
+            "stopped_early": extra.get("stopped_early"),
+            "restored_best_from_step": extra.get("restored_best_from_step"),
+            "training_wall_s": training.get("wall_s"),
+            "global_step": extra.get("global_step"),
+            "outputs": [{"id": s.id, "output": s.output} for s in samples],
+        }
+        self.run_dir.write_state("validation", option.name, {"key": key, "done": True, "record": record})
+        return record
 
     def artifact(self, option: Option, by_name: dict[str, Option]) -> Any:
         """Train (or take from the cache) a candidate and everything it starts from."""
@@ -383,7 +530,9 @@ class Experiment:
         parent = None
         if option.entry.start_from:
             parent = self.artifact(by_name[option.entry.start_from], by_name)
-        art = self.backend.train(option, self.data, parent, self.progress)
+        with self.phases("train", option.name):
+            art = self.backend.train(option, self.data, parent, self.progress)
+        release_memory()
         result = art.result.to_dict() if hasattr(art.result, "to_dict") else dict(art.result)
         own = float(result.get("wall_s", 0.0))
         parent_total = self._training.get(option.entry.start_from or "", {}).get("total_wall_s", 0.0)
@@ -407,13 +556,17 @@ class Experiment:
         training = None
         if option.kind == "candidate":
             art = self.artifact(option, by_name)
-            lm = b.load_trained(art)
+            with self.phases("load model", option.name):
+                lm = b.load_trained(art)
             training = self._training[option.name]
         else:
-            lm = b.base_model()
-        messages = b.messages(option, self.data)
+            with self.phases("load model", "base") if not self._base_loaded else contextlib.nullcontext():
+                lm = b.base_model()
+            self._base_loaded = True
+        messages = b.messages(option, self.data, self.data.eval.examples)
         prompts = [b.render(lm, m) for m in messages]
-        gens, gen_wall = self._generate_streaming(option, lm, prompts, key)
+        with self.phases("generate", option.name):
+            gens, gen_wall = self._generate_streaming(option, lm, prompts, key)
         examples = self.data.eval.examples
         samples = [
             b.sample(
@@ -440,7 +593,8 @@ class Experiment:
                 }
                 continue
             self._status(f"scoring {option.name} with suite {name}")
-            res = b.run_suite(suite, samples, lm, option.name, gen_wall)
+            with self.phases(f"score: {name}", option.name):
+                res = b.run_suite(suite, samples, lm, option.name, gen_wall)
             if shared:
                 self._shared_suites[name] = res
             suite_results[name] = res
@@ -448,7 +602,10 @@ class Experiment:
         if option.kind == "candidate":
             record["plan"] = self._safe(lambda: b.plan(option, self.data, self._seq_len(gens)), "plan")
             n = self.task.spec.decision.merged_latency_prompts
-            record["merged_latency"] = self._safe(lambda: b.merged_latency(lm, prompts[:n]), "merged latency")
+            with self.phases("merged latency", option.name):
+                record["merged_latency"] = self._safe(
+                    lambda: b.merged_latency(lm, prompts[:n]), "merged latency"
+                )
         return record
 
     def _seq_len(self, gens: list[dict]) -> int:
@@ -480,6 +637,7 @@ class Experiment:
         todo.sort(key=lambda i: len(prompts[i]))
         size = max(1, self.task.spec.generation.batch_size)
         examples = self.data.eval.examples
+        constrained = option.entry.constrained
         wall = sum(
             float(r.get("batch_wall_s", 0.0)) / max(1, int(r.get("batch_n", 1))) for r in done.values()
         )
@@ -487,7 +645,7 @@ class Experiment:
             for start in range(0, len(todo), size):
                 batch = todo[start : start + size]
                 t0 = time.perf_counter()
-                outs = self.backend.generate(lm, [prompts[i] for i in batch])
+                outs = self.backend.generate(lm, [prompts[i] for i in batch], constrained)
                 took = time.perf_counter() - t0
                 wall += took
                 rows = []
@@ -528,12 +686,11 @@ class Experiment:
         gates = []
         slices: dict[str, Any] = {}
         for sname, res in suites.items():
-            for mname, m in (res.get("metrics") or {}).items():
-                for vname, v in (m.get("values") or {}).items():
-                    metrics.setdefault(f"{mname}.{vname}", v)
-                for vname, scores in (m.get("per_sample") or {}).items():
-                    if len(scores) == len(gens):
-                        per_sample.setdefault(f"{mname}.{vname}", scores)
+            m, ps = _metrics_of(res, len(gens))
+            for k, v in m.items():
+                metrics.setdefault(k, v)
+            for k, v in ps.items():
+                per_sample.setdefault(k, v)
             for g in res.get("gates") or []:
                 gates.append({**g, "suite": sname})
             for fld, buckets in (res.get("slices") or {}).items():
@@ -586,6 +743,20 @@ class Experiment:
             "samples_file": f"samples/{option.name}.jsonl",
             "reused": False,
         }
+
+
+def _metrics_of(result: dict[str, Any], n: int) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """``metric.value -> number`` and the per-sample scores (those covering all ``n`` samples) of one
+    suite result."""
+    metrics: dict[str, float] = {}
+    per_sample: dict[str, list[float]] = {}
+    for mname, m in (result.get("metrics") or {}).items():
+        for vname, v in (m.get("values") or {}).items():
+            metrics.setdefault(f"{mname}.{vname}", v)
+        for vname, scores in (m.get("per_sample") or {}).items():
+            if len(scores) == n:
+                per_sample.setdefault(f"{mname}.{vname}", scores)
+    return metrics, per_sample
 
 
 class _progress:

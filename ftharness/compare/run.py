@@ -14,6 +14,9 @@ from ftharness.compare.stats import bootstrap_ci, paired_compare
 from ftharness.compare.task import Task, load_task
 from ftharness.io import atomic_write_json, read_jsonl
 from ftharness.report.run_dir import RunDir, open_run
+from ftharness.runlog import third_party_to_log
+
+LOG_NAME = "run.log"
 
 
 @dataclasses.dataclass
@@ -102,7 +105,8 @@ def run_compare(
     )
     backend = (backend_factory or Backend)(task)
     exp = Experiment(task, run, backend, progress=progress)
-    measured = exp.run()
+    with third_party_to_log(run.root / LOG_NAME):  # library warnings and bars: the log, not the terminal
+        measured = exp.run()
     spec = task.spec.decision
     decision = decide(measured["options"], spec, seed=task.spec.seed)
     comps = comparisons(measured["options"], decision, spec, task.spec.seed)
@@ -124,6 +128,8 @@ def run_compare(
         "candidates": [o["spec"] for o in measured["options"] if o["kind"] == "candidate"],
         "suites": list(task.spec.suites),
         "resumed": run.resumed,
+        "validation": dataclasses.asdict(task.spec.validation),
+        "constrained_decoding": _constraints(task, backend),
     }
     timing = {
         "run_wall_s": time.time() - started,
@@ -137,6 +143,7 @@ def run_compare(
         "generation_s": {
             o["name"]: (o.get("cost") or {}).get("generation_wall_s") for o in measured["options"]
         },
+        "phases": measured.get("phases", []),
     }
     results = assemble(
         run_id=run.run_id,
@@ -155,6 +162,14 @@ def run_compare(
     run.write("report.html", render_html(results))
     run.finish()
     return CompareOutcome(results=results, run=run)
+
+
+def _constraints(task: Task, backend: Any) -> dict[str, Any] | None:
+    """What the schema-constrained options could and could not enforce (None when none is constrained)."""
+    entries = [*task.spec.baselines, *task.candidates]
+    if not any(getattr(e, "constrained", None) for e in entries) or not hasattr(backend, "constraint_record"):
+        return None
+    return _safe(backend.constraint_record)
 
 
 def _safe(fn: Callable[[], Any]) -> Any:

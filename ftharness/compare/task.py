@@ -6,7 +6,9 @@ hyperparameter the trainer does not know, ``start_from`` naming an unknown candi
 gate that cannot be read) is a :class:`~ftharness.errors.BadInput` naming the file and field.
 
 A sweep is one line: ``sweep: {r: [4, 8, 16, 32]}`` on a candidate expands into one candidate per value
-(``lora-r4``, ``lora-r8``...; several keys give their product).
+(``lora-r4``, ``lora-r8``...; several keys give their product). Every point is trained, and the validation
+split (``validation:``, carved from the training data) chooses one finalist per sweep: only finalists meet
+the eval set. The eval set never teaches or selects.
 """
 
 from __future__ import annotations
@@ -44,12 +46,34 @@ class GenerationSpec:
     stop: list[str] = field(default_factory=list)
 
 
+CONSTRAINTS = ("json-schema",)
+
+
 @dataclass
 class BaselineEntry:
     name: str
     kind: Literal["zero-shot", "few-shot", "retrieved"] = "zero-shot"
     k: int = field(default=5, metadata={"min": 1})
     seed: int | None = None  # None: the task's seed
+    constrained: Literal["json-schema"] | None = field(
+        default=None,
+        metadata={"help": "json-schema: decoding may only produce JSON valid under the task's schema"},
+    )
+
+
+@dataclass
+class ValidationSpec:
+    """The validation split that early stopping, checkpoint choice and sweep choice read.
+
+    Carved from the training data (``ftharness.data.split.carve_validation``: deterministic, disjoint from
+    what is trained on), or read from ``file``. 10 % with at least 16 rows: 16 rows resolve a validation
+    parse-rate difference of about 0.25 between sweep points, enough to tell a working setting from a broken
+    one; the eval set, not validation, carries the reported statistics.
+    """
+
+    fraction: float = field(default=0.1, metadata={"min": 0.0, "max": 0.5})
+    min: int = field(default=16, metadata={"min": 1})
+    file: str | None = None  # a JSONL file of validation rows (relative to the task file)
 
 
 @dataclass
@@ -62,13 +86,23 @@ class CandidateEntry:
     data: Literal["train", "preference"] | None = None  # None: preference for dpo, else train
     sweep: dict[str, list[Any]] = field(default_factory=dict)
     seed: int | None = None
+    prompt: Literal["instruction", "bare"] = field(
+        default="instruction",
+        metadata={"help": "instruction: the task instruction is the system turn at train and serve time; "
+                          "bare: the input alone, the instruction baked into the weights by training"},
+    )
+    constrained: Literal["json-schema"] | None = None
+
+    def system_prompt(self, instruction: str | None) -> str | None:
+        """The system turn this candidate trains and is served with."""
+        return None if self.prompt == "bare" else instruction
 
 
 @dataclass
 class DecisionSpec:
     """What the decision weighs. Prices are assumptions the report states, not facts."""
 
-    baseline_metric: str = "format.parse_rate"
+    metric: str = "format.parse_rate"  # what "better" is judged on (validation choice and the decision)
     higher_is_better: bool = True
     gpu: str | None = None  # planner catalogue name: price a GPU training by it
     cpu_usd_per_hour: float = field(default=0.10, metadata={"min": 0.0})
@@ -91,6 +125,7 @@ class TaskSpec:
     schema: str | None = None
     slices: list[str] = field(default_factory=list)
     seed: int = 0
+    validation: ValidationSpec = field(default_factory=ValidationSpec)
     generation: GenerationSpec = field(default_factory=GenerationSpec)
     baselines: list[BaselineEntry] = field(default_factory=list)
     candidates: list[CandidateEntry] = field(default_factory=list)
@@ -114,6 +149,8 @@ class Task:
     candidates: list[CandidateEntry]  # expanded, parents before children
     gates: list[Gate]
     suites: list[str] = field(default_factory=list)  # names, or paths resolved against the task file
+    validation_path: Path | None = None
+    sweeps: dict[str, list[str]] = field(default_factory=dict)  # sweep name -> its points' candidate names
 
     @property
     def name(self) -> str:
@@ -139,6 +176,7 @@ def check_task(spec: TaskSpec, path: Path, *, check_plugins: bool = True) -> Tas
     eval_path = need_file(spec.data.eval, "data.eval")
     preference_path = need_file(spec.data.preference, "data.preference")
     schema_path = need_file(spec.schema, "schema")
+    validation_path = need_file(spec.validation.file, "validation.file")
     instruction_path = need_file(spec.instruction_file, "instruction_file")
     if spec.instruction and instruction_path:
         raise BadInput("give instruction or instruction_file, not both", file=path, field="instruction")
@@ -165,7 +203,9 @@ def check_task(spec: TaskSpec, path: Path, *, check_plugins: bool = True) -> Tas
         raise BadInput("nothing to compare: add baselines and/or candidates", file=path)
     gates = [parse_gate(k, v, file=path) for k, v in spec.gates.items()]
     candidates = expand_sweeps(spec.candidates, path)
+    sweeps = {c.name: [p.name for p in _sweep_points(c)] for c in spec.candidates if c.sweep}
     _check_names([b.name for b in spec.baselines], [c.name for c in candidates], path)
+    _check_constraints(spec, candidates, schema, path)
     candidates = order_candidates(candidates, path)
     for c in candidates:
         kind = c.data or ("preference" if c.method == "dpo" else "train")
@@ -209,7 +249,23 @@ def check_task(spec: TaskSpec, path: Path, *, check_plugins: bool = True) -> Tas
         candidates=candidates,
         gates=gates,
         suites=suites,
+        validation_path=validation_path,
+        sweeps=sweeps,
     )
+
+
+def _check_constraints(spec: TaskSpec, candidates: list[CandidateEntry], schema: dict | None, path: Path) -> None:
+    """A constrained option needs the task's schema to constrain by."""
+    if schema is not None:
+        return
+    for where, entries in (("baselines", spec.baselines), ("candidates", candidates)):
+        for e in entries:
+            if e.constrained:
+                raise BadInput(
+                    "constrained: json-schema needs the task's `schema:` file",
+                    file=path,
+                    field=f"{where}.{e.name}.constrained",
+                )
 
 
 def _suite_ref(name: str, task_file: Path) -> str:
@@ -231,26 +287,46 @@ def expand_sweeps(entries: list[CandidateEntry], path: Path) -> list[CandidateEn
                 raise BadInput(
                     "a sweep needs at least one value", file=path, field=f"candidates.{c.name}.sweep.{key}"
                 )
+            if key == "prompt" and any(v not in ("instruction", "bare") for v in values):
+                raise BadInput(
+                    "a prompt sweep takes instruction and/or bare",
+                    file=path,
+                    field=f"candidates.{c.name}.sweep.prompt",
+                )
             if key in c.hyperparameters:
                 raise BadInput(
                     "swept and also fixed in hyperparameters; keep one",
                     file=path,
                     field=f"candidates.{c.name}.sweep.{key}",
                 )
-        keys = list(c.sweep)
-        for point in itertools.product(*(c.sweep[k] for k in keys)):
-            suffix = "-".join(f"{_short(k)}{_fmt(v)}" for k, v in zip(keys, point, strict=True))
-            hp = {**c.hyperparameters, **dict(zip(keys, point, strict=True))}
-            out.append(replace(c, name=f"{c.name}-{suffix}", hyperparameters=hp, sweep={}))
+        out.extend(_sweep_points(c))
     return out
 
 
+SWEPT_FIELDS = ("prompt",)  # candidate fields a sweep may vary besides the trainer's hyperparameters
+
+
+def _sweep_points(c: CandidateEntry) -> list[CandidateEntry]:
+    keys = list(c.sweep)
+    points = []
+    for point in itertools.product(*(c.sweep[k] for k in keys)):
+        values = dict(zip(keys, point, strict=True))
+        suffix = "-".join(f"{_short(k)}{_fmt(v)}" for k, v in values.items())
+        fields = {k: values.pop(k) for k in SWEPT_FIELDS if k in values}
+        hp = {**c.hyperparameters, **values}
+        points.append(replace(c, name=f"{c.name}-{suffix}", hyperparameters=hp, sweep={}, **fields))
+    return points
+
+
 def _short(key: str) -> str:
-    return {"learning_rate": "lr", "lora_alpha": "alpha", "epochs": "ep"}.get(key, key)
+    return {"learning_rate": "lr", "lora_alpha": "alpha", "epochs": "ep", "prompt": ""}.get(key, key)
 
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
+        if value != 0 and abs(value) < 1e-2:  # learning rates: 2e-4, not 0.0002
+            mantissa, exp = f"{value:e}".split("e")
+            return f"{float(mantissa):g}e{int(exp)}"
         return f"{value:g}"
     if isinstance(value, list):
         return "+".join(map(str, value))

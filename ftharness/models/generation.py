@@ -12,11 +12,15 @@ Why it is shaped like this:
   first stop string.
 - Latency: a request is answered when its batch ends, so each request's ``latency_s`` is its batch's wall
   time (requests of one batch share it).
+- ``json_schema`` constrains every row to JSON valid under that schema (ftharness.models.constrained:
+  one logits processor per batch, a row ends as soon as its JSON closes). Without it nothing changes:
+  no processor is passed and the settings record is the same as before the option existed.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -40,6 +44,7 @@ class GenerationSettings:
     top_p: float = 1.0
     seed: int = 0
     stop: list[str] = field(default_factory=list)
+    json_schema: dict[str, Any] | None = None  # constrain outputs to JSON valid under this schema
 
     def __post_init__(self) -> None:
         if int(self.max_new_tokens) < 1:
@@ -54,6 +59,10 @@ class GenerationSettings:
             self.stop = [self.stop]
         if any(not isinstance(s, str) or not s for s in self.stop):
             raise BadInput("stop strings must be non-empty strings", field="stop")
+        if self.json_schema is not None:
+            from ftharness.models.constrained import check_schema
+
+            check_schema(self.json_schema)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -61,6 +70,12 @@ class GenerationSettings:
             data.pop("temperature")
             data.pop("top_p")
             data.pop("seed")
+        if self.json_schema is None:  # unconstrained records stay as they were
+            data.pop("json_schema")
+        else:
+            from ftharness.models.constrained import describe
+
+            data["constrained"] = describe(self.json_schema)
         return data
 
 
@@ -124,8 +139,13 @@ def generate(
     settings: GenerationSettings | None = None,
     *,
     progress: bool = True,
+    processor_factory: Callable[[], Any] | None = None,
 ) -> list[Generation]:
-    """Generate a completion for each rendered prompt; results in input order."""
+    """Generate a completion for each rendered prompt; results in input order.
+
+    ``processor_factory``: called once per batch for an extra transformers ``LogitsProcessor`` applied
+    after the schema constraint (benchmarks/constrained.py runs other constraint libraries through this
+    engine with it)."""
     import torch
 
     settings = settings or GenerationSettings()
@@ -148,6 +168,11 @@ def generate(
     batches = [order[s:s + settings.batch_size] for s in range(0, len(order), settings.batch_size)]
     config = generation_config(lm, settings)
     eos_ids = set(config.eos_token_id)
+    if settings.json_schema is not None:
+        from ftharness.models.constrained import compile_schema, json_schema_processor, vocab_size
+
+        # Compile before the first batch: a schema the library cannot take fails at once.
+        compile_schema(tok, settings.json_schema, vocab_size=vocab_size(lm), stop_token_ids=config.eos_token_id)
     device = next(lm.model.parameters()).device
     results: list[Generation | None] = [None] * len(prompts)
     rng_devices = [device.index or 0] if device.type == "cuda" else []
@@ -158,12 +183,20 @@ def generate(
             input_ids, attention_mask = _left_pad([encoded[i] for i in batch], tok.pad_token_id, device)
             width = input_ids.shape[1]
             criteria = _stop_criteria(tok, settings.stop, width) if settings.stop else None
+            processors = []
+            if settings.json_schema is not None:
+                processors.append(json_schema_processor(lm, settings.json_schema, eos_ids=config.eos_token_id,
+                                                        stopped=criteria.stopped_at if criteria else None))
+            if processor_factory is not None:
+                processors.append(processor_factory())
+            extra = {"logits_processor": _processor_list(processors)} if processors else {}
             start = time.perf_counter()
             out = lm.model.generate(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
                 generation_config=config,
                 stopping_criteria=_criteria_list(criteria),
+                **extra,
             )
             elapsed = time.perf_counter() - start
             new = out[:, width:].tolist()
@@ -244,6 +277,12 @@ def _criteria_list(criteria: Any) -> Any:
     from transformers import StoppingCriteriaList
 
     return StoppingCriteriaList([criteria])
+
+
+def _processor_list(processors: list[Any]) -> Any:
+    from transformers import LogitsProcessorList
+
+    return LogitsProcessorList(processors)
 
 
 class _progress:

@@ -238,9 +238,16 @@ def view_model(results: dict[str, Any]) -> dict[str, Any]:
             sections.append({"title": sec.title, "html": _plugin_html(sec, results)})
     except Exception as e:  # a broken plugin section is reported, never fatal
         sections.append({"title": "report sections", "html": None, "error": f"{type(e).__name__}: {e}"})
+    from ftharness.compare.decision import usd
+
+    costs = decision.get("costs") or {}
+    monthly = {n: usd(c["monthly_prompt_usd"]) for n, c in costs.items() if "monthly_prompt_usd" in c}
     return {
         "r": results,
         "decision": decision,
+        "monthly": monthly,
+        "selection": selection_view(results),
+        "phases": (results.get("timing") or {}).get("phases") or [],
         "comparisons": [c for c in results.get("comparisons", []) if c.get("verdict") != "reference"],
         "options": options,
         "metric": metric,
@@ -255,6 +262,25 @@ def view_model(results: dict[str, Any]) -> dict[str, Any]:
         "memory": [{"name": o["name"], **o["memory"]} for o in options if o.get("memory")],
         "sections": sections,
     }
+
+
+def selection_view(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each sweep's points with the hyperparameters that vary and the validation metrics worth a column."""
+    out = []
+    for name, s in (results.get("selection") or {}).items():
+        points = s.get("points") or []
+        have = {k for p in points for k in (p.get("metrics") or {})}
+        cols = [c for c in dict.fromkeys([s.get("metric"), *PREFERRED[:3]]) if c in have]
+        varying = {
+            k for p in points for k, v in (p.get("hyperparameters") or {}).items()
+            if any((q.get("hyperparameters") or {}).get(k) != v for q in points)
+        }
+        rows = [
+            {**p, "swept": ", ".join(f"{k}={(p.get('hyperparameters') or {}).get(k)}" for k in sorted(varying))}
+            for p in points
+        ]
+        out.append({**s, "name": name, "points": rows, "cols": cols})
+    return out
 
 
 def _plugin_html(section: Any, results: dict[str, Any]) -> Any:

@@ -6,7 +6,8 @@ Top-level keys (``schema_version`` 1):
 seed, dtype, batch size, prompt template), ``environment`` (python, platform, library versions),
 ``data`` (path, sha256, size of each file), ``suites``, ``options`` (per option: kind, spec,
 ``metrics`` as ``metric.value -> number``, ``per_sample`` scores, ``gates``, ``passed``, ``slices``,
-``cost``, ``training``, ``plan``, ``merged_latency``, ``memory``), ``comparisons`` (paired statistics
+``cost``, ``training``, ``plan``, ``merged_latency``, ``memory``), ``selection`` (per sweep: every
+point's validation figures and the finalist chosen on them), ``comparisons`` (paired statistics
 against the best prompting baseline), ``decision``, ``samples`` (side-by-side outputs of every option on
 the same inputs, with their format errors), ``timing``.
 """
@@ -141,6 +142,7 @@ def assemble(
             "data": experiment.get("data", {}),
             "suites": experiment.get("suites", []),
             "options": options,
+            "selection": experiment.get("selection", {}),
             "comparisons": comparisons,
             "decision": decision,
             "samples": side_by_side(options, samples, task.schema),

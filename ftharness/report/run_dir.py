@@ -6,6 +6,7 @@ Layout::
       run.json          what the run is (task file, task hash, status: running | finished)
       state/            finished trainings and evaluations, one JSON each (what a resumed run reuses)
       samples/NAME.jsonl  per-sample outputs of each option, appended as they are produced
+      run.log           the libraries' warnings, log records and progress bars (kept off the terminal)
       results.json  junit.xml  report.html   written at the end
 
 A new run gets a fresh id (``YYYYmmdd-HHMMSS-TASK``, suffixed when taken). Running the same command again

@@ -1,10 +1,18 @@
-"""The terminal view of a run: the decision and the leaderboard, with rich."""
+"""The terminal view of a run: the decision, the leaderboard, each sweep's choice, and where the time went.
+
+Readable at 80 columns (CI logs): the leaderboard keeps the decision metric, the parse rate, prompt
+tokens, the monthly prompt cost, training time and gates, with headers that wrap instead of being cut;
+a wide terminal also gets the other gated metrics. Every value from the run (option names, paths, model
+text) is printed as text, never read as rich markup.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ftharness.report.html import leaderboard_columns
+
+PARSE = "format.parse_rate"
 
 
 def _num(v: Any, digits: int = 2) -> str:
@@ -15,9 +23,15 @@ def _num(v: Any, digits: int = 2) -> str:
     return str(v)
 
 
+def _minutes(seconds: float | None) -> str:
+    if not seconds:
+        return "-"
+    return f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
 def print_summary(results: dict[str, Any], report_path: str | None = None, console: Any = None) -> None:
     from rich.panel import Panel
-    from rich.table import Table
+    from rich.text import Text
 
     if console is None:
         from ftharness.cli.render import console as make
@@ -25,35 +39,121 @@ def print_summary(results: dict[str, Any], report_path: str | None = None, conso
         console = make()
     d = results.get("decision") or {}
     colour = {"finetune": "green", "prompt": "cyan", "none": "red"}.get(d.get("verdict", ""), "white")
-    body = f"[bold]{d.get('headline', '')}[/bold]"
+    body = Text(d.get("headline", ""), style="bold")
     for r in d.get("reasons", [])[:6]:
-        body += f"\n- {r}"
+        body.append(f"\n- {r}")
     console.print(Panel(body, title=f"Decision: {d.get('verdict', '?')}", border_style=colour))
-    # A narrow terminal (CI logs are often 80 columns) gets the decision metric and the gated ones only.
-    cols = leaderboard_columns(results, limit=7 if console.width >= 140 else 4)
-    table = Table(title="Leaderboard", show_lines=False)
-    table.add_column("option", no_wrap=True)
-    table.add_column("kind", no_wrap=True)
+    console.print(leaderboard(results, wide=console.width >= 140))
+    cd = (results.get("settings") or {}).get("constrained_decoding") or {}
+    if cd.get("library"):
+        missing = ", ".join(cd.get("unenforced_keywords") or []) or "none"
+        console.print(Text(f"Constrained options decode with {cd['library']} {cd.get('version') or ''}; "
+                           f"schema keywords it cannot enforce: {missing}.", style="dim"))
+    for table in selection_tables(results):
+        console.print(table)
+    phases = phase_table(results)
+    if phases is not None:
+        console.print(phases)
+    if report_path:
+        console.print(Text(f"Report: {report_path}"))
+
+
+def leaderboard(results: dict[str, Any], *, wide: bool = False) -> Any:
+    from rich import box
+    from rich.table import Table
+
+    from ftharness.compare.decision import usd
+
+    d = results.get("decision") or {}
+    metric = d.get("metric")
+    cols = [c for c in leaderboard_columns(results, limit=7 if wide else 2) if c in (metric, PARSE) or wide]
+    costs = d.get("costs") or {}
+    table = Table(title="Leaderboard (* recommended)", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("option", overflow="fold", min_width=12)
     for c in cols:
-        table.add_column(c.replace(".", " ", 1) if console.width >= 140 else c.split(".", 1)[-1], justify="right")
-    table.add_column("prompt tok", justify="right")
-    table.add_column("s/request", justify="right")
-    table.add_column("train", justify="right")
+        table.add_column(c.split(".", 1)[-1].replace("_", " "), justify="right")
+    table.add_column("prompt tokens", justify="right")
+    table.add_column("prompt $ / month", justify="right")
+    table.add_column("trained", justify="right")
     table.add_column("gates")
     for o in results.get("options", []):
         t = o.get("training") or {}
         gates = o.get("gates") or []
         ok = sum(1 for g in gates if g.get("passed"))
         mark = "[green]pass[/green]" if o.get("passed") else "[red]FAIL[/red]"
+        monthly = (costs.get(o["name"]) or {}).get("monthly_prompt_usd")
+        name = _text(o["name"] + (" *" if o["name"] == d.get("recommended") else ""))
         table.add_row(
-            o["name"] + (" *" if o["name"] == d.get("recommended") else ""),
-            o.get("kind", ""),
+            name,
             *[_num((o.get("metrics") or {}).get(c)) for c in cols],
             _num((o.get("cost") or {}).get("prompt_tokens_mean"), 0),
-            _num((o.get("cost") or {}).get("latency_s_mean")),
-            f"{t.get('total_wall_s', 0) / 60:.1f} min" if t else "-",
+            usd(monthly) if monthly is not None else "-",
+            _minutes(t.get("total_wall_s")) if t else "-",
             f"{mark} {ok}/{len(gates)}",
         )
-    console.print(table)
-    if report_path:
-        console.print(f"Report: {report_path}")
+    return table
+
+
+def _text(value: str) -> Any:
+    """User-derived text as a rich Text: printed as is, never parsed as markup."""
+    from rich.text import Text
+
+    return Text(value)
+
+
+def selection_tables(results: dict[str, Any]) -> list[Any]:
+    """One table per sweep: each point's validation figures, the chosen one marked."""
+    from rich import box
+    from rich.table import Table
+
+    from ftharness.report.html import selection_view
+
+    tables = []
+    for s in selection_view(results):
+        table = Table(
+            title=f"Sweep {s['name']}: chosen on {s.get('n')} validation rows by {s.get('metric')}",
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+        )
+        table.add_column("point", overflow="fold")
+        for c in s["cols"][:2]:
+            table.add_column(c.split(".", 1)[-1].replace("_", " "), justify="right")
+        table.add_column("val loss", justify="right")
+        table.add_column("trained", justify="right")
+        for p in s["points"]:
+            chosen = " (chosen)" if p["name"] == s["chosen"] else ""
+            table.add_row(
+                _text(f"{p['swept'] or p['name']}{chosen}"),
+                *[_num((p.get("metrics") or {}).get(c)) for c in s["cols"][:2]],
+                _num(p.get("validation_loss"), 3),
+                _minutes(p.get("training_wall_s")),
+            )
+        tables.append(table)
+    return tables
+
+
+def phase_table(results: dict[str, Any]) -> Any | None:
+    """Where the time and memory went, phase by phase, with the run's total."""
+    from rich import box
+    from rich.table import Table
+
+    timing = results.get("timing") or {}
+    phases = timing.get("phases") or []
+    if not phases:
+        return None
+    total = timing.get("run_wall_s")
+    peak = max((p.get("peak_memory_bytes") or 0 for p in phases), default=0)
+    title = f"Time and memory: {_minutes(total)} in all, peak {peak / 1e9:.2f} GB" if total else "Time and memory"
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("phase")
+    table.add_column("option", overflow="fold")
+    table.add_column("wall", justify="right")
+    table.add_column("peak GB", justify="right")
+    for p in phases:
+        table.add_row(
+            _text(p["phase"]),
+            _text(p.get("option") or ""),
+            f"{p.get('wall_s') or 0:.1f} s",
+            f"{(p.get('peak_memory_bytes') or 0) / 1e9:.2f}",
+        )
+    return table

@@ -107,7 +107,8 @@ def common_args(job: TrainJob, hp: dict[str, Any], n_rows: int, *, has_eval: boo
         max_grad_norm=hp["max_grad_norm"],
         optim=hp["optimizer"],
         logging_steps=hp["logging_steps"],
-        eval_strategy="epoch" if has_eval else "no",
+        eval_strategy=("steps" if hp.get("eval_steps") else "epoch") if has_eval else "no",
+        eval_steps=hp.get("eval_steps"),
         save_strategy="steps",
         save_steps=save_steps,
         save_total_limit=1,
@@ -134,10 +135,81 @@ def trainer_callbacks(job: TrainJob, hp: dict[str, Any], label: str) -> tuple[An
     return best, callbacks
 
 
+def fused_head_compacts(device: Any) -> bool:
+    """Whether TRL's fused LM head (what ``SFTTrainer.compute_loss`` calls) already projects only the labelled
+    positions on ``device``: it does with its Triton kernels (CUDA, XPU); elsewhere, the CPU included, it projects
+    every position, prompt and padding too, and folds each [tokens, 32768] tile with several extra passes for
+    its entropy and accuracy metrics."""
+    try:
+        from trl.kernels.chunked_logprob import _use_triton
+    except ImportError:  # another TRL layout: judge by the device alone
+        return getattr(device, "type", str(device)) in ("cuda", "xpu")
+    return bool(_use_triton(device))
+
+
+def selected_logits_supported(model: Any) -> bool:
+    """Whether ``model`` (bare, PEFT- or DDP-wrapped) returns logits for chosen positions only when called with
+    a boolean (batch, seq) mask as ``logits_to_keep`` (transformers 5's ``slice_logits_to_keep``: the result is
+    the (kept, vocab) logits). Prompt-learning adapters prepend virtual tokens, which shifts every position."""
+    import inspect
+
+    import torch
+
+    try:
+        from transformers.modeling_utils import slice_logits_to_keep
+    except ImportError:
+        return False
+    try:
+        probe = slice_logits_to_keep(torch.zeros(2, 3, 1), torch.tensor([[True, False, False], [False, True, True]]))
+    except (IndexError, RuntimeError, TypeError):
+        return False
+    if tuple(probe.shape) != (3, 1):
+        return False
+    inner = getattr(model, "module", model)  # DistributedDataParallel
+    peft_config = getattr(inner, "active_peft_config", None)
+    if peft_config is not None and getattr(peft_config, "is_prompt_learning", False):
+        return False
+    base = inner.get_base_model() if hasattr(inner, "get_base_model") else inner
+    try:
+        return "logits_to_keep" in inspect.signature(type(base).forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def completion_only_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
+    """The completion-only loss with the vocabulary projection applied to the labelled positions only.
+
+    Position t predicts label t+1, so the kept positions are those whose next label is not -100; the body runs
+    on every token as before, the lm_head on the kept ones only (``logits_to_keep`` as a boolean mask). The loss
+    is the sum of their negative log-likelihoods divided by ``num_items_in_batch`` when the Trainer counted the
+    labelled tokens of all its accumulated micro-batches, else by their count in this batch: what
+    ``SFTTrainer.compute_loss`` and transformers' ``ForCausalLMLoss`` compute from the full logits (log-softmax
+    in float32, as both upcast).
+    """
+    import torch
+
+    labels = inputs["labels"]
+    targets = labels[:, 1:]
+    valid = targets != -100
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    keep[:, :-1] = valid
+    logits = model(**{k: v for k, v in inputs.items() if k != "labels"}, logits_to_keep=keep).logits
+    kept = int(valid.sum())
+    if logits.dim() != 2 or logits.size(0) != kept:
+        raise RuntimeError(f"the model returned logits of shape {tuple(logits.shape)} for {kept} kept positions: "
+                           "its forward does not select positions by a boolean logits_to_keep mask")
+    nll = torch.nn.functional.cross_entropy(logits.float(), targets[valid], reduction="sum")
+    count = valid.sum() if num_items_in_batch is None else num_items_in_batch
+    return nll / torch.as_tensor(count, device=nll.device).clamp(min=1)
+
+
 def make_sft_trainer_class() -> type:
-    """``SFTTrainer`` that counts the real tokens it trains on and, for 0 < prompt_loss_weight < 1, computes
-    the weighted loss: sum_t w_t * nll_t / sum_t w_t with w = prompt_loss_weight on prompt tokens and 1 on
-    completion tokens (TRL itself can only mask tokens, not weight them)."""
+    """``SFTTrainer`` that counts the real tokens it trains on, computes the completion-only loss with the
+    vocabulary projection on completion tokens only where TRL would project every token (see
+    ``completion_only_loss``; on the 2-core CPU that was about half of a LoRA step's time on the embedded model,
+    benchmarks/train.py), and, for 0 < prompt_loss_weight < 1, computes the weighted loss:
+    sum_t w_t * nll_t / sum_t w_t with w = prompt_loss_weight on prompt tokens and 1 on completion tokens
+    (TRL itself can only mask tokens, not weight them)."""
     import torch
     from trl import SFTTrainer
 
@@ -145,14 +217,23 @@ def make_sft_trainer_class() -> type:
 
     class HarnessSFTTrainer(SFTTrainer):
         trained_tokens = 0
+        _selected_logits: bool | None = None  # decided on the first batch
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if model.training:
                 self.trained_tokens += batch_tokens(inputs)
             weights = inputs.pop("loss_weights", None)
             if weights is None:
-                return super().compute_loss(model, inputs, return_outputs=return_outputs,
-                                            num_items_in_batch=num_items_in_batch)
+                if return_outputs or not self._completion_logits_only(model, inputs):
+                    return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                                num_items_in_batch=num_items_in_batch)
+                inputs["use_cache"] = False
+                loss = completion_only_loss(model, inputs, num_items_in_batch)
+                if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                    # as SFTTrainer: num_items_in_batch counts every rank's tokens and DDP averages the gradients
+                    loss = loss * (self.accelerator.num_processes // self.get_tp_size())
+                self._count_tokens(inputs)
+                return loss
             inputs["use_cache"] = False
             outputs = model(**inputs, fused_lm_head=True)
             shifted = weights[:, 1:].to(outputs.log_probs.dtype)
@@ -164,6 +245,37 @@ def make_sft_trainer_class() -> type:
                 # weigh this micro-batch by its share of the accumulated tokens instead.
                 loss = loss * valid.sum() / torch.as_tensor(num_items_in_batch, device=loss.device).clamp(min=1)
             return (loss, outputs) if return_outputs else loss
+
+        def _completion_logits_only(self, model, inputs) -> bool:
+            """The fast path where it changes something and the plain loss is all the configuration asks for
+            (no label smoothing, custom loss function, DFT loss or MoE auxiliary loss)."""
+            if self._selected_logits is None:
+                self._selected_logits = (
+                    "labels" in inputs
+                    and not fused_head_compacts(inputs["labels"].device)
+                    and self.label_smoother is None
+                    and self.compute_loss_func is None
+                    and getattr(self.args, "loss_type", "nll") == "nll"
+                    and not getattr(self, "aux_loss_enabled", False)
+                    and selected_logits_supported(model)
+                )
+            return self._selected_logits
+
+        def _count_tokens(self, inputs) -> None:
+            """SFTTrainer's logged ``num_tokens``. Its entropy and mean token accuracy are left out: they cost
+            1.5 % of a CPU step over the kept positions, and nothing of the harness reads them (the loss curve
+            keeps the losses, learning rate and gradient norm)."""
+            if not hasattr(self, "_total_train_tokens") or getattr(self, "_metrics", None) is None:
+                return
+            mode = "train" if self.model.training else "eval"
+            if mode == "train":
+                if "attention_mask" in inputs:
+                    local = inputs["attention_mask"].sum()
+                else:
+                    local = torch.tensor(inputs["input_ids"].size(1), device=inputs["input_ids"].device)
+                local = self.accelerator.gather_for_metrics(local).sum().item()
+                self._total_train_tokens += local // getattr(self, "_tp_size", 1)
+            self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
 
     return HarnessSFTTrainer
 

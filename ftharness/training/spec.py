@@ -59,6 +59,9 @@ def resolve_hyperparameters(spec: CandidateSpec, *, source: str | Path | None = 
     for name in ("batch_size", "grad_accum", "eval_batch_size", "max_length", "logging_steps", "r"):
         if name in values and values[name] < 1:
             raise BadInput(f"must be >= 1, got {values[name]}", file=source, field=f"hyperparameters.{name}")
+    for name in ("eval_steps", "max_steps", "checkpoint_steps"):
+        if values.get(name) is not None and values[name] < 1:
+            raise BadInput(f"must be >= 1 (or null), got {values[name]}", file=source, field=f"hyperparameters.{name}")
     w = values.get("prompt_loss_weight")
     if w is not None and not 0.0 <= w <= 1.0:
         raise BadInput(f"must be between 0 and 1, got {w}", file=source, field="hyperparameters.prompt_loss_weight")
