@@ -1,4 +1,4 @@
-"""The errors the CLI turns into exit codes (DESIGN.md, "Contracts").
+"""The errors the CLI turns into exit codes (README, "Exit codes").
 
 Raise these from anywhere in the core or a plugin; `ftharness.cli.main` prints ``str(error)`` as one
 line on stderr and exits with ``error.exit_code``. Never let a traceback reach a user for bad input.

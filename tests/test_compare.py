@@ -176,8 +176,8 @@ def test_default_task_loads(monkeypatch):
     fake_trainers(monkeypatch)
     task = load_task(None, check_plugins=False)
     assert task.name == "extraction"
-    assert [c.name for c in task.candidates] == ["lora-bare-lr2e-4", "lora-bare-lr1e-3"]
-    assert task.sweeps == {"lora-bare": ["lora-bare-lr2e-4", "lora-bare-lr1e-3"]}
+    assert [c.name for c in task.candidates] == ["lora-bare-lr1e-3", "lora-bare-lr2e-3"]
+    assert task.sweeps == {"lora-bare": ["lora-bare-lr1e-3", "lora-bare-lr2e-3"]}
     assert {c.prompt for c in task.candidates} == {"bare"}
     assert {b.kind for b in task.spec.baselines} == {"zero-shot", "retrieved"}
     assert {b.constrained for b in task.spec.baselines} == {None, "json-schema"}

@@ -56,7 +56,7 @@ class Alternative:
 
 @dataclass
 class Advice:
-    """What `ftharness advise` answers; :meth:`to_dict` is the ``--json`` contract of issue 2."""
+    """What `ftharness advise` answers; :meth:`to_dict` is the ``--json`` contract."""
 
     recommendation: str
     method: str | None

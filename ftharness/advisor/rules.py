@@ -222,7 +222,7 @@ def _needs_demonstrations(x: Facts) -> bool:
 def enough_examples(x: Facts) -> Fired | None:
     """Enough high-quality demonstrations to finetune (the decision flowchart's 500+).
 
-    Source: issue 2's flowchart (500+ examples); OpenAI fine-tuning guide
+    Source: the project's decision flowchart (500+ examples); OpenAI fine-tuning guide
     (platform.openai.com/docs/guides/fine-tuning: minimum 10, clear gains from 50-100, more with each
     doubling); Zhou et al. 2023, "LIMA: Less Is More for Alignment" (1,000 curated examples: quality
     matters more than quantity).
@@ -241,7 +241,7 @@ def enough_examples(x: Facts) -> Fired | None:
 def too_few_examples(x: Facts) -> Fired | None:
     """Fewer than 500 demonstrations: collect or synthesise data before finetuning.
 
-    Source: issue 2's flowchart (500+); OpenAI fine-tuning guide (fewer examples, weaker and noisier
+    Source: the project's decision flowchart (500+); OpenAI fine-tuning guide (fewer examples, weaker and noisier
     gains); Zhou et al. 2023, "LIMA" (a small set can work only if every example is curated).
     Preference pairs do not block: their chosen responses double as demonstrations for DPO's SFT stage.
     """

@@ -1,6 +1,6 @@
 """The facts of a scenario that `ftharness advise` decides from.
 
-The field names are a public contract (issue 2): scenario files, CLI flags and the questionnaire all use
+The field names are a public contract: scenario files, CLI flags and the questionnaire all use
 them. Every field may be missing: a missing field is ``None`` here, and the advice states what it assumed
 instead. Files go through :func:`ftharness.config.from_mapping`, so unknown fields, wrong types and
 out-of-range numbers are one clear line naming the field.

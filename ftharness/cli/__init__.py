@@ -4,7 +4,7 @@ Each subcommand is a module of this package with ``add_parser(subparsers)``, whi
 ``func(args) -> int`` on its parser. Modules here import nothing heavy at the top: ``--help``,
 ``advise`` and ``plan`` must answer well under a second without torch.
 
-Exit codes (DESIGN.md): 0 success, 1 a gate failed, 2 bad input or usage, 3 environment problem.
+Exit codes (README): 0 success, 1 a gate failed, 2 bad input or usage, 3 environment problem.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Any
 
-# field -> (flag kind, help); the names are the scenario contract of issue 2
+# field -> (flag kind, help); the names are the scenario contract (advisor/scenario.py)
 _FLAGS: dict[str, tuple[str, str]] = {
     "problems": ("list", "comma-separated: format,style,behavior,knowledge,domain,cost,latency,safety,preference"),
     "prompting_exhausted": ("bool", "prompting (instructions, few-shot, retrieved examples) was pushed hard"),

@@ -9,9 +9,11 @@ the cache. Later loads read that folder (about 0.15 s instead of 25 s) and give 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 from ftharness.errors import BadInput, EnvironmentProblem
 from ftharness.paths import cache_dir
@@ -95,15 +97,32 @@ def convert_gguf(gguf: Path, target: Path, *, progress: bool = True) -> Path:
     return target
 
 
+def _library_bars() -> Any:
+    """transformers' GGUF reader draws its bar with plain tqdm; route it through transformers' own tqdm,
+    which honours ``disable_progress_bar()`` (ftharness.runlog turns bars off during a run)."""
+    from unittest import mock
+
+    from transformers.utils import logging as tlog
+
+    try:
+        import transformers.modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:
+        return contextlib.nullcontext()
+    if not hasattr(gguf_utils, "tqdm"):
+        return contextlib.nullcontext()
+    return mock.patch.object(gguf_utils, "tqdm", tlog.tqdm)
+
+
 def _convert_into(gguf: Path, out: Path) -> None:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     src = gguf.parent
     try:
-        tokenizer = AutoTokenizer.from_pretrained(src, gguf_file=gguf.name)
-        gguf_model = AutoModelForCausalLM.from_pretrained(src, gguf_file=gguf.name, dtype=torch.float32)
-        config = AutoConfig.from_pretrained(src, gguf_file=gguf.name)
+        with _library_bars():
+            tokenizer = AutoTokenizer.from_pretrained(src, gguf_file=gguf.name)
+            gguf_model = AutoModelForCausalLM.from_pretrained(src, gguf_file=gguf.name, dtype=torch.float32)
+            config = AutoConfig.from_pretrained(src, gguf_file=gguf.name)
     except (ValueError, KeyError, OSError) as e:  # transformers' words for an unsupported or broken file
         raise BadInput(f"transformers cannot read this GGUF file: {str(e).splitlines()[0]}", file=gguf, field="model") from e
     if hasattr(config, "quantization_config"):

@@ -3,7 +3,7 @@ local Hugging Face folder, a ``.gguf`` file, a hub id already in the local Huggi
 adapter folder (base + adapter).
 
 Nothing is downloaded: a hub id that is not cached is bad input, not a download. No model code from a
-repository runs unless ``trust_remote_code`` is asked for (DESIGN.md, "Contracts").
+repository runs unless ``trust_remote_code`` is asked for (README, "Commands").
 """
 
 from __future__ import annotations
