@@ -29,14 +29,49 @@ Both sides are measured the same way:
   token over the eval set (prompt masked), the same function on both trained models.
 End-to-end seconds (loading, tokenising, training, saving) are printed too, for information.
 
-Measured on the 2-core CPU (40 train / 16 eval examples, 1 epoch, LoRA r16 on q/k/v/o): harness 84.7,
-plain 84.8, plain-no-gc 85.2 trained tokens/s (1.00x), eval loss 0.3163 / 0.3139 / 0.3139. The project's
-goal of 1.3x is not met here. Padding-free batches were the harness's first design and ran at 0.72x
-(64.5 tokens/s): SDPA attention turns a flattened batch into one block-diagonal mask over all its tokens, and
-these sequences (244-345 tokens) leave only ~11 % padding to save in the first place. Gradient checkpointing,
-TRL's default, cost nothing measurable for this LoRA on CPU. What is left to gain on CPU is computing the
-vocabulary projection only for completion tokens (~19 % of a step's work is the lm_head, ~70 % of positions
-are prompt); on a GPU, padding-free batches with flash-attention's variable-length kernels.
+Before the change below, on the 2-core CPU (40 train / 16 eval examples, 1 epoch, LoRA r16 on q/k/v/o):
+harness 84.7, plain 84.8, plain-no-gc 85.2 trained tokens/s (1.00x), eval loss 0.3163 / 0.3139 / 0.3139.
+Padding-free batches were the harness's first design and ran at 0.72x (64.5 tokens/s): SDPA attention turns a
+flattened batch into one block-diagonal mask over all its tokens, and these sequences (244-345 tokens) leave
+only ~11 % padding to save in the first place. Gradient checkpointing, TRL's default, cost nothing measurable
+for this LoRA on CPU.
+
+Where the time went: TRL 1.16's ``SFTTrainer`` computes its loss through a fused LM head
+(``trl.trainer.utils.add_fused_lm_head``) that projects only the labelled positions with its Triton kernels
+(CUDA, XPU) but, on CPU, projects every position of the padded batch, prompt and padding included (2488
+positions for 617 completion tokens in one batch of 8 here), in [4096 x 32768] tiles that it folds with
+several elementwise passes (online log-sum-exp, entropy and top-1 checks for its logged metrics), and does
+the projection again in the backward pass. One forward + backward of that batch on one thread: 41-43 s with
+TRL's head, 21.5 s with the projection on the completion positions only, 20 s for the model body alone. The
+harness now does the latter (``HarnessSFTTrainer.compute_loss`` -> ``completion_only_loss`` in
+ftharness/training/sft.py: ``logits_to_keep`` given a boolean mask of the positions whose next label is not
+-100, then the float32 cross-entropy of those, divided by ``num_items_in_batch`` as TRL does); the loss and
+gradients equal TRL's and transformers' full computation to float tolerance
+(tests/test_training_sft_loss.py). It also skips TRL's entropy and token-accuracy metrics there (1.5 % of a
+step; nothing in the harness reads them). Nothing else measured faster without changing results: the rest of
+a step is the model body's matrix products (~60 %), SDPA attention (~14 %) and LoRA dropout's random masks
+(~7 %).
+
+After (``.venv/bin/python benchmarks/train.py``; the CPU was shared with another engineer's jobs during most
+runs, logged every 15 s with ``top``; with two torch threads, a third busy process on one of the two cores
+slows whichever side is training by up to 3x, so only a run on a quiet CPU shows the ratio cleanly):
+
+    run  CPU while it ran                                       harness / plain / plain-no-gc   ratio vs plain   eval loss (harness / plain)
+    1    shared throughout (an earlier revision that still         29.7 / 33.0 / 30.5 tok/s      0.90x            0.3154 / 0.3139
+         computed TRL's metrics)
+    2    shared during the harness's first minute                  99.7 / 75.3 / 73.3 tok/s      1.32x            0.3171 / 0.3139 (+1.02 %)
+    3    shared during the harness's first 90 s                    80.5 / 73.8 / 73.5 tok/s      1.09x            0.3143 / 0.3139
+    4    quiet throughout                                         113.9 / 72.8 / 76.6 tok/s      1.57x            0.3161 / 0.3139 (+0.70 %)
+         median s/step 16.6 / 28.1 / 28.5                                                        1.70x per step
+
+On a quiet CPU the goal (1.3x at an eval loss within 1 %) is met: 1.57x in tokens/s, 1.70x per optimiser step.
+The harness's eval loss moves from run to run (0.3143-0.3171 here, 0.3163 before the change) while the plain
+runs' stays at 0.3139: the harness draws its adapter's initial weights before it sets the seed (the peft
+plugin builds the adapter before ``run_sft`` calls ``set_seed``, and this torch seeds its default generator
+differently in each process), so each run starts from another LoRA A; and with the first step at learning
+rate 0 (warm-up), Adam's first real update is about lr x sign(gradient), which turns small differences into
+different weights. Run 2's +1.02 % is that spread, not the loss computation. With TRL's batch order (random
+sampling instead of grouping by length) the harness reached 0.3151.
 
     .venv/bin/python benchmarks/train.py                                       # 40 train / 16 eval, 1 epoch
     .venv/bin/python benchmarks/train.py --train-examples 160                  # the whole training file

@@ -58,7 +58,9 @@ decision: {{bootstrap_samples: 1000, merged_latency_prompts: 2}}
     assert results["data"]["validation"]["n"] == 4 and results["data"]["validation"]["trained_on"] == 12
     by = {o["name"]: o for o in results["options"]}
     by["lora-r8"] = by.pop(chosen)
-    assert by["zero-shot-constrained"]["metrics"]["format.parse_rate"] == 1.0  # valid by construction
+    constrained = [row["outputs"]["zero-shot-constrained"] for row in results["samples"]]
+    for out in constrained:  # every row whose JSON closed is valid; the others were cut at 80 new tokens
+        assert out["strict_ok"] or out["finish_reason"] == "length", out
     assert results["settings"]["constrained_decoding"]["library"] == "xgrammar"
     phases = {p["phase"] for p in results["timing"]["phases"]}
     assert {"train", "validate: generate", "generate", "load data"} <= phases
