@@ -60,6 +60,29 @@ def tiny_model_dir(tmp_path_factory, embedded_dir):
     return out
 
 
+@pytest.fixture(scope="session")
+def varied_tiny_lm(tiny_model_dir, tmp_path_factory):
+    """The tiny Llama with untied embeddings and a wide initialisation, loaded through ``load_model``: its
+    greedy outputs differ from prompt to prompt (the shared tiny model, initialised at 0.02 with tied
+    embeddings, answers every prompt with newlines, which would make equal outputs prove nothing)."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from ftharness.models.loading import load_model
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=False, initializer_range=0.2,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+    )
+    out = tmp_path_factory.mktemp("varied-tiny-llama")
+    LlamaForCausalLM(config).save_pretrained(out)
+    tok.save_pretrained(out)
+    return load_model(str(out))
+
+
 @pytest.fixture
 def isolated_cache(tmp_path, monkeypatch, embedded_dir):
     """A fresh, empty ftharness cache for trained artifacts and run state; converted models are shared

@@ -34,26 +34,9 @@ QUESTIONS = ["Hi", "What is the capital of France?", "2+2?", "List three fruits.
              "Describe the weather on Mars in one sentence.", "Name a color."]
 
 
-@pytest.fixture(scope="module")
-def tiny(tiny_model_dir, tmp_path_factory):
-    """A tiny random Llama with the real tokenizer whose greedy choices vary with the prompt (untied,
-    wide initialisation, as in test_generation)."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from ftharness.models.loading import load_model
-
-    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=False, initializer_range=0.2,
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-    )
-    out = tmp_path_factory.mktemp("constrained-tiny-llama")
-    LlamaForCausalLM(config).save_pretrained(out)
-    tok.save_pretrained(out)
-    return load_model(str(out))
+@pytest.fixture
+def tiny(varied_tiny_lm):
+    return varied_tiny_lm
 
 
 def prompts_for(lm, questions=QUESTIONS):

@@ -484,19 +484,7 @@ class Experiment:
             t0 = time.perf_counter()
             outs = b.generate(lm, prompts, option.entry.constrained)
             wall = time.perf_counter() - t0
-        samples = [
-            b.sample(
-                id=i,
-                input=ex.input_text,
-                output=g.text,
-                reference=ex.completion,
-                meta=dict(ex.meta),
-                prompt_tokens=int(g.prompt_tokens),
-                new_tokens=int(g.new_tokens),
-                latency_s=float(g.latency_s),
-            )
-            for i, (ex, g) in enumerate(zip(examples, outs, strict=True))
-        ]
+        samples = self._samples(examples, [_generated(g) for g in outs])
         metrics: dict[str, float] = {}
         with self.phases("validate: score", option.name):
             for suite in suites:
@@ -568,19 +556,7 @@ class Experiment:
         with self.phases("generate", option.name):
             gens, gen_wall = self._generate_streaming(option, lm, prompts, key)
         examples = self.data.eval.examples
-        samples = [
-            b.sample(
-                id=i,
-                input=ex.input_text,
-                output=g["output"],
-                reference=ex.completion,
-                meta=dict(ex.meta),
-                prompt_tokens=g["prompt_tokens"],
-                new_tokens=g["new_tokens"],
-                latency_s=g["latency_s"],
-            )
-            for i, (ex, g) in enumerate(zip(examples, gens, strict=True))
-        ]
+        samples = self._samples(examples, gens)
         suite_results = {}
         for suite in suites:
             name = getattr(suite, "name", str(suite))
@@ -602,11 +578,27 @@ class Experiment:
         if option.kind == "candidate":
             record["plan"] = self._safe(lambda: b.plan(option, self.data, self._seq_len(gens)), "plan")
             n = self.task.spec.decision.merged_latency_prompts
-            with self.phases("merged latency", option.name):
+            with self.phases("merged latency", option.name) if n else contextlib.nullcontext():
                 record["merged_latency"] = self._safe(
                     lambda: b.merged_latency(lm, prompts[:n]), "merged latency"
                 )
         return record
+
+    def _samples(self, examples: list[Any], gens: list[dict[str, Any]]) -> list[Any]:
+        """The suites' samples: each example with its generated row (``_generated`` fields)."""
+        return [
+            self.backend.sample(
+                id=i,
+                input=ex.input_text,
+                output=g["output"],
+                reference=ex.completion,
+                meta=dict(ex.meta),
+                prompt_tokens=g["prompt_tokens"],
+                new_tokens=g["new_tokens"],
+                latency_s=g["latency_s"],
+            )
+            for i, (ex, g) in enumerate(zip(examples, gens, strict=True))
+        ]
 
     def _seq_len(self, gens: list[dict]) -> int:
         longest = max((g["prompt_tokens"] + g["new_tokens"] for g in gens), default=256)
@@ -655,13 +647,9 @@ class Experiment:
                         "option": option.name,
                         "id": i,
                         "input": examples[i].input_text,
-                        "output": g.text,
                         "reference": examples[i].completion,
                         "meta": examples[i].meta,
-                        "prompt_tokens": int(g.prompt_tokens),
-                        "new_tokens": int(g.new_tokens),
-                        "latency_s": float(g.latency_s),
-                        "finish_reason": g.finish_reason,
+                        **_generated(g),
                         "batch_wall_s": took,
                         "batch_n": len(batch),
                     }
@@ -743,6 +731,17 @@ class Experiment:
             "samples_file": f"samples/{option.name}.jsonl",
             "reused": False,
         }
+
+
+def _generated(g: Any) -> dict[str, Any]:
+    """One generation (``ftharness.models.generation.Generation``) as the plain fields a row keeps."""
+    return {
+        "output": g.text,
+        "prompt_tokens": int(g.prompt_tokens),
+        "new_tokens": int(g.new_tokens),
+        "latency_s": float(g.latency_s),
+        "finish_reason": g.finish_reason,
+    }
 
 
 def _metrics_of(result: dict[str, Any], n: int) -> tuple[dict[str, float], dict[str, list[float]]]:

@@ -46,9 +46,6 @@ class GenerationSpec:
     stop: list[str] = field(default_factory=list)
 
 
-CONSTRAINTS = ("json-schema",)
-
-
 @dataclass
 class BaselineEntry:
     name: str
