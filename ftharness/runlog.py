@@ -4,7 +4,7 @@ Inside :func:`third_party_to_log` every Python warning (transformers' FutureWarn
 every record of the standard ``logging`` module (bitsandbytes' "Failed to load CPU gemm_4bit_forward",
 transformers' advisories) and the libraries' own progress bars (GGUF conversion, "Loading weights") are
 written to the log file, each with its time and source, and nothing of theirs reaches the terminal.
-ftharness's own progress and status lines are printed by :mod:`ftharness.cli.render` and stay on stderr.
+ftharness's own progress and status lines go through :mod:`ftharness.ui` and stay on stderr.
 On the way out everything is put back as it was.
 """
 

@@ -121,7 +121,8 @@ def test_terminal_without_input_runs_the_questionnaire(capsys, monkeypatch):
     import ftharness.advisor.questionnaire as q
 
     monkeypatch.setattr(sys.stdin, "isatty", lambda: True, raising=False)
-    monkeypatch.setattr(q, "run_questionnaire", lambda: {"problems": ["knowledge"], "knowledge_refresh": "daily"})
+    monkeypatch.setattr(q, "run_questionnaire",
+                        lambda ask, say: {"problems": ["knowledge"], "knowledge_refresh": "daily"})
     d = run_json(capsys)
     assert d["recommendation"] == "rag"
 

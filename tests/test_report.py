@@ -213,7 +213,7 @@ def test_junit_has_each_gate_of_each_option():
 def test_terminal_summary_shows_decision_and_leaderboard():
     from rich.console import Console
 
-    from ftharness.report.terminal import print_summary
+    from ftharness.cli.summary import print_summary
 
     con = Console(record=True, width=160)
     print_summary(make_results(), "reports/x/report.html", console=con)

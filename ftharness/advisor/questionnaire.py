@@ -2,8 +2,8 @@
 
 Answers are checked with the same code as scenario files (:func:`ftharness.config.from_mapping` on the
 :class:`~ftharness.advisor.scenario.Scenario` fields), so the range and choice rules live in one place.
-A blank answer means "don't know": the advice states what it assumed instead. ``ask`` is injectable so
-tests feed answers without a terminal.
+A blank answer means "don't know": the advice states what it assumed instead. The caller supplies
+``ask`` and ``say`` (the CLI a terminal prompt, tests their answers), so nothing here draws anything.
 """
 
 from __future__ import annotations
@@ -80,24 +80,17 @@ def _skip(name: str, answers: dict[str, Any]) -> bool:
 
 
 def run_questionnaire(
-    ask: Callable[[str], str] | None = None,
-    say: Callable[[str], None] | None = None,
+    ask: Callable[[str], str],
+    say: Callable[[str], None],
     *,
     tries: int = 3,
 ) -> dict[str, Any]:
     """Ask every question; return the answered fields as a scenario mapping.
 
-    ``ask(question) -> answer`` defaults to a rich prompt on stderr (stdout stays clean for ``--json``);
-    ``say(message)`` reports a rejected answer before asking again, at most ``tries`` times per question.
+    ``ask(question) -> answer`` puts a question to the person (the CLI's is a prompt on stderr, so stdout
+    stays clean for ``--json``); ``say(message)`` reports a rejected answer before asking again, at most
+    ``tries`` times per question.
     """
-    if ask is None or say is None:
-        from rich.console import Console
-        from rich.prompt import Prompt
-
-        err = Console(stderr=True, highlight=False)
-        err.print("[bold]ftharness advise[/bold]: answer what you know; leave blank for 'don't know'.")
-        ask = ask or (lambda q: Prompt.ask(q, console=err, default="", show_default=False))
-        say = say or (lambda m: err.print(f"[red]{m}[/red]"))
     answers: dict[str, Any] = {}
     for name, question, kind in QUESTIONS:
         if _skip(name, answers):

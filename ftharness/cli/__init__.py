@@ -2,7 +2,8 @@
 
 Each subcommand is a module of this package with ``add_parser(subparsers)``, which sets
 ``func(args) -> int`` on its parser. Modules here import nothing heavy at the top: ``--help``,
-``advise`` and ``plan`` must answer well under a second without torch.
+``advise`` and ``plan`` must answer well under a second without torch. :func:`main` installs the
+command's progress display (:func:`ftharness.cli.render.terminal_ui`) for the core to report through.
 
 Exit codes (README): 0 success, 1 a gate failed, 2 bad input or usage, 3 environment problem.
 """
@@ -49,8 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from ftharness import ui
+    from ftharness.cli.render import terminal_ui
+
     try:
-        return int(args.func(args) or 0)
+        with ui.installed(terminal_ui(args)):
+            return int(args.func(args) or 0)
     except FtharnessError as e:
         sys.stderr.write(f"ftharness {args.command}: {e}\n")
         return e.exit_code

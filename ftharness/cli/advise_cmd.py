@@ -82,6 +82,19 @@ def _flag_values(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def _terminal_prompt() -> tuple[Any, Any]:
+    """``(ask, say)`` for the questionnaire: a prompt and red notes on stderr (stdout stays for ``--json``)."""
+    from rich.prompt import Prompt
+    from rich.text import Text
+
+    from ftharness.cli.render import console
+
+    err = console(stderr=True)
+    err.print("[bold]ftharness advise[/bold]: answer what you know; leave blank for 'don't know'.")
+    return (lambda q: Prompt.ask(Text(q), console=err, default="", show_default=False),
+            lambda m: err.print(Text(m, style="red")))
+
+
 def build_scenario(args: argparse.Namespace, *, interactive: bool | None = None):
     """The scenario from the file, the flags (which win), or the questionnaire."""
     import dataclasses
@@ -100,7 +113,7 @@ def build_scenario(args: argparse.Namespace, *, interactive: bool | None = None)
             )
         from ftharness.advisor.questionnaire import run_questionnaire
 
-        return scenario_from_mapping(run_questionnaire())
+        return scenario_from_mapping(run_questionnaire(*_terminal_prompt()))
     base = load_scenario(args.scenario) if args.scenario is not None else Scenario()
     if not flags:
         return base

@@ -30,18 +30,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", default="reports", help="where run folders go (default: reports/)")
     p.add_argument("--json", action="store_true", help="print results.json on stdout and nothing else there")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars or status lines on stderr")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ftharness.cli.render import console, print_json
+    from ftharness.cli.summary import print_summary
     from ftharness.compare.run import run_compare
-    from ftharness.report.terminal import print_summary
 
-    outcome = run_compare(
-        args.task, out=args.out, run_id=args.run_id, resume=args.resume, progress=not args.no_progress
-    )
+    outcome = run_compare(args.task, out=args.out, run_id=args.run_id, resume=args.resume)
     if args.json:
         print_json(outcome.results)
     else:

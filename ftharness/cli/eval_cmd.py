@@ -38,6 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ftharness import ui
     from ftharness.errors import BadInput
     from ftharness.suites.evaluate import (
         check_out,
@@ -64,9 +65,8 @@ def run(args: argparse.Namespace) -> int:
         check_out(args.out)
     suite = load_suite(args.suite)
     schema = load_json_schema(args.schema, field="--schema") if args.schema else None
-    progress = True
     if args.predictions:
-        evaluation = evaluate_predictions(suite, args.predictions, schema=schema, limit=args.limit, progress=progress)
+        evaluation = evaluate_predictions(suite, args.predictions, schema=schema, limit=args.limit)
     else:
         from ftharness.models.generation import GenerationSettings
 
@@ -81,10 +81,10 @@ def run(args: argparse.Namespace) -> int:
             raise BadInput("data file not found; check the path", file=data)
         settings = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
         _, need_base = suite_needs_model(suite)
-        _note(f"loading {args.model or 'the embedded model'}" + (f" with adapter {args.adapter}" if args.adapter else ""))
+        ui.status(f"loading {args.model or 'the embedded model'}" + (f" with adapter {args.adapter}" if args.adapter else ""))
         lm, base = load_models(args.model, args.adapter, args.base_model, need_base=need_base)
         evaluation = evaluate_model(suite, lm, data, base_lm=base, instruction=instruction, schema=schema,
-                                    limit=args.limit, generation=settings, progress=progress)
+                                    limit=args.limit, generation=settings)
     path = write_results(evaluation, args.out)
     if args.json:
         from ftharness.cli.render import print_json
@@ -93,12 +93,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         render(evaluation, path)
     return 0 if evaluation.passed else 1
-
-
-def _note(message: str) -> None:
-    from ftharness.cli.render import console
-
-    console(stderr=True).print(f"[dim]{message}[/dim]")
 
 
 def render(evaluation: Any, path: Path) -> None:

@@ -14,7 +14,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train one candidate from a candidate file (cached; resumes if interrupted)")
     p.add_argument("candidate", metavar="CANDIDATE.yaml", help="candidate file (see examples/candidates/)")
     p.add_argument("--merge-to", metavar="DIR", help="also write the adapter merged into its base model to DIR")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars or status lines on stderr")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=run)
 
@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from ftharness.training.spec import load_candidate_file
 
     cf = load_candidate_file(args.candidate)
-    artifact = train_file(cf, progress=not args.no_progress)
+    artifact = train_file(cf)
     merged = None
     if args.merge_to:
         from ftharness.training.merging import merge_artifact
@@ -38,24 +38,23 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def train_file(cf, *, progress: bool = True):
+def train_file(cf):
     """Train a loaded candidate file, the candidates it builds on first."""
     from ftharness.training.spec import COMBINE_METHOD
 
     if cf.spec.method == COMBINE_METHOD:
         from ftharness.training.merging import combine_adapters
 
-        return combine_adapters(cf.spec, [train_file(part, progress=progress) for part in cf.combine])
+        return combine_adapters(cf.spec, [train_file(part) for part in cf.combine])
     from ftharness.data.loading import load_dataset
     from ftharness.training.run import train_candidate
 
-    parent = train_file(cf.start_from, progress=progress) if cf.start_from is not None else None
+    parent = train_file(cf.start_from) if cf.start_from is not None else None
     needs_completion = cf.spec.trainer != "trl-dpo"
     train = load_dataset(cf.train_path, format=cf.data_format, require_completion=needs_completion)
     evald = (load_dataset(cf.eval_path, format=cf.data_format, require_completion=needs_completion)
              if cf.eval_path else None)
-    return train_candidate(cf.spec, train, evald, system_prompt=cf.system_prompt, start_from=parent,
-                           progress=progress)
+    return train_candidate(cf.spec, train, evald, system_prompt=cf.system_prompt, start_from=parent)
 
 
 def _show(artifact, merged) -> None:

@@ -20,21 +20,13 @@ from __future__ import annotations
 from typing import Any
 
 from ftharness.compare.stats import paired_compare
+from ftharness.report.units import usd
 
 
 def _fmt(v: float | None) -> str:
     if v is None:
         return "n/a"
     return f"{v:.2f}" if abs(v) >= 0.01 or v == 0 else f"{v:.3g}"
-
-
-def usd(x: float) -> str:
-    """Dollars readable at any size: $0.0033, $2.52, $1,200."""
-    if x == 0:
-        return "$0"
-    if abs(x) < 0.01:
-        return f"${x:.2g}"
-    return f"${x:,.2f}" if abs(x) < 1000 else f"${x:,.0f}"
 
 
 def _duration(seconds: float) -> str:

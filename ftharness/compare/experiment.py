@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ftharness import ui
 from ftharness.compare.phases import Phases, release_memory
 from ftharness.compare.selection import choose
 from ftharness.compare.task import BaselineEntry, CandidateEntry, Task, data_kind
@@ -481,6 +482,7 @@ class Experiment:
             lm = b.load_trained(art)
         with self.phases("validate: generate", option.name):
             prompts = [b.render(lm, m) for m in b.messages(option, self.data, examples)]
+            self._status(f"generating {option.name} on {len(prompts)} validation rows")
             t0 = time.perf_counter()
             outs = b.generate(lm, prompts, option.entry.constrained)
             wall = time.perf_counter() - t0
@@ -608,13 +610,13 @@ class Experiment:
         try:
             return fn()
         except Exception as e:  # an estimate that cannot be made is reported, not fatal
-            return {"error": f"{what} unavailable: {type(e).__name__}: {e}"}
+            error = f"{what} unavailable: {type(e).__name__}: {e}"
+            ui.warn(error)
+            return {"error": error}
 
     def _status(self, message: str) -> None:
         if self.progress:
-            from ftharness.cli.render import console
-
-            console(stderr=True).print(f"[dim]{message}[/dim]")
+            ui.status(message)
 
     def _generate_streaming(
         self, option: Option, lm: Any, prompts: list[str], key: str
@@ -633,7 +635,7 @@ class Experiment:
         wall = sum(
             float(r.get("batch_wall_s", 0.0)) / max(1, int(r.get("batch_n", 1))) for r in done.values()
         )
-        with _progress(self.progress, f"generating {option.name}", len(prompts), len(done)) as advance:
+        with ui.progress(f"generating {option.name}", len(prompts), completed=len(done), show=self.progress) as step:
             for start in range(0, len(todo), size):
                 batch = todo[start : start + size]
                 t0 = time.perf_counter()
@@ -656,7 +658,7 @@ class Experiment:
                     done[i] = row
                     rows.append(row)
                 append_jsonl(path, rows)
-                advance(len(batch))
+                step.advance(len(batch))
         return [done[i] for i in range(len(prompts))], wall
 
     def _record(
@@ -757,33 +759,3 @@ def _metrics_of(result: dict[str, Any], n: int) -> tuple[dict[str, float], dict[
                 per_sample.setdefault(f"{mname}.{vname}", scores)
     return metrics, per_sample
 
-
-class _progress:
-    """A rich progress bar on stderr (or nothing), used as ``with _progress(...) as advance``."""
-
-    def __init__(self, enabled: bool, label: str, total: int, completed: int = 0) -> None:
-        self.enabled, self.label, self.total, self.completed = enabled, label, total, completed
-        self._p = None
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda n: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        from ftharness.cli.render import console
-
-        self._p = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console(stderr=True),
-            transient=False,
-        )
-        self._p.start()
-        tid = self._p.add_task(self.label, total=self.total, completed=self.completed)
-        return lambda n: self._p.advance(tid, n)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._p is not None:
-            self._p.stop()

@@ -15,6 +15,7 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
+from ftharness import ui
 from ftharness.errors import BadInput, EnvironmentProblem
 from ftharness.paths import cache_dir
 
@@ -78,15 +79,12 @@ def convert_gguf(gguf: Path, target: Path, *, progress: bool = True) -> Path:
     import shutil
     import tempfile
 
-    from ftharness.cli.render import console
-
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
     try:
         if progress:
-            with console(stderr=True).status(f"converting {gguf.name} once into {target} (about 30 s per 100M parameters)"):
-                _convert_into(gguf, tmp)
-        else:
+            ui.status(f"converting {gguf.name} once into {target} (about 30 s per 100M parameters)")
+        with ui.progress(f"converting {gguf.name}", None, show=progress):
             _convert_into(gguf, tmp)
         if target.exists():
             shutil.rmtree(target)

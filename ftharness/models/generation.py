@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ftharness import ui
 from ftharness.errors import BadInput
 
 FINISH_REASONS = ("eos", "stop", "length")
@@ -177,7 +178,11 @@ def generate(
     results: list[Generation | None] = [None] * len(prompts)
     rng_devices = [device.index or 0] if device.type == "cuda" else []
 
-    with _progress(progress, len(prompts)) as advance, torch.inference_mode(), torch.random.fork_rng(devices=rng_devices):
+    with (
+        ui.progress("generating", len(prompts), show=progress) as step,
+        torch.inference_mode(),
+        torch.random.fork_rng(devices=rng_devices),
+    ):
         torch.manual_seed(settings.seed)
         for batch in batches:
             input_ids, attention_mask = _left_pad([encoded[i] for i in batch], tok.pad_token_id, device)
@@ -203,7 +208,7 @@ def generate(
             for row, i in enumerate(batch):
                 stopped_at = criteria.stopped_at.get(row) if criteria else None
                 results[i] = _finish(tok, new[row], len(encoded[i]), eos_ids, settings.stop, stopped_at, elapsed)
-            advance(len(batch))
+            step.advance(len(batch))
     return results  # type: ignore[return-value]
 
 
@@ -283,28 +288,3 @@ def _processor_list(processors: list[Any]) -> Any:
     from transformers import LogitsProcessorList
 
     return LogitsProcessorList(processors)
-
-
-class _progress:
-    """A rich progress bar on stderr counting answered prompts (or nothing, when disabled)."""
-
-    def __init__(self, enabled: bool, total: int) -> None:
-        self.enabled, self.total = enabled, total
-        self._bar: Any = None
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda n: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        from ftharness.cli.render import console
-
-        self._bar = Progress(TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                             console=console(stderr=True), transient=True)
-        self._bar.__enter__()
-        task = self._bar.add_task("generate", total=self.total)
-        return lambda n: self._bar.advance(task, n)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(*exc)

@@ -1,1 +1,1 @@
-"""Reports: results.json, report.html, junit.xml and the terminal tables."""
+"""Reports: results.json, report.html, junit.xml, and the run folder that holds them."""

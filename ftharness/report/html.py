@@ -238,7 +238,7 @@ def view_model(results: dict[str, Any]) -> dict[str, Any]:
             sections.append({"title": sec.title, "html": _plugin_html(sec, results)})
     except Exception as e:  # a broken plugin section is reported, never fatal
         sections.append({"title": "report sections", "html": None, "error": f"{type(e).__name__}: {e}"})
-    from ftharness.compare.decision import usd
+    from ftharness.report.units import usd
 
     costs = decision.get("costs") or {}
     monthly = {n: usd(c["monthly_prompt_usd"]) for n, c in costs.items() if "monthly_prompt_usd" in c}

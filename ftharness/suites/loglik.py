@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from ftharness import ui
 from ftharness.errors import BadInput
 
 
@@ -73,8 +74,7 @@ def score_requests(
         batches.append(current)
 
     results: list[Any] = [None] * len(requests)
-    bar = _progress(progress, len(requests))
-    with torch.inference_mode():
+    with ui.progress(progress or "", len(requests), show=progress is not None) as step, torch.inference_mode():
         for batch in batches:
             width = max(len(requests[i].ids) for i in batch)
             ids = torch.full((len(batch), width), pad, dtype=torch.long)
@@ -93,8 +93,7 @@ def score_requests(
                 r = requests[i]
                 picked = token_lp[row, r.score_from - 1 : len(r.ids) - 1]
                 results[i] = (float(picked.sum()), int(picked.numel()))
-            bar(len(batch))
-    bar(None)
+            step.advance(len(batch))
     return results
 
 
@@ -138,23 +137,3 @@ def choice_logprobs(lm: Any, context: str, choices: list[str]) -> list[Request]:
             cont = list(tok(choice, add_special_tokens=False)["input_ids"])
         out.append(Request([start, *ctx_ids, *cont], 1 + len(ctx_ids)))
     return out
-
-
-def _progress(label: str | None, total: int):
-    if not label:
-        return lambda n: None
-    from rich.progress import Progress
-
-    from ftharness.cli.render import console
-
-    p = Progress(console=console(stderr=True), transient=True)
-    task = p.add_task(label, total=total)
-    p.start()
-
-    def advance(n: int | None) -> None:
-        if n is None:
-            p.stop()
-        else:
-            p.advance(task, n)
-
-    return advance

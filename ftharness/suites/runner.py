@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ftharness import ui
 from ftharness.errors import BadInput
 from ftharness.suites.gates import GateOutcome, check_gate
 from ftharness.suites.metric import MetricContext, MetricResult
@@ -92,13 +93,12 @@ def run_suite(suite: Suite, ctx: MetricContext, *, progress: bool = True) -> Sui
     results: dict[str, MetricResult] = {}
     skipped: dict[str, str] = {}
     seconds: dict[str, float] = {}
-    status = _status(progress)
     for name, metric in chosen.items():
         if getattr(metric, "needs_model", False) and ctx.model is None:
             skipped[name] = "needs a model, and this run has only predictions; run with --model"
             continue
-        if getattr(metric, "needs_model", False):  # the slow ones (they run the model) say so
-            status(f"[{suite.name}] computing {name} on {ctx.option or 'the model'}")
+        if progress and getattr(metric, "needs_model", False):  # the slow ones (they run the model) say so
+            ui.status(f"[{suite.name}] computing {name} on {ctx.option or 'the model'}")
         t0 = time.perf_counter()
         results[name] = metric.compute(ctx, dict(suite.metrics[name]))
         seconds[name] = round(time.perf_counter() - t0, 3)
@@ -129,12 +129,3 @@ def run_suite(suite: Suite, ctx: MetricContext, *, progress: bool = True) -> Sui
         n_samples=len(ctx.samples),
         seconds=seconds,
     )
-
-
-def _status(progress: bool):
-    if not progress:
-        return lambda message: None
-    from ftharness.cli.render import console
-
-    err = console(stderr=True)
-    return lambda message: err.print(f"[dim]{message}[/dim]")

@@ -3,52 +3,47 @@ best weights, and the loss curve. Built by functions so that transformers is imp
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
+from ftharness import ui
+
 
 def progress_callback(description: str) -> Any:
-    """A rich progress bar on stderr, one tick per optimiser step, with the latest loss."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    """A :func:`ftharness.ui.progress` step over the optimiser steps (a resumed run starts where it stopped),
+    noting the latest loss. The step opens on ``on_train_begin`` and closes on ``on_train_end``; one left
+    open by an exception is closed with the UI (:func:`ftharness.ui.installed`)."""
     from transformers import TrainerCallback
-
-    from ftharness.cli.render import console
 
     class _Progress(TrainerCallback):
         def __init__(self) -> None:
-            self.bar: Progress | None = None
-            self.task = None
+            self._open: contextlib.ExitStack | None = None
+            self._step: ui.Step | None = None
+            self._done = 0
 
         def on_train_begin(self, args, state, control, **kw):
-            self.bar = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                console=console(stderr=True), transient=False,
+            self._open = contextlib.ExitStack()
+            self._step = self._open.enter_context(
+                ui.progress(description, state.max_steps, completed=state.global_step)
             )
-            self.bar.start()
-            self.task = self.bar.add_task(description, total=state.max_steps, completed=state.global_step, info="")
+            self._done = state.global_step
 
         def on_step_end(self, args, state, control, **kw):
-            if self.bar is not None:
-                self.bar.update(self.task, completed=state.global_step)
+            if self._step is not None:
+                self._step.advance(state.global_step - self._done)
+                self._done = state.global_step
 
         def on_log(self, args, state, control, logs=None, **kw):
-            if self.bar is not None and logs:
+            if self._step is not None and logs:
                 parts = [f"{k} {logs[k]:.4f}" for k in ("loss", "eval_loss") if k in logs]
                 if parts:
-                    self.bar.update(self.task, info=" ".join(parts))
+                    self._step.note(" ".join(parts))
 
         def on_train_end(self, args, state, control, **kw):
-            if self.bar is not None:
-                self.bar.stop()
-                self.bar = None
+            if self._open is not None:
+                self._open.close()
+                self._open, self._step = None, None
 
     return _Progress()
 

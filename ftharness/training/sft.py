@@ -3,9 +3,9 @@
 What the harness adds on top of a plain ``SFTTrainer``: its own tokenisation (the baselines' exact prompt
 template, completion-only labels, optional prompt-loss weight), padding-free batches, checkpoints inside the
 artifact's ``work/`` folder with resume, eval loss each epoch with early stopping that restores the best
-weights, measured time / tokens / memory, and a rich progress bar. TRL 1.16 API facts: ``processing_class=``
-(not ``tokenizer=``), ``max_length`` (not ``max_seq_length``); ``SFTConfig`` on a CPU-only machine needs
-``use_cpu=True`` and ``bf16=False``.
+weights, measured time / tokens / memory, and progress through :mod:`ftharness.ui`. TRL 1.16 API facts:
+``processing_class=`` (not ``tokenizer=``), ``max_length`` (not ``max_seq_length``); ``SFTConfig`` on a
+CPU-only machine needs ``use_cpu=True`` and ``bf16=False``.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ class TrainJob:
     system_prompt: str | None = None  # the task instruction, rendered exactly as for the baselines
     start_adapter: Path | None = None  # artifact of ``spec.start_from``
     resume: bool = True
-    progress: bool = True  # rich progress bars on stderr
+    progress: bool = True  # report the training steps through ftharness.ui
     callbacks: list[Any] = field(default_factory=list)  # extra transformers TrainerCallbacks (tests, tools)
 
 

@@ -29,14 +29,10 @@ def _minutes(seconds: float | None) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
-def print_summary(results: dict[str, Any], report_path: str | None = None, console: Any = None) -> None:
+def print_summary(results: dict[str, Any], report_path: str | None, console: Any) -> None:
     from rich.panel import Panel
     from rich.text import Text
 
-    if console is None:
-        from ftharness.cli.render import console as make
-
-        console = make()
     d = results.get("decision") or {}
     colour = {"finetune": "green", "prompt": "cyan", "none": "red"}.get(d.get("verdict", ""), "white")
     body = Text(d.get("headline", ""), style="bold")
@@ -62,7 +58,7 @@ def leaderboard(results: dict[str, Any], *, wide: bool = False) -> Any:
     from rich import box
     from rich.table import Table
 
-    from ftharness.compare.decision import usd
+    from ftharness.report.units import usd
 
     d = results.get("decision") or {}
     metric = d.get("metric")
