@@ -1,8 +1,9 @@
-"""Where ftharness keeps things outside the repository: the cache (converted models, trained artifacts)."""
+"""Where ftharness finds its files: the cache (converted models, trained artifacts) and its package data."""
 
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
 
 
@@ -15,8 +16,10 @@ def cache_dir() -> Path:
 
 
 def package_data(*parts: str) -> Path:
-    """A file shipped inside the ftharness package (data tables, templates, suite data)."""
-    return Path(__file__).parent.joinpath(*parts)
+    """A file shipped inside the ftharness package (data tables, templates, suite data, the bundled task
+    and suites), the same in a checkout and in an installed wheel. pip installs packages as files, so the
+    resource is a real path that can be opened, listed and resolved against."""
+    return Path(str(resources.files("ftharness").joinpath(*parts)))
 
 
 def artifacts_dir() -> Path:

@@ -21,9 +21,10 @@ from typing import Any, Literal
 
 from ftharness.config import from_mapping, load_mapping, resolve_path
 from ftharness.errors import BadInput
+from ftharness.paths import package_data
 from ftharness.suites.gates import Gate, parse_gate
 
-DEFAULT_TASK = Path(__file__).resolve().parents[2] / "examples" / "extraction" / "task.yaml"
+DEFAULT_TASK = package_data("bundled", "extraction", "task.yaml")  # examples/extraction/, packaged
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from ftharness.config import from_mapping, load_mapping
 from ftharness.errors import BadInput
+from ftharness.paths import package_data
 from ftharness.suites.gates import Gate, parse_gate
 
 SUFFIXES = (".yaml", ".yml")
@@ -58,9 +59,9 @@ class Suite:
 
 
 def suite_dirs() -> list[Path]:
-    """Where suite names are looked up: ``./suites`` first, then the repository's ``suites/``."""
-    repo = Path(__file__).resolve().parents[2] / "suites"
-    dirs = [Path.cwd() / "suites", repo]
+    """Where suite names are looked up: ``./suites`` first, then the suites shipped with ftharness (the
+    repository's ``suites/``, packaged as ``ftharness/bundled/suites``)."""
+    dirs = [Path.cwd() / "suites", package_data("bundled", "suites")]
     return [d for i, d in enumerate(dirs) if d.is_dir() and d.resolve() not in {x.resolve() for x in dirs[:i]}]
 
 
