@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import types
+from pathlib import Path
 
 import pytest
 
@@ -125,13 +126,19 @@ def test_cli_chooses_silent_plain_or_rich(monkeypatch):
     assert isinstance(terminal_ui(args()), RichUI)
 
 
-def test_cli_puts_the_silent_ui_back_after_a_command(tmp_path, capsys):
+def test_cli_prints_paths_literally_and_puts_the_silent_ui_back(tmp_path, capsys, monkeypatch):
     from ftharness.cli import main
 
-    preds = tmp_path / "p.jsonl"
-    preds.write_text('{"output": "{}"}\n')
-    assert main(["eval", "--suite", "format", "--predictions", str(preds), "--out", str(tmp_path / "r")]) == 0
+    monkeypatch.chdir(tmp_path)
+    folder = Path("[bold]runs")  # read as markup, this would print "runs" in bold
+    folder.mkdir()
+    (folder / "p.jsonl").write_text('{"output": "{}"}\n')
+    (folder / "train.jsonl").write_text('{"prompt": "hello", "completion": "world"}\n')
+    assert main(["eval", "--suite", "format", "--predictions", str(folder / "p.jsonl"), "--out", str(folder / "r")]) == 0
     assert isinstance(ui.current(), ui.Silent)
+    assert "results: [bold]runs/r/results.json" in capsys.readouterr().out
+    assert main(["data", "inspect", str(folder / "train.jsonl")]) == 0
+    assert "data: [bold]runs/train.jsonl" in capsys.readouterr().out
 
 
 def test_training_steps_are_counted_through_the_ui():

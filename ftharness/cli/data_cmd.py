@@ -58,12 +58,13 @@ def render(report: dict[str, Any]) -> None:
 
 
 def _render_one(out: Any, r: dict[str, Any], label: str) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
-    out.rule(f"[bold]{label}: {r['file']}")
+    out.rule(f"[bold]{label}: {escape(r['file'])}")
     out.print(f"format [bold]{r['format']}[/]  examples [bold]{r['examples']}[/]  labeled {r['labeled_examples']}  "
               f"preference pairs {r['preference_pairs']}  multi-turn {r['multi_turn']}  sha256 {r['sha256'][:12]}")
-    lengths = Table(title=f"length in {r['length_unit']}", title_justify="left")
+    lengths = Table(title=escape(f"length in {r['length_unit']}"), title_justify="left")
     for col in ("", "p50", "p90", "p99", "max", "mean", "total"):
         lengths.add_column(col, justify="right" if col else "left")
     for name, d in r["lengths"].items():
@@ -74,7 +75,7 @@ def _render_one(out: Any, r: dict[str, Any], label: str) -> None:
         for col in ("field", "present", "empty", "repeated"):
             fields.add_column(col, justify="left" if col == "field" else "right")
         for name, d in r["fields"].items():
-            fields.add_row(name, str(d["present"]), _warn(d["empty"]), str(d["repeated"]))
+            fields.add_row(escape(name), str(d["present"]), _warn(d["empty"]), str(d["repeated"]))
         out.print(fields)
     exact, near = r["exact_duplicates"], r["near_duplicates"]
     out.print(f"exact duplicates: {_warn(exact['count'])}" + (f"  lines {_groups(exact['groups'])}" if exact["groups"] else ""))
@@ -82,7 +83,7 @@ def _render_one(out: Any, r: dict[str, Any], label: str) -> None:
               + (f"  lines {', '.join(f'{a}~{b}' for a, b in (p['lines'] for p in near['pairs']))}" if near["pairs"] else ""))
     out.print(f"prompts with conflicting completions: {_warn(r['conflicting_completions'])}")
     if r["meta_fields"]:
-        out.print(f"other fields (usable as slices): {', '.join(r['meta_fields'])}")
+        out.print(f"other fields (usable as slices): {escape(', '.join(r['meta_fields']))}")
 
 
 def _render_leakage(out: Any, leak: dict[str, Any]) -> None:

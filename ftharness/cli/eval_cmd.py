@@ -96,20 +96,22 @@ def run(args: argparse.Namespace) -> int:
 
 
 def render(evaluation: Any, path: Path) -> None:
-    """The gate table, each metric's values, and where the results were written."""
+    """The gate table, each metric's values, and where the results were written (names, paths and
+    messages printed as text, never read as markup)."""
+    from rich.markup import escape
     from rich.table import Table
 
     from ftharness.cli.render import console
 
     out = console()
     result = evaluation.result
-    table = Table(title=f"suite {result.suite} on {result.option or 'outputs'} ({result.n_samples} samples)")
+    table = Table(title=escape(f"suite {result.suite} on {result.option or 'outputs'} ({result.n_samples} samples)"))
     for col in ("gate", "measured", "threshold", "result"):
         table.add_column(col, justify="right" if col in ("measured", "threshold") else "left")
     for g in result.gates:
         measured = "-" if g.value is None else f"{g.value:.4g}"
         verdict = "[green]pass[/green]" if g.passed else "[red]FAIL[/red]"
-        table.add_row(g.name, measured, f"{g.op} {g.threshold:g}", verdict)
+        table.add_row(escape(g.name), measured, f"{g.op} {g.threshold:g}", verdict)
     if result.gates:
         out.print(table)
     else:
@@ -120,9 +122,9 @@ def render(evaluation: Any, path: Path) -> None:
     for name, m in result.metrics.items():
         values.add_row(name, ", ".join(f"{k}={v:.4g}" for k, v in m.values.items()) or "-")
     for name, why in result.skipped.items():
-        values.add_row(name, f"[yellow]skipped: {why}[/yellow]")
+        values.add_row(name, f"[yellow]skipped: {escape(why)}[/yellow]")
     out.print(values)
     for g in result.failed_gates:
-        out.print(f"[red]{g.message}[/red]")
-    out.print(f"results: {path}")
+        out.print(f"[red]{escape(g.message)}[/red]")
+    out.print(f"results: {escape(str(path))}")
     out.print("[green]all gates passed[/green]" if result.passed else f"[red]{len(result.failed_gates)} gate(s) failed[/red]")

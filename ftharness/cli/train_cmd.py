@@ -58,6 +58,7 @@ def train_file(cf):
 
 
 def _show(artifact, merged) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from ftharness.cli.render import console
@@ -65,7 +66,7 @@ def _show(artifact, merged) -> None:
     r = artifact.result
     train_losses = [p["loss"] for p in r.loss_curve if "loss" in p]
     eval_losses = [p["eval_loss"] for p in r.loss_curve if "eval_loss" in p]
-    table = Table(title=f"candidate {artifact.spec.name}", title_justify="left", show_header=False)
+    table = Table(title=escape(f"candidate {artifact.spec.name}"), title_justify="left", show_header=False)
     table.add_column("what")
     table.add_column("value")
     rows = [
@@ -86,5 +87,5 @@ def _show(artifact, merged) -> None:
     if merged:
         rows.append(("merged model", str(merged)))
     for k, v in rows:
-        table.add_row(k, v)
+        table.add_row(k, escape(v))
     console().print(table)
