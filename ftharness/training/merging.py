@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ftharness import ui
 from ftharness.errors import BadInput
 from ftharness.io import atomic_write_json, sha256_json
 from ftharness.paths import artifacts_dir
@@ -46,6 +47,7 @@ def merge_artifact(artifact: Artifact, out_dir: str | Path, *, dtype: str = "flo
         raise BadInput("this candidate is already a full model folder; nothing to merge", file=artifact.path)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise BadInput("the output folder exists and is not empty; choose another", file=out_dir)
+    ui.status(f"merging {artifact.spec.name} into its base model at {out_dir}")
     model, tokenizer = _load_peft(artifact.base_model_path, artifact.path, dtype=dtype)
     merged = model.merge_and_unload()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
