@@ -180,7 +180,7 @@ def test_default_task_loads(monkeypatch):
     assert task.sweeps == {"lora-bare": ["lora-bare-lr1e-3", "lora-bare-lr2e-3"]}
     assert {c.prompt for c in task.candidates} == {"bare"}
     assert {b.kind for b in task.spec.baselines} == {"zero-shot", "retrieved"}
-    assert {b.constrained for b in task.spec.baselines} == {None, "json-schema"}
+    assert {b.constrained for b in task.spec.baselines} == {"json-schema"}
     assert task.spec.decision.metric == "task.field_accuracy"
     assert task.schema["required"][0] == "name"
     assert "JSON" in task.instruction

@@ -161,6 +161,13 @@ class Backend:
 
         return load_model(**artifact.model_args())
 
+    def serve(self, lm: Any) -> None:
+        """Make a loaded candidate what it is served as: its adapter merged into the weights where it can
+        be (``LoadedModel.merged`` says so; :func:`ftharness.models.loading.merge_adapter`)."""
+        from ftharness.models.loading import merge_adapter
+
+        merge_adapter(lm)
+
     # prompts and generation ------------------------------------------------------------------
     def messages(self, option: Option, data: LoadedData, examples: list[Any]) -> list[list[dict[str, str]]]:
         """The option's prompt for each of ``examples``: a candidate's as it was trained (its ``prompt:``
@@ -183,15 +190,21 @@ class Backend:
         from ftharness.models.generation import GenerationSettings, generate
 
         g = self.task.spec.generation
+        schema = self.task.schema if constrained == "json-schema" else None
+        limit = g.max_new_tokens
+        if schema is not None:  # room for every constrained row to close its JSON, where the schema bounds it
+            from ftharness.models.constrained import token_budget
+
+            limit = max(limit, token_budget(schema) or 0)
         settings = GenerationSettings(
-            max_new_tokens=g.max_new_tokens,
+            max_new_tokens=limit,
             batch_size=g.batch_size,
             do_sample=g.do_sample,
             temperature=g.temperature,
             top_p=g.top_p,
             seed=self.task.spec.seed,
             stop=list(g.stop),
-            json_schema=self.task.schema if constrained == "json-schema" else None,
+            json_schema=schema,
         )
         return generate(lm, prompts, settings, progress=False)
 
@@ -274,12 +287,12 @@ class Backend:
 
     def merged_latency(self, lm: Any, prompts: list[str]) -> dict[str, Any] | None:
         """Latency of the same prompts with the adapter attached vs merged into the weights."""
-        if not prompts or getattr(lm, "adapter", None) is None or not hasattr(lm.model, "merge_and_unload"):
+        if not prompts or getattr(lm, "adapter", None) is None or lm.merged or not hasattr(lm.model, "merge_and_unload"):
             return None
         t0 = time.perf_counter()
         with_adapter = self.generate(lm, prompts)
         adapter_s = time.perf_counter() - t0
-        lm.model = lm.model.merge_and_unload()
+        self.serve(lm)
         t0 = time.perf_counter()
         merged = self.generate(lm, prompts)
         merged_s = time.perf_counter() - t0
@@ -480,6 +493,7 @@ class Experiment:
         examples = self.data.validation.examples
         with self.phases("load model", option.name):
             lm = b.load_trained(art)
+            b.serve(lm)
         with self.phases("validate: generate", option.name):
             prompts = [b.render(lm, m) for m in b.messages(option, self.data, examples)]
             self._status(f"generating {option.name} on {len(prompts)} validation rows")
@@ -544,6 +558,7 @@ class Experiment:
     ) -> dict[str, Any]:
         b = self.backend
         training = None
+        latency = None
         if option.kind == "candidate":
             art = self.artifact(option, by_name)
             with self.phases("load model", option.name):
@@ -555,6 +570,12 @@ class Experiment:
             self._base_loaded = True
         messages = b.messages(option, self.data, self.data.eval.examples)
         prompts = [b.render(lm, m) for m in messages]
+        if option.kind == "candidate":
+            n = self.task.spec.decision.merged_latency_prompts
+            if n:  # attached first, then merged: the model is left as it is served
+                with self.phases("merged latency", option.name):
+                    latency = self._safe(lambda: b.merged_latency(lm, prompts[:n]), "merged latency")
+            b.serve(lm)
         with self.phases("generate", option.name):
             gens, gen_wall = self._generate_streaming(option, lm, prompts, key)
         examples = self.data.eval.examples
@@ -579,11 +600,8 @@ class Experiment:
         record = self._record(option, suite_results, gens, gen_wall, training)
         if option.kind == "candidate":
             record["plan"] = self._safe(lambda: b.plan(option, self.data, self._seq_len(gens)), "plan")
-            n = self.task.spec.decision.merged_latency_prompts
-            with self.phases("merged latency", option.name) if n else contextlib.nullcontext():
-                record["merged_latency"] = self._safe(
-                    lambda: b.merged_latency(lm, prompts[:n]), "merged latency"
-                )
+            record["merged_latency"] = latency
+            record["served"] = "merged" if getattr(lm, "merged", False) else "as trained"
         return record
 
     def _samples(self, examples: list[Any], gens: list[dict[str, Any]]) -> list[Any]:

@@ -120,7 +120,88 @@ def describe(schema: Any) -> dict[str, Any]:
         "whitespace": WHITESPACE,
         "unenforced_keywords": unenforced_keywords(schema),
         "unenforced": unenforced(schema),
+        "token_budget": token_budget(schema),
     }
+
+
+# A free string's character can take up to 6 bytes in the output: a JSON escape ``\\uXXXX``.
+BYTES_PER_CHAR = 6
+
+
+def token_budget(schema: Any) -> int | None:
+    """The most new tokens a constrained row can need to close its JSON, EOS included; None when the
+    schema does not bound the length of a valid document.
+
+    Every token of a byte-level vocabulary decodes to at least one byte, and special tokens are masked
+    out, so the UTF-8 length of the longest compact serialization the schema allows bounds the tokens; a
+    row given this many tokens always closes its JSON. The bound is loose (a row rarely needs a tenth of
+    it) and costs nothing unless a row loops inside a string up to its length bound. What bounds a value:
+    ``maxLength`` or a bounded ``pattern`` on strings (of the two xgrammar applies the pattern, see
+    :func:`unenforced`), ``minimum`` and ``maximum`` on integers, ``enum``/``const``, ``maxItems`` on
+    arrays, ``additionalProperties: false`` on objects; numbers and free-form values are unbounded.
+    """
+    size = _max_bytes(schema)
+    return None if size is None else size + 1
+
+
+def _max_bytes(s: Any) -> int | None:
+    if s is True or not isinstance(s, dict):
+        return None
+    if "enum" in s or "const" in s:
+        values = s["enum"] if "enum" in s else [s["const"]]
+        return max(len(_compact(v).encode()) for v in values) if values else None
+    if "anyOf" in s or "oneOf" in s:
+        return _max_of([_max_bytes(b) for b in s.get("anyOf", s.get("oneOf")) or []])
+    if any(k in s for k in ("$ref", "allOf", "not", "if")):
+        return None
+    types = s.get("type")
+    if isinstance(types, list):
+        return _max_of([_max_bytes({**s, "type": t}) for t in types])
+    if types == "null":
+        return 4
+    if types == "boolean":
+        return 5
+    if types == "integer":
+        lo, hi = s.get("minimum"), s.get("maximum")
+        return None if lo is None or hi is None else max(len(str(int(lo))), len(str(int(hi))))
+    if types == "string":
+        chars = _pattern_width(s["pattern"]) if "pattern" in s else s.get("maxLength")
+        return None if chars is None else 2 + BYTES_PER_CHAR * int(chars)
+    if types == "array":
+        n, item = s.get("maxItems"), _max_bytes(s.get("items", {}))
+        return None if n is None or item is None else 2 + n * item + max(0, n - 1) * len(SEPARATORS[0])
+    if types == "object":
+        props = s.get("properties") or {}
+        if s.get("additionalProperties", True) is not False or s.get("patternProperties"):
+            return None
+        sizes = [_max_bytes(v) for v in props.values()]
+        if any(x is None for x in sizes):
+            return None
+        keys = sum(len(_compact(k).encode()) + len(SEPARATORS[1]) for k in props)
+        return 2 + keys + sum(sizes) + max(0, len(props) - 1) * len(SEPARATORS[0])
+    return None
+
+
+def _max_of(sizes: list[int | None]) -> int | None:
+    return None if not sizes or any(x is None for x in sizes) else max(sizes)
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=SEPARATORS, ensure_ascii=False)
+
+
+def _pattern_width(pattern: str) -> int | None:
+    """The longest match of ``pattern`` in characters, from Python's own regex parser (JSON Schema
+    patterns are ECMA-262; the common subset parses alike); None if unbounded or not parsed."""
+    try:
+        from re import _parser as parser  # Python >= 3.11
+    except ImportError:  # pragma: no cover - Python 3.10
+        import sre_parse as parser
+    try:
+        hi = parser.parse(pattern).getwidth()[1]
+    except Exception:  # an ECMA-only construct: treat as unbounded
+        return None
+    return None if hi >= int(parser.MAXREPEAT) else int(hi)
 
 
 def library_version() -> str | None:

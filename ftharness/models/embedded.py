@@ -10,6 +10,7 @@ identical logits.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import importlib.util
 from pathlib import Path
@@ -113,21 +114,23 @@ def _library_bars() -> Any:
 
 def _convert_into(gguf: Path, out: Path) -> None:
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     src = gguf.parent
     try:
         with _library_bars():
             tokenizer = AutoTokenizer.from_pretrained(src, gguf_file=gguf.name)
             gguf_model = AutoModelForCausalLM.from_pretrained(src, gguf_file=gguf.name, dtype=torch.float32)
-            config = AutoConfig.from_pretrained(src, gguf_file=gguf.name)
     except (ValueError, KeyError, OSError) as e:  # transformers' words for an unsupported or broken file
         raise BadInput(f"transformers cannot read this GGUF file: {str(e).splitlines()[0]}", file=gguf, field="model") from e
+    # The loaded model's config, not a second parse of the file (5 s for the embedded model).
+    config = copy.deepcopy(gguf_model.config)
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     config.dtype = torch.float32
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    missing, unexpected = model.load_state_dict(gguf_model.state_dict(), strict=False)
+    with torch.device("meta"):  # no random initialisation: every weight is assigned from the GGUF model
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = model.load_state_dict(gguf_model.state_dict(), strict=False, assign=True)
     if [k for k in missing if "lm_head" not in k] or unexpected:
         raise EnvironmentProblem(f"converting {gguf.name} failed: missing {missing[:3]}, unexpected {unexpected[:3]}")
     if getattr(config, "tie_word_embeddings", False):
