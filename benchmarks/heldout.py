@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from ftharness.report.results import CompareResults, read_results
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "extraction"
@@ -50,11 +53,23 @@ def fresh_eval(seed: int, folder: Path) -> tuple[Path, int, int]:
     return out, len(rows), len(kept)
 
 
-def run_compare(task: Path, out: Path) -> dict:
+def run_compare(task: Path, out: Path) -> CompareResults:
     subprocess.run([str(ROOT / ".venv" / "bin" / "ftharness"), "compare", str(task), "--out", str(out),
                     "--no-progress"], check=False, stdout=subprocess.DEVNULL)
     (results,) = sorted(out.glob("*/results.json"))[-1:]
-    return json.loads(results.read_text(encoding="utf-8"))
+    return compare_results(results)
+
+
+def compare_results(path: Path) -> CompareResults:
+    results = read_results(path)
+    if not isinstance(results, CompareResults):
+        raise SystemExit(f"{path}: the results of ftharness eval, not of ftharness compare")
+    return results
+
+
+def value(metrics: dict[str, float | None], name: str) -> float:
+    v = metrics.get(name)
+    return math.nan if v is None else v
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,22 +87,21 @@ def main(argv: list[str] | None = None) -> int:
             text = text.replace(f" {name}", f" {EXAMPLE / name}")
         task = tmp / "task.yaml"
         task.write_text(text.replace(" eval.jsonl", f" {eval_path}"), encoding="utf-8")
-        bundled = (json.loads(args.bundled_results.read_text(encoding="utf-8")) if args.bundled_results
+        bundled = (compare_results(args.bundled_results) if args.bundled_results
                    else run_compare(EXAMPLE / "task.yaml", tmp / "bundled"))
         fresh = run_compare(task, tmp / "fresh")
-    b = {o["name"]: o["metrics"] for o in bundled["options"]}
-    f = {o["name"]: o["metrics"] for o in fresh["options"]}
+    b = {o.name: o.metrics for o in bundled.options}
+    f = {o.name: o.metrics for o in fresh.options}
     print(f"{'option':28s} " + " ".join(f"{m.split('.')[1]:>24s}" for m in METRICS))
     for name in b:
         if name in f:
-            cells = [f"{b[name].get(m, float('nan')):.2f} -> {f[name].get(m, float('nan')):.2f}" for m in METRICS]
+            cells = [f"{value(b[name], m):.2f} -> {value(f[name], m):.2f}" for m in METRICS]
             print(f"{name:28s} " + " ".join(f"{c:>24s}" for c in cells))
-    chosen_b = bundled["decision"].get("recommended")
-    chosen_f = fresh["decision"].get("recommended")
-    print(f"decision: bundled eval {bundled['decision']['verdict']} ({chosen_b}), "
-          f"fresh eval {fresh['decision']['verdict']} ({chosen_f})")
+    chosen_b, chosen_f = bundled.decision.recommended, fresh.decision.recommended
+    print(f"decision: bundled eval {bundled.decision.verdict} ({chosen_b}), "
+          f"fresh eval {fresh.decision.verdict} ({chosen_f})")
     if chosen_b and chosen_b in f:
-        worst = max(abs(b[chosen_b][m] - f[chosen_b][m]) for m in METRICS)
+        worst = max(abs(value(b[chosen_b], m) - value(f[chosen_b], m)) for m in METRICS)
         print(f"chosen option {chosen_b}: largest change {worst:.2f} ({'within' if worst <= 0.1 else 'beyond'} 0.1)")
     return 0
 

@@ -92,3 +92,35 @@ def isolated_cache(tmp_path, monkeypatch, embedded_dir):
     (cache / "models").symlink_to(embedded_dir.parent, target_is_directory=True)
     monkeypatch.setenv("FTHARNESS_CACHE", str(cache))
     return cache
+
+
+@pytest.fixture(scope="session")
+def results_validator():
+    """A validator for the published results.json schema (``ftharness/report/results.schema.json``)."""
+    import json
+
+    from jsonschema.validators import validator_for
+
+    from ftharness.report.schema import SCHEMA_FILE
+
+    schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+    cls = validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+@pytest.fixture
+def check_results(results_validator):
+    """``check_results(path_or_document)``: the document, after asserting it follows the published schema."""
+    import json
+    from pathlib import Path
+
+    from jsonschema.exceptions import best_match
+
+    def check(source):
+        doc = json.loads(Path(source).read_text(encoding="utf-8")) if isinstance(source, str | Path) else source
+        error = best_match(results_validator.iter_errors(doc))  # the deepest error inside the oneOf
+        assert error is None, f"results.json breaks the schema at {error.json_path}: {error.message[:300]}"
+        return doc
+
+    return check

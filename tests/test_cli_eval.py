@@ -13,6 +13,14 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "extraction"
 
 
+@pytest.fixture(autouse=True)
+def _results_follow_the_schema(tmp_path, check_results):
+    """Every results.json these runs write follows the published schema."""
+    yield
+    for path in tmp_path.rglob("results.json"):
+        check_results(path)
+
+
 def write_preds(path, rows):
     path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
     return path
@@ -46,8 +54,30 @@ def test_predictions_pass_and_write_results(tmp_path, monkeypatch, capsys):
     assert data["passed"] and data["result"]["gates"][0]["value"] == 1.0
     assert data["result"]["slices"]["kind"]["k2"]["n"] == 1
     assert data["source"]["mode"] == "predictions" and len(data["samples"]) == 2
+    assert data["kind"] == "ftharness-eval" and data["instruction"] is None  # model-mode fields are null
     assert main(["eval", "--predictions", str(preds), "--suite", str(suite)]) == 0
     assert len(list((tmp_path / "reports").glob("eval-*/results.json"))) == 2  # never overwritten
+
+
+def test_eval_results_read_back_with_those_of_schema_1(tmp_path):
+    from ftharness.jsonrecord import to_json
+    from ftharness.report.results import read_results
+    from ftharness.suites.evaluate import Evaluation
+
+    preds = write_preds(tmp_path / "p.jsonl", GOOD)
+    assert main(["eval", "--predictions", str(preds), "--suite", str(suite_file(tmp_path, extra="slices: [kind]\n")),
+                 "--out", str(tmp_path / "o")]) == 0
+    path = tmp_path / "o" / "results.json"
+    back = read_results(path)
+    assert isinstance(back, Evaluation) and back.passed and back.result.slices["kind"]["k1"].n == 1
+    assert to_json(back) == json.loads(path.read_text())
+    old = json.loads(path.read_text())
+    del old["schema_version"]  # what schema 1 wrote
+    for key in ("instruction", "generation", "generation_wall_s", "finish_reasons", "template"):
+        del old[key]
+    old_file = tmp_path / "old.json"
+    old_file.write_text(json.dumps(old))
+    assert read_results(old_file).schema_version == 1 and read_results(old_file).samples[1].output == '{"a": 2}'
 
 
 def test_failing_gate_exits_1_and_json_is_one_document(tmp_path, capsys):

@@ -161,12 +161,16 @@ class FakeBackend(experiment_mod.Backend):
 
 
 @pytest.fixture
-def fake(monkeypatch):
+def fake(monkeypatch, tmp_path, check_results):
+    """The fake backend for every run of the test; afterwards, every results.json the test's runs wrote
+    follows the published schema."""
     fake_trainers(monkeypatch)
     FakeBackend.calls = {}
     FakeBackend.fail_on = None
     monkeypatch.setattr(run_mod, "Backend", FakeBackend)
-    return FakeBackend
+    yield FakeBackend
+    for path in tmp_path.rglob("results.json"):
+        check_results(path)
 
 
 # --- task files -----------------------------------------------------------------------------------
@@ -265,12 +269,12 @@ def test_missing_task_file(tmp_path, capsys):
 # --- a whole run with fakes ---------------------------------------------------------------------
 
 
-def test_run_recommends_the_candidate_and_writes_reports(tmp_path, fake, capsys):
+def test_run_recommends_the_candidate_and_writes_reports(tmp_path, fake, capsys, check_results):
     path = write_task(tmp_path)
     out = tmp_path / "reports"
     code = main(["compare", str(path), "--out", str(out), "--json", "--no-progress"])
     captured = capsys.readouterr()
-    results = json.loads(captured.out)  # --json: one JSON document on stdout
+    results = check_results(json.loads(captured.out))  # --json: one JSON document on stdout
     assert code == 0
     d = results["decision"]
     assert d["recommended"] == "lora" and d["verdict"] == "finetune" and d["passes_all_gates"]
@@ -352,7 +356,7 @@ def test_resume_after_injected_failure_reuses_finished_work(tmp_path, fake, caps
     assert outcome.run.root == run_dir and outcome.run.resumed
     generated = FakeBackend.calls["generate"] - before["generate"]
     assert generated == 5  # only the candidate's 20 remaining samples, in batches of 4
-    events = outcome.results["timing"]["events"]
+    events = outcome.results.timing.events
     assert "reused evaluation of zero-shot" in events and "reused evaluation of few-shot-2" in events
     assert len((run_dir / "samples" / "lora.jsonl").read_text().splitlines()) == 24
     assert outcome.exit_code == 0
@@ -389,7 +393,99 @@ candidates:
 """
     path = write_task(tmp_path, candidates=cands)
     outcome = run_mod.run_compare(path, out=tmp_path / "r", progress=False)
-    by = {o["name"]: o for o in outcome.results["options"]}
-    assert by["dpo"]["training"]["total_wall_s"] == 240.0  # its own 120 s on top of sft's 120 s
-    assert by["dpo"]["spec"]["data"] == "preference"
+    by = {o.name: o for o in outcome.results.options}
+    assert by["dpo"].training.total_wall_s == 240.0  # its own 120 s on top of sft's 120 s
+    assert by["dpo"].spec["data"] == "preference"
     assert FakeBackend.calls["train:sft"] == 1 and FakeBackend.calls["train:dpo"] == 1
+
+
+# --- slices: the one implementation (ftharness.suites.slices) -------------------------------------
+
+
+def flagged_eval(tmp_path: Path) -> Path:
+    """The example eval rows with a boolean field: ``urgent`` on every other row."""
+    rows = [json.loads(line) for line in (EXAMPLE / "eval.jsonl").read_text().splitlines() if line.strip()]
+    out = tmp_path / "eval-flagged.jsonl"
+    out.write_text("".join(json.dumps({**r, "urgent": i % 2 == 0}) + "\n" for i, r in enumerate(rows)))
+    return out
+
+
+def test_options_are_sliced_by_the_suites_rules(tmp_path, fake):
+    path = write_task(tmp_path)
+    text = path.read_text().replace(str(EXAMPLE / "eval.jsonl"), str(flagged_eval(tmp_path)))
+    path.write_text(text.replace("slices: [template]", "slices: [template, urgent, input_length]"))
+    outcome = run_mod.run_compare(path, out=tmp_path / "r", progress=False)
+    lora = next(o for o in outcome.results.options if o.name == "lora")
+    assert set(lora.slices["urgent"]) == {"true", "false"}  # booleans as JSON writes them
+    assert lora.slices["urgent"]["true"].n == 12 and lora.slices["urgent"]["false"].n == 12
+    assert set(lora.slices["input_length"]) == {"short", "long"}  # computed, not "(missing)"
+    few = next(o for o in outcome.results.options if o.name == "few-shot-2")
+    by_row = few.per_sample["format.parse_rate"]
+    assert few.slices["urgent"]["true"].values["format.parse_rate"] == pytest.approx(
+        sum(by_row[0::2]) / len(by_row[0::2])
+    )
+
+
+def test_a_slice_field_no_eval_row_has_is_bad_input_before_any_work(tmp_path, fake, capsys):
+    path = write_task(tmp_path)
+    path.write_text(path.read_text().replace("slices: [template]", "slices: [colour]"))
+    assert main(["compare", str(path), "--out", str(tmp_path / "r"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "slice field 'colour'" in err and "task.yaml" in err and len(err.splitlines()) == 1
+    assert FakeBackend.calls == {}  # nothing trained or generated
+
+
+# --- resuming a run whose state was written by the previous version ------------------------------
+
+
+def as_schema_1(record: dict) -> dict:
+    """An eval record as schema 1 wrote it: no unavailable, no excluded counts, no shared flag, an estimate
+    that failed as {"error"} in its place."""
+    record = json.loads(json.dumps(record))
+    del record["unavailable"], record["memory"], record["passed"]
+    for buckets in record["slices"].values():
+        for bucket in buckets.values():
+            del bucket["excluded"]
+    for suite in record["suites"].values():
+        del suite["shared_with_base_model"]
+    if record["kind"] == "candidate":
+        record["plan"] = {"error": "plan unavailable: ImportError: no planner"}
+    return record
+
+
+def test_resume_reads_state_written_by_schema_1(tmp_path, fake):
+    path = write_task(tmp_path)
+    out = tmp_path / "reports"
+    FakeBackend.fail_on = "lora"
+    with pytest.raises(RuntimeError, match="fake failure"):
+        run_mod.run_compare(path, out=out, progress=False)
+    (run_dir,) = out.iterdir()
+    for state in (run_dir / "state").glob("eval-*.json"):
+        doc = json.loads(state.read_text())
+        state.write_text(json.dumps({**doc, "record": as_schema_1(doc["record"])}))
+    FakeBackend.fail_on = None
+    outcome = run_mod.run_compare(path, out=out, progress=False)
+    events = outcome.results.timing.events
+    assert "reused evaluation of zero-shot" in events and "reused evaluation of few-shot-2" in events
+    zero = next(o for o in outcome.results.options if o.name == "zero-shot")
+    assert zero.reused and zero.slices["template"]["email"].excluded == {}
+    assert outcome.exit_code == 0  # and the fake fixture checks the results.json against the schema
+
+
+def test_an_old_candidate_record_keeps_its_failed_estimate():
+    from ftharness.jsonrecord import from_json
+    from ftharness.report.records import OptionRecord
+
+    record = {
+        "name": "lora", "kind": "candidate", "spec": {}, "metrics": {}, "per_sample": {}, "gates": [],
+        "passed": True, "slices": {}, "suites": {}, "samples_file": "samples/lora.jsonl", "reused": False,
+        "cost": {"prompt_tokens_mean": 1.0, "new_tokens_mean": 1.0, "latency_s_mean": None, "latency_s_p50": None,
+                 "generation_wall_s": 0.0, "tokens_per_s": None, "hit_max_new_tokens": 0},
+        "training": {"wall_s": 1.0, "total_wall_s": 1.0, "peak_memory_bytes": 10, "memory_kind": "rss"},
+        "plan": {"error": "plan unavailable: ImportError: no planner"},
+        "merged_latency": {"error": "merged latency unavailable: RuntimeError: x"},
+    }
+    old = from_json(OptionRecord, record)
+    assert old.plan is None and old.merged_latency is None
+    assert set(old.unavailable) == {"plan", "merged latency"}
+    assert old.memory is not None and "no planner" in old.memory.plan_error

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "extraction"
 
 
 @pytest.mark.e2e
-def test_compare_tiny_task_end_to_end(tmp_path, isolated_cache, capsys):
+def test_compare_tiny_task_end_to_end(tmp_path, isolated_cache, capsys, check_results):
     for name, n in (("train", 16), ("eval", 8)):
         lines = (EXAMPLE / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()[:n]
         (tmp_path / f"{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -46,7 +45,7 @@ decision: {{bootstrap_samples: 1000, merged_latency_prompts: 2}}
     code = main(["compare", str(task), "--out", str(out), "--run-id", "e2e", "--no-progress"])
     printed = capsys.readouterr().out
     run = out / "e2e"
-    results = json.loads((run / "results.json").read_text(encoding="utf-8"))
+    results = check_results(run / "results.json")
     decision = results["decision"]
     assert code == (0 if decision["passes_all_gates"] else 1)
     assert decision["headline"] in printed.replace("\n", " ") or "Decision" in printed

@@ -34,7 +34,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("data", ("ftharness.data",)),
     ("models, planner", ("ftharness.models", "ftharness.planner")),
     ("foundation", (
-        "ftharness.plugins", "ftharness.hookspecs", "ftharness.config", "ftharness.typed", "ftharness.runlog",
+        "ftharness.plugins", "ftharness.hookspecs", "ftharness.config", "ftharness.typed", "ftharness.jsonrecord",
+        "ftharness.runlog",
         "ftharness.ui", "ftharness.io", "ftharness.errors", "ftharness.paths", "ftharness",
     )),
 )

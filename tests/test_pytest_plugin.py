@@ -112,7 +112,7 @@ def pytest_no_tests_collected():
     return pytest.ExitCode.NO_TESTS_COLLECTED
 
 
-def test_model_mode_runs_the_suite_once_for_its_gates(pytester, tiny_model_dir):
+def test_model_mode_runs_the_suite_once_for_its_gates(pytester, tiny_model_dir, check_results):
     pytester.mkdir("suites")
     (pytester.path / "suites" / "m.yaml").write_text(
         "name: m\nmetrics: {format: {}, throughput: {}}\n"
@@ -126,5 +126,5 @@ def test_model_mode_runs_the_suite_once_for_its_gates(pytester, tiny_model_dir):
     )
     result.assert_outcomes(passed=1, failed=1)  # a random tiny model does not write JSON
     result.stdout.fnmatch_lines(["*format.parse_rate = 0 (gate >= 0.99): FAILED*"])
-    saved = json.loads((pytester.path / "out" / "m" / "results.json").read_text())
+    saved = check_results(pytester.path / "out" / "m" / "results.json")
     assert saved["source"]["mode"] == "model" and saved["result"]["n_samples"] == 2

@@ -10,10 +10,33 @@ from pathlib import Path
 
 import pytest
 
+from ftharness.jsonrecord import from_json, to_json
 from ftharness.report.html import render_html
 from ftharness.report.junit import junit_xml
-from ftharness.report.results import memory_row, output_check
+from ftharness.report.records import (
+    Cost,
+    DataFile,
+    Decision,
+    Interval,
+    OptionCost,
+    OptionRecord,
+    PairedComparison,
+    Phase,
+    Training,
+    memory_row,
+)
+from ftharness.report.results import (
+    CompareResults,
+    SampleRow,
+    Settings,
+    TaskRecord,
+    Timing,
+    output_check,
+    read_results,
+)
 from ftharness.report.run_dir import open_run
+from ftharness.suites.gates import GateOutcome
+from ftharness.suites.slices import SliceBucket
 
 SCRIPT = "<script>document.title='pwned';console.error('injected')</script>"
 SCHEMA = {
@@ -25,146 +48,119 @@ SCHEMA = {
 
 
 def gate(name, op, thr, value, passed):
-    return {
-        "name": name,
-        "op": op,
-        "threshold": thr,
-        "value": value,
-        "passed": passed,
-        "message": f"{name} = {value} (gate {op} {thr}): {'passed' if passed else 'FAILED'}",
-        "suite": "format",
-    }
+    message = f"{name} = {value} (gate {op} {thr}): {'passed' if passed else 'FAILED'}"
+    return GateOutcome(name, op, thr, value, passed, message, "format")
 
 
-def option(name, kind, rate, passed, prompt_tokens, training=None):
-    return {
-        "name": name,
-        "kind": kind,
-        "spec": {"name": name},
-        "reused": False,
-        "passed": passed,
-        "metrics": {"format.parse_rate": rate, "toxicity.max": 0.02},
-        "per_sample": {"format.parse_rate": [1.0, 0.0]},
-        "gates": [
-            gate("format.parse_rate", ">=", 0.9, rate, rate >= 0.9),
-            gate("toxicity.max", "<=", 0.1, 0.02, True),
-        ],
-        "slices": {
-            "template": {
-                "email": {"n": 1, "values": {"format.parse_rate": rate}},
-                "form": {"n": 1, "values": {"format.parse_rate": 1.0}},
-            }
-        },
-        "cost": {"prompt_tokens_mean": prompt_tokens, "latency_s_mean": 0.8, "generation_wall_s": 3.0},
-        "training": training,
-        "plan": {"peak_gb": 1.2} if training else None,
-        "memory": memory_row({"training": training, "plan": {"peak_gb": 1.2}}) if training else None,
-    }
-
-
-def make_results() -> dict:
-    training = {
-        "wall_s": 270.0,
-        "total_wall_s": 270.0,
-        "peak_memory_bytes": 2.5e9,
-        "memory_kind": "rss",
-        "cached": False,
-        "loss_curve": [{"step": s, "epoch": s / 20, "loss": 2.0 / s} for s in range(1, 41)]
+def training(memory_kind="rss", peak=2_500_000_000):
+    return Training(
+        wall_s=270.0,
+        total_wall_s=270.0,
+        peak_memory_bytes=peak,
+        memory_kind=memory_kind,
+        loss_curve=[{"step": s, "epoch": s / 20, "loss": 2.0 / s} for s in range(1, 41)]
         + [{"step": 20, "epoch": 1.0, "eval_loss": 0.4}, {"step": 40, "epoch": 2.0, "eval_loss": 0.3}],
-    }
+    )
+
+
+def option(name, kind, rate, prompt_tokens, trained=None):
+    return OptionRecord(
+        name=name,
+        kind=kind,
+        spec={"name": name},
+        metrics={"format.parse_rate": rate, "toxicity.max": 0.02},
+        per_sample={"format.parse_rate": [1.0, 0.0]},
+        gates=[gate("format.parse_rate", ">=", 0.9, rate, rate >= 0.9), gate("toxicity.max", "<=", 0.1, 0.02, True)],
+        slices={
+            "template": {
+                "email": SliceBucket(n=1, values={"format.parse_rate": rate}),
+                "form": SliceBucket(n=1, values={"format.parse_rate": 1.0}),
+            }
+        },
+        suites={},
+        cost=Cost(prompt_tokens_mean=prompt_tokens, new_tokens_mean=40.0, latency_s_mean=0.8, latency_s_p50=0.8,
+                  generation_wall_s=3.0, tokens_per_s=20.0, hit_max_new_tokens=0),
+        training=trained,
+        plan={"peak_gb": 1.2} if trained else None,
+        samples_file=f"samples/{name}.jsonl",
+    )
+
+
+def cost(o):
+    return OptionCost(prompt_tokens_mean=o.cost.prompt_tokens_mean, latency_s_mean=0.8, monthly_prompt_usd=1.0,
+                      requests_per_month=100_000, usd_per_prompt_token=1e-7, training_s=0.0, training_usd=0.0,
+                      price_basis="")
+
+
+def make_results() -> CompareResults:
     opts = [
-        option("zero-shot", "baseline", 0.0, False, 180),
-        option("few-shot-3", "baseline", 0.62, False, 620),
-        option("lora-r16", "candidate", 1.0, True, 180, training),
+        option("zero-shot", "baseline", 0.0, 180),
+        option("few-shot-3", "baseline", 0.62, 620),
+        option("lora-r16", "candidate", 1.0, 180, training()),
     ]
-    return {
-        "schema_version": 1,
-        "run_id": "20260101-000000-test",
-        "task": {
-            "name": "test <task>",
-            "file": "task.yaml",
-            "hash": "abc",
-            "instruction": "Extract.",
-            "gates": ["format.parse_rate >= 0.9"],
-            "decision_settings": {},
-            "schema": SCHEMA,
-        },
-        "settings": {"seed": 0, "generation": {"max_new_tokens": 96}},
-        "environment": {"python": "3.11"},
-        "data": {"eval": {"path": "eval.jsonl", "sha256": "ff", "n": 2}},
-        "suites": [],
-        "options": opts,
-        "comparisons": [
-            {
-                "option": "lora-r16",
-                "reference": "few-shot-3",
-                "metric": "format.parse_rate",
-                "n": 2,
-                "diff": 0.38,
-                "ci_low": 0.1,
-                "ci_high": 0.6,
-                "p_value": 0.01,
-                "verdict": "better",
-                "confidence": 0.95,
-                "method": "paired bootstrap",
-                "option_ci_low": 0.9,
-                "option_ci_high": 1.0,
-            }
-        ],
-        "decision": {
-            "verdict": "finetune",
-            "recommended": "lora-r16",
-            "recommended_kind": "candidate",
-            "passes_all_gates": True,
-            "metric": "format.parse_rate",
-            "best_baseline": "few-shot-3",
-            "headline": "lora-r16: parse rate 1.00 vs 0.62 for few-shot-3; recommend finetuning",
-            "reasons": ["prompt tokens per request: 180 vs 620"],
-            "assumptions": ["CPU at $0.10/h"],
-        },
-        "samples": [
-            {
-                "id": 0,
-                "input": f"Hi {SCRIPT} order ORD-123456",
-                "reference": '{"name": "A", "quantity": 1}',
-                "meta": {"template": "email"},
-                "outputs": {
-                    "zero-shot": {
-                        "text": f"Sure! {SCRIPT}",
-                        "finish_reason": "length",
-                        **output_check(f"Sure! {SCRIPT}", SCHEMA),
-                    },
-                    "lora-r16": {
-                        "text": '{"name": "A", "quantity": 1}',
-                        "finish_reason": "eos",
-                        **output_check('{"name": "A", "quantity": 1}', SCHEMA),
-                    },
+    comparison = PairedComparison("lora-r16", "few-shot-3", "format.parse_rate", 2, 1.0, 0.62, 0.38, 0.1, 0.6,
+                                  0.95, 0.01, "better")
+    return CompareResults(
+        run_id="20260101-000000-test",
+        task=TaskRecord(name="test <task>", file="task.yaml", hash="abc", base_model=None, instruction="Extract.",
+                        schema_file=None, schema=SCHEMA, slices=["template"], gates=["format.parse_rate >= 0.9"],
+                        decision_settings={}),
+        settings=Settings(base_model=None, generation={"max_new_tokens": 96}, seed=0, dtype="float32", batch_size=4,
+                          prompt_template=None, baselines=[], candidates=[], suites=[], resumed=False,
+                          validation={}, constrained_decoding=None),
+        environment={"python": "3.11"},
+        data={"eval": DataFile(path="eval.jsonl", sha256="ff", n=2)},
+        suites=[],
+        options=opts,
+        selection={},
+        comparisons=[comparison],
+        intervals={"lora-r16": Interval(metric="format.parse_rate", low=0.9, high=1.0, confidence=0.95)},
+        decision=Decision(
+            verdict="finetune",
+            recommended="lora-r16",
+            recommended_kind="candidate",
+            passes_all_gates=True,
+            headline="lora-r16: parse rate 1.00 vs 0.62 for few-shot-3; recommend finetuning",
+            reasons=["prompt tokens per request: 180 vs 620"],
+            metric="format.parse_rate",
+            best_baseline="few-shot-3",
+            comparison=comparison,
+            costs={o.name: cost(o) for o in opts},
+            assumptions=["CPU at $0.10/h"],
+        ),
+        samples=[
+            SampleRow(
+                id=0,
+                input=f"Hi {SCRIPT} order ORD-123456",
+                reference='{"name": "A", "quantity": 1}',
+                meta={"template": "email"},
+                outputs={
+                    "zero-shot": output_check(f"Sure! {SCRIPT}", SCHEMA, "length"),
+                    "lora-r16": output_check('{"name": "A", "quantity": 1}', SCHEMA, "eos"),
                 },
-            }
+            )
         ],
-        "timing": {"run_wall_s": 400.0},
-    }
+        timing=Timing(run_wall_s=400.0, experiment_wall_s=390.0, events=[], training_s={"lora-r16": 270.0},
+                      generation_s={}, phases=[Phase(phase="train", option="lora-r16", wall_s=270.0,
+                                                     peak_memory_bytes=2_500_000_000, memory_kind="rss")]),
+    )
 
 
 def test_output_check_marks_schema_errors():
     bad = output_check('JSON: {"name": "A", "quantity": "2"}', SCHEMA)
-    assert not bad["strict_ok"] and bad["json_found"]
-    assert any("not bare JSON" in e for e in bad["errors"])
-    assert any("$.quantity" in e for e in bad["errors"])
-    assert output_check('{"name": "A", "quantity": 2}', SCHEMA)["strict_ok"]
-    assert not output_check("no json here", SCHEMA)["json_found"]
+    assert not bad.strict_ok and bad.json_found
+    assert any("not bare JSON" in e for e in bad.errors)
+    assert any("$.quantity" in e for e in bad.errors)
+    assert output_check('{"name": "A", "quantity": 2}', SCHEMA).strict_ok
+    assert not output_check("no json here", SCHEMA).json_found
 
 
 def test_memory_row_says_when_not_comparable():
-    row = memory_row({"training": {"peak_memory_bytes": 3e9, "memory_kind": "rss"}, "plan": {"peak_gb": 1.0}})
-    assert row["planned_peak_gb"] == 1.0 and row["measured_peak_gb"] == 3.0
-    assert not row["comparable"] and "not directly comparable" in row["note"]
-    assert memory_row(
-        {
-            "training": {"peak_memory_bytes": 1e9, "memory_kind": "cuda_max_allocated"},
-            "plan": {"peak_gb": 1.1},
-        }
-    )["comparable"]
+    row = memory_row(training(peak=3_000_000_000), {"peak_gb": 1.0}, None)
+    assert row.planned_peak_gb == 1.0 and row.measured_peak_gb == 3.0
+    assert not row.comparable and "not directly comparable" in row.note
+    assert memory_row(training("cuda_max_allocated"), {"peak_gb": 1.1}, None).comparable
+    assert memory_row(None, {"peak_gb": 1.1}, None) is None  # not trained: nothing to compare
 
 
 def test_html_is_self_contained_escaped_and_complete():
@@ -287,9 +283,98 @@ def test_report_in_headless_chromium(tmp_path):
     assert shot.is_file() and shot.stat().st_size > 10_000
 
 
-def test_results_json_round_trips():
-    from ftharness.report.results import json_safe
+def test_results_json_round_trips_and_follows_the_schema(tmp_path, check_results):
+    results = make_results()
+    results.options[0].metrics["format.parse_rate"] = float("nan")  # NaN is written as null
+    text = json.dumps(to_json(results), allow_nan=False)
+    doc = check_results(json.loads(text))
+    assert doc["options"][0]["metrics"]["format.parse_rate"] is None
+    assert doc["options"][2]["passed"] and doc["options"][2]["memory"]["planned_peak_gb"] == 1.2
+    (tmp_path / "results.json").write_text(text)
+    back = read_results(tmp_path / "results.json")
+    assert isinstance(back, CompareResults)
+    assert to_json(back) == doc  # every field reads back as it was written
+    assert back.options[2].training.loss_curve[-1]["eval_loss"] == 0.3
 
-    r = json_safe({**make_results(), "x": float("nan"), "p": Path("/a")})
-    text = json.dumps(r, allow_nan=False)
-    assert json.loads(text)["x"] is None and json.loads(text)["p"] == "/a"
+
+def test_published_schema_is_the_generated_one():
+    from ftharness.report.schema import SCHEMA_FILE, schema_text
+
+    assert SCHEMA_FILE.read_text(encoding="utf-8") == schema_text(), (
+        "ftharness/report/results.schema.json is stale: run python -m ftharness.report.schema"
+    )
+
+
+def test_schema_generation_refuses_an_undocumented_field():
+    from dataclasses import dataclass
+
+    from ftharness.jsonrecord import doc, json_schema
+
+    @dataclass
+    class Documented:
+        n: int = doc("a count")
+
+    @dataclass
+    class Undocumented:
+        n: int
+
+    assert json_schema(Documented, id="x", title="t", description="d")["$defs"]["Documented"]["required"] == ["n"]
+    with pytest.raises(TypeError, match="Undocumented.n says nothing"):
+        json_schema(Undocumented, id="x", title="t", description="d")
+
+
+def test_the_schema_rejects_what_the_records_do_not_write(check_results):
+    doc = to_json(make_results())
+    check_results(doc)
+    doc["options"][0]["colour"] = "blue"  # a key no record writes
+    with pytest.raises(AssertionError, match="colour"):
+        check_results(doc)
+    doc = to_json(make_results())
+    doc["decision"]["verdict"] = "maybe"
+    with pytest.raises(AssertionError, match="maybe"):
+        check_results(doc)
+
+
+def test_results_of_schema_1_read_back(tmp_path):
+    """results.json as written before the records were typed: no kind, an interval row for the reference,
+    an estimate that failed as an {"error"} object in its place."""
+    doc = to_json(make_results())
+    del doc["kind"], doc["intervals"]
+    doc["schema_version"] = 1
+    doc["comparisons"][0].update(option_ci_low=0.9, option_ci_high=1.0)
+    doc["comparisons"].append({"option": "few-shot-3", "reference": "few-shot-3", "metric": "format.parse_rate",
+                               "n": 2, "diff": 0.0, "ci_low": 0.0, "ci_high": 0.0, "p_value": 1.0,
+                               "verdict": "reference", "confidence": 0.95, "method": "reference",
+                               "option_ci_low": 0.3, "option_ci_high": 0.8})
+    doc["options"][2]["plan"] = {"error": "plan unavailable: ImportError: no planner"}
+    for o in doc["options"]:
+        del o["unavailable"]
+        for buckets in o["slices"].values():
+            for bucket in buckets.values():
+                del bucket["excluded"]
+    doc["decision"]["comparison"] = {"option": "lora-r16", "reference": "few-shot-3", "metric": "format.parse_rate",
+                                     "verdict": "inconclusive", "note": "no paired per-example scores"}
+    del doc["decision"]["comparison_note"]
+    (tmp_path / "results.json").write_text(json.dumps(doc))
+    old = read_results(tmp_path / "results.json")
+    assert isinstance(old, CompareResults) and old.schema_version == 1
+    assert [c.option for c in old.comparisons] == ["lora-r16"]
+    assert old.intervals["few-shot-3"].low == 0.3 and old.intervals["lora-r16"].high == 1.0
+    lora = next(o for o in old.options if o.name == "lora-r16")
+    assert lora.plan is None and "ImportError" in lora.unavailable["plan"]
+    assert lora.memory.plan_error == lora.unavailable["plan"]
+    assert old.decision.comparison is None and old.decision.comparison_note == "no paired per-example scores"
+    assert old.options[0].slices["template"]["email"].excluded == {}
+    render_html(old)  # an old run renders
+
+
+def test_read_results_names_the_file_when_it_is_not_results(tmp_path):
+    from ftharness.errors import BadInput
+
+    (tmp_path / "a.json").write_text('{"hello": 1}')
+    with pytest.raises(BadInput, match="a.json.*no known 'kind'"):
+        read_results(tmp_path / "a.json")
+    (tmp_path / "b.json").write_text('{"kind": "ftharness-compare", "options": "many"}')
+    with pytest.raises(BadInput, match="b.json: not a readable results.json"):
+        read_results(tmp_path / "b.json")
+    assert from_json(SliceBucket, {"n": 2}).values == {}

@@ -8,10 +8,11 @@ import math
 import pytest
 
 from ftharness.errors import BadInput
+from ftharness.jsonrecord import from_json, to_json
 from ftharness.suites.gates import Gate, check_gate, parse_gate
-from ftharness.suites.metric import MetricContext, MetricResult, Sample
-from ftharness.suites.runner import run_suite
-from ftharness.suites.slices import compute_slices, slice_labels
+from ftharness.suites.metric import MetricContext, Sample
+from ftharness.suites.runner import SuiteResult, run_suite
+from ftharness.suites.slices import compute_slices, label_of, slice_labels
 from ftharness.suites.suite import load_suite, suite_names
 
 
@@ -94,7 +95,7 @@ def samples(outputs, meta=None):
     return [Sample(i, "in" * (i + 1), o, meta=(meta[i] if meta else {})) for i, o in enumerate(outputs)]
 
 
-def test_run_suite_gates_and_to_dict_is_strict_json(tmp_path):
+def test_run_suite_gates_and_its_json_is_strict(tmp_path):
     suite = load_suite(write(tmp_path, """
 name: mini
 metrics: {format: {}, task: {}}
@@ -112,9 +113,12 @@ gates:
     assert not missing.passed and "reference" in missing.message
     assert not result.passed and result.failed_gates == [missing]
     assert result.value("format.parse_rate") == 0.5
-    data = result.to_dict()
-    text = json.dumps(data, allow_nan=False)  # NaN per-sample scores became null
-    assert json.loads(text)["metrics"]["task"]["per_sample"]["exact_match"] == [None, None]
+    text = json.dumps(to_json(result), allow_nan=False)  # NaN per-sample scores became null
+    data = json.loads(text)
+    assert data["metrics"]["task"]["per_sample"]["exact_match"] == [None, None]
+    assert data["passed"] is False and data["gates"][0]["suite"] == "mini"
+    back = from_json(SuiteResult, data)
+    assert back.failed_gates == [missing] and back.metrics["format"].values["parse_rate"] == 0.5
 
 
 def test_empty_run_is_an_error_and_model_metrics_skip_without_a_model(tmp_path):
@@ -139,21 +143,39 @@ def test_a_failing_metric_value_below_threshold(tmp_path):
 def test_slices_by_field_and_input_length(tmp_path):
     meta = [{"template": "ticket"}, {"template": "email"}, {"template": "ticket"}, {}]
     ss = samples(['{"a": 1}', "no", "no", '{"b": 2}'], meta)
-    results = {"format": MetricResult(values={}, per_sample={"parse_rate": [1.0, 0.0, 0.0, 1.0], "short": [1.0]}),
-               "task": MetricResult(values={}, per_sample={"exact_match": [math.nan, 1.0, 0.0, math.nan]})}
-    out = compute_slices(ss, results, ["template", "input_length"])
+    scores = {"format.parse_rate": [1.0, 0.0, 0.0, 1.0], "format.short": [1.0],
+              "task.exact_match": [math.nan, 1.0, 0.0, math.nan]}
+    out = compute_slices(ss, scores, ["template", "input_length"])
     t = out["template"]
-    assert t["ticket"]["n"] == 2 and t["ticket"]["values"]["format.parse_rate"] == 0.5
-    assert t["email"]["values"]["format.parse_rate"] == 0.0
-    assert t["(missing)"]["values"]["format.parse_rate"] == 1.0
-    assert t["(missing)"]["values"]["task.exact_match"] is None  # only NaN there
-    assert t["ticket"]["values"]["task.exact_match"] == 0.0
-    assert "format.short" not in t["ticket"]["values"]  # not per sample: left out
+    assert t["ticket"].n == 2 and t["ticket"].values["format.parse_rate"] == 0.5
+    assert t["email"].values["format.parse_rate"] == 0.0
+    assert t["(missing)"].values["format.parse_rate"] == 1.0
+    assert t["(missing)"].values["task.exact_match"] is None  # only NaN there
+    assert t["ticket"].values["task.exact_match"] == 0.0
+    assert "format.short" not in t["ticket"].values  # not per sample: left out
     # inputs of length 2, 4, 6, 8: median 5 -> two short, two long
     assert slice_labels(ss, "input_length") == ["short", "short", "long", "long"]
-    assert out["input_length"]["long"]["values"]["format.parse_rate"] == 0.5
+    assert out["input_length"]["long"].values["format.parse_rate"] == 0.5
     with pytest.raises(BadInput, match="slice field 'colour'"):
         slice_labels(ss, "colour")
+
+
+def test_slice_labels_are_values_as_json_writes_them():
+    values = [True, False, None, 3, 0.5, "Ticket", ["a", 1], {"b": 2, "a": 1}]
+    ss = samples(["x"] * (len(values) + 1), [*({"f": v} for v in values), {}])
+    assert slice_labels(ss, "f") == ["true", "false", "(missing)", "3", "0.5", "Ticket", '["a", 1]',
+                                     '{"a": 1, "b": 2}', "(missing)"]
+    assert label_of(True) == "true" and label_of("true") == "true"  # a flag and its JSON text meet
+
+
+def test_nan_scores_are_left_out_and_counted():
+    ss = samples(["x"] * 4, [{"ok": True}, {"ok": True}, {"ok": True}, {"ok": False}])
+    out = compute_slices(ss, {"task.f1": [0.5, math.nan, None, 1.0], "format.parse_rate": [1.0, 1.0, 0.0, 0.0]},
+                         ["ok"])["ok"]
+    assert out["true"].n == 3 and out["true"].values["task.f1"] == 0.5  # the one number left
+    assert out["true"].excluded == {"task.f1": 2}  # NaN and null, each counted
+    assert out["false"].excluded == {} and out["false"].values == {"task.f1": 1.0, "format.parse_rate": 0.0}
+    assert compute_slices(ss, {"task.f1": [math.nan] * 4}, ["ok"])["ok"]["false"].values["task.f1"] is None
 
 
 def test_runner_writes_slices_from_suite(tmp_path):
@@ -161,7 +183,7 @@ def test_runner_writes_slices_from_suite(tmp_path):
     ss = samples(['{"a": 1}', "no"], [{"kind": "a"}, {"kind": "b"}])
     result = run_suite(suite, MetricContext(samples=ss), progress=False)
     assert result.passed  # no gates: reports only
-    assert result.slices["kind"]["a"]["values"]["format.parse_rate"] == 1.0
+    assert result.slices["kind"]["a"].values["format.parse_rate"] == 1.0
 
 
 def test_shipped_suites_follow_the_published_suite_schema():

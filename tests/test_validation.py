@@ -4,7 +4,6 @@ serve time."""
 
 from __future__ import annotations
 
-import json
 import random
 import types
 from dataclasses import replace
@@ -21,6 +20,7 @@ from ftharness.data.dedup import normalise
 from ftharness.data.loading import load_dataset
 from ftharness.data.split import carve_validation, validation_size
 from ftharness.errors import BadInput
+from ftharness.report.records import SweepPoint
 
 # --- the split -------------------------------------------------------------------------------------
 
@@ -65,16 +65,22 @@ def test_split_sizes_and_too_little_data():
         carve_validation(replace(train, examples=train.examples[:1]), fraction=0.1, minimum=16, seed=0)
 
 
+def point(name, metrics, validation_loss=None):
+    return SweepPoint(name=name, hyperparameters={}, metrics=metrics, validation_loss=validation_loss,
+                      stopped_early=None, restored_best_from_step=None, training_wall_s=None, global_step=None,
+                      outputs=[])
+
+
 def test_selection_order():
     points = [
-        {"name": "a", "metrics": {"m": 0.5, "format.parse_rate": 1.0}, "validation_loss": 0.1},
-        {"name": "b", "metrics": {"m": 0.7, "format.parse_rate": 0.2}, "validation_loss": 0.9},
-        {"name": "c", "metrics": {"m": 0.7, "format.parse_rate": 0.9}, "validation_loss": 0.5},
-        {"name": "d", "metrics": {"m": 0.7, "format.parse_rate": 0.9}, "validation_loss": 0.4},
+        point("a", {"m": 0.5, "format.parse_rate": 1.0}, 0.1),
+        point("b", {"m": 0.7, "format.parse_rate": 0.2}, 0.9),
+        point("c", {"m": 0.7, "format.parse_rate": 0.9}, 0.5),
+        point("d", {"m": 0.7, "format.parse_rate": 0.9}, 0.4),
     ]
     assert choose(points, "m") == "d"  # best metric, then parse rate, then validation loss
     assert choose(points, "m", higher_is_better=False) == "a"
-    assert choose([{"name": "x", "metrics": {}}, {"name": "y", "metrics": {"m": 0.0}}], "m") == "y"
+    assert choose([point("x", {}), point("y", {"m": 0.0})], "m") == "y"
 
 
 # --- sweeps are chosen on validation only ------------------------------------------------------------
@@ -115,24 +121,25 @@ class SplitBrainBackend(FakeBackend):
         return out
 
 
-def test_sweep_finalist_is_chosen_on_validation_and_only_it_meets_eval(tmp_path, monkeypatch):
+def test_sweep_finalist_is_chosen_on_validation_and_only_it_meets_eval(tmp_path, monkeypatch, check_results):
     fake_trainers(monkeypatch)
     SplitBrainBackend.calls = {}
     monkeypatch.setattr(run_mod, "Backend", SplitBrainBackend)
     path = write_task(tmp_path, candidates=SWEEP)
-    results = run_mod.run_compare(path, out=tmp_path / "r", progress=False).results
-    sel = results["selection"]["lora"]
-    assert sel["on"] == "validation" and sel["n"] == 16
-    assert sel["chosen"] == "lora-lr1e-4"
-    by_point = {p["name"]: p for p in sel["points"]}
-    assert by_point["lora-lr1e-4"]["metrics"]["format.parse_rate"] == 1.0
-    assert by_point["lora-lr1e-3"]["metrics"]["format.parse_rate"] == 0.0
-    names = [o["name"] for o in results["options"]]
+    outcome = run_mod.run_compare(path, out=tmp_path / "r", progress=False)
+    check_results(outcome.run.root / "results.json")
+    results = outcome.results
+    sel = results.selection["lora"]
+    assert sel.on == "validation" and sel.n == 16
+    assert sel.chosen == "lora-lr1e-4"
+    by_point = {p.name: p for p in sel.points}
+    assert by_point["lora-lr1e-4"].metrics["format.parse_rate"] == 1.0
+    assert by_point["lora-lr1e-3"].metrics["format.parse_rate"] == 0.0
+    names = [o.name for o in results.options]
     assert "lora-lr1e-4" in names and "lora-lr1e-3" not in names  # only the finalist meets eval
-    finalist = next(o for o in results["options"] if o["name"] == "lora-lr1e-4")
-    assert finalist["metrics"]["format.parse_rate"] == 0.0  # its honest eval score, worse than validation
-    assert results["data"]["validation"]["n"] == 16 and results["data"]["validation"]["trained_on"] == 144
-    phases = {(p["phase"], p["option"]) for p in results["timing"]["phases"]}
+    assert next(o for o in results.options if o.name == "lora-lr1e-4").metrics["format.parse_rate"] == 0.0  # its honest eval score
+    assert results.data["validation"].n == 16 and results.data["validation"].trained_on == 144
+    phases = {(p.phase, p.option) for p in results.timing.phases}
     assert ("validate: generate", "lora-lr1e-3") in phases and ("generate", "lora-lr1e-4") in phases
 
 
@@ -207,13 +214,13 @@ def test_bare_prompt_is_the_same_at_train_and_serve_time(tmp_path, monkeypatch, 
     assert long[0]["role"] == "system" and task.instruction in long[0]["content"]
 
 
-def test_results_validate_record(tmp_path, monkeypatch):
+def test_results_validate_record(tmp_path, monkeypatch, check_results):
     """A plain run (no sweep) still records its validation split."""
     fake_trainers(monkeypatch)
     FakeBackend.calls = {}
     monkeypatch.setattr(run_mod, "Backend", FakeBackend)
     outcome = run_mod.run_compare(write_task(tmp_path), out=tmp_path / "r", progress=False)
-    doc = json.loads((outcome.run.root / "results.json").read_text())
+    doc = check_results(outcome.run.root / "results.json")
     assert doc["data"]["validation"]["carved_from"] == "train"
     assert doc["selection"] == {}
     assert Path(doc["data"]["eval"]["path"]).name == "eval.jsonl"

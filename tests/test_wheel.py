@@ -73,7 +73,7 @@ def test_compare_help_and_the_bundled_task(installed, tmp_path):
     assert instruction  # instruction.txt was read
 
 
-def test_eval_finds_the_packaged_suites(installed, tmp_path):
+def test_eval_finds_the_packaged_suites(installed, tmp_path, check_results):
     bundled = installed / "ftharness" / "bundled"
     p = _run(installed, tmp_path, "-c", "import json; from ftharness.suites.suite import suite_names; "
              "print(json.dumps(suite_names()))")
@@ -89,3 +89,5 @@ def test_eval_finds_the_packaged_suites(installed, tmp_path):
     result = json.loads(p.stdout)
     assert Path(result["suite"]["path"]).is_relative_to(bundled / "suites")
     assert result["result"]["n_samples"] == 4 and result["result"]["passed"]
+    assert (installed / "ftharness" / "report" / "results.schema.json").is_file()  # the published schema ships
+    check_results(tmp_path / "out" / "results.json")

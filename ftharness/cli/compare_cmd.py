@@ -38,10 +38,11 @@ def run(args: argparse.Namespace) -> int:
     from ftharness.cli.render import console, print_json
     from ftharness.cli.summary import print_summary
     from ftharness.compare.run import run_compare
+    from ftharness.jsonrecord import to_json
 
     outcome = run_compare(args.task, out=args.out, run_id=args.run_id, resume=args.resume)
     if args.json:
-        print_json(outcome.results)
+        print_json(to_json(outcome.results))
     else:
         print_summary(outcome.results, str(outcome.report_path), console=console())
     return outcome.exit_code

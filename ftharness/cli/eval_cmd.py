@@ -88,8 +88,9 @@ def run(args: argparse.Namespace) -> int:
     path = write_results(evaluation, args.out)
     if args.json:
         from ftharness.cli.render import print_json
+        from ftharness.jsonrecord import to_json
 
-        print_json({**evaluation.to_dict(), "results_path": str(path)})
+        print_json({**to_json(evaluation), "results_path": str(path)})
     else:
         render(evaluation, path)
     return 0 if evaluation.passed else 1

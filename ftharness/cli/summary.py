@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ftharness.report.html import leaderboard_columns
+from ftharness.report.html import leaderboard_columns, selection_view
+from ftharness.report.results import CompareResults
 
 PARSE = "format.parse_rate"
 
@@ -29,21 +30,21 @@ def _minutes(seconds: float | None) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
-def print_summary(results: dict[str, Any], report_path: str | None, console: Any) -> None:
+def print_summary(results: CompareResults, report_path: str | None, console: Any) -> None:
     from rich.panel import Panel
     from rich.text import Text
 
-    d = results.get("decision") or {}
-    colour = {"finetune": "green", "prompt": "cyan", "none": "red"}.get(d.get("verdict", ""), "white")
-    body = Text(d.get("headline", ""), style="bold")
-    for r in d.get("reasons", [])[:6]:
+    d = results.decision
+    colour = {"finetune": "green", "prompt": "cyan", "none": "red"}[d.verdict]
+    body = Text(d.headline, style="bold")
+    for r in d.reasons[:6]:
         body.append(f"\n- {r}")
-    console.print(Panel(body, title=f"Decision: {d.get('verdict', '?')}", border_style=colour))
+    console.print(Panel(body, title=f"Decision: {d.verdict}", border_style=colour))
     console.print(leaderboard(results, wide=console.width >= 140))
-    cd = (results.get("settings") or {}).get("constrained_decoding") or {}
-    if cd.get("library"):
-        missing = ", ".join(cd.get("unenforced_keywords") or []) or "none"
-        console.print(Text(f"Constrained options decode with {cd['library']} {cd.get('version') or ''}; "
+    cd = results.settings.constrained_decoding
+    if cd is not None:
+        missing = ", ".join(cd.unenforced_keywords) or "none"
+        console.print(Text(f"Constrained options decode with {cd.library} {cd.version or ''}; "
                            f"schema keywords it cannot enforce: {missing}.", style="dim"))
     for table in selection_tables(results):
         console.print(table)
@@ -54,16 +55,14 @@ def print_summary(results: dict[str, Any], report_path: str | None, console: Any
         console.print(Text(f"Report: {report_path}"))
 
 
-def leaderboard(results: dict[str, Any], *, wide: bool = False) -> Any:
+def leaderboard(results: CompareResults, *, wide: bool = False) -> Any:
     from rich import box
     from rich.table import Table
 
     from ftharness.report.units import usd
 
-    d = results.get("decision") or {}
-    metric = d.get("metric")
-    cols = [c for c in leaderboard_columns(results, limit=7 if wide else 2) if c in (metric, PARSE) or wide]
-    costs = d.get("costs") or {}
+    d = results.decision
+    cols = [c for c in leaderboard_columns(results, limit=7 if wide else 2) if c in (d.metric, PARSE) or wide]
     table = Table(title="Leaderboard (* recommended)", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("option", overflow="fold", min_width=12)
     for c in cols:
@@ -72,20 +71,17 @@ def leaderboard(results: dict[str, Any], *, wide: bool = False) -> Any:
     table.add_column("prompt $ / month", justify="right")
     table.add_column("trained", justify="right")
     table.add_column("gates")
-    for o in results.get("options", []):
-        t = o.get("training") or {}
-        gates = o.get("gates") or []
-        ok = sum(1 for g in gates if g.get("passed"))
-        mark = "[green]pass[/green]" if o.get("passed") else "[red]FAIL[/red]"
-        monthly = (costs.get(o["name"]) or {}).get("monthly_prompt_usd")
-        name = _text(o["name"] + (" *" if o["name"] == d.get("recommended") else ""))
+    for o in results.options:
+        ok = sum(1 for g in o.gates if g.passed)
+        mark = "[green]pass[/green]" if o.passed else "[red]FAIL[/red]"
+        name = _text(o.name + (" *" if o.name == d.recommended else ""))
         table.add_row(
             name,
-            *[_num((o.get("metrics") or {}).get(c)) for c in cols],
-            _num((o.get("cost") or {}).get("prompt_tokens_mean"), 0),
-            usd(monthly) if monthly is not None else "-",
-            _minutes(t.get("total_wall_s")) if t else "-",
-            f"{mark} {ok}/{len(gates)}",
+            *[_num(o.metrics.get(c)) for c in cols],
+            _num(o.cost.prompt_tokens_mean, 0),
+            usd(d.costs[o.name].monthly_prompt_usd),
+            _minutes(o.training.total_wall_s) if o.training is not None else "-",
+            f"{mark} {ok}/{len(o.gates)}",
         )
     return table
 
@@ -97,48 +93,46 @@ def _text(value: str) -> Any:
     return Text(value)
 
 
-def selection_tables(results: dict[str, Any]) -> list[Any]:
+def selection_tables(results: CompareResults) -> list[Any]:
     """One table per sweep: each point's validation figures, the chosen one marked."""
     from rich import box
     from rich.table import Table
 
-    from ftharness.report.html import selection_view
-
     tables = []
-    for s in selection_view(results):
+    for view in selection_view(results):
+        s = view.selection
         table = Table(
-            title=f"Sweep {s['name']}: chosen on {s.get('n')} validation rows by {s.get('metric')}",
+            title=f"Sweep {view.name}: chosen on {s.n} validation rows by {s.metric}",
             box=box.SIMPLE_HEAD,
             pad_edge=False,
         )
         table.add_column("point", overflow="fold")
-        for c in s["cols"][:2]:
+        for c in view.cols[:2]:
             table.add_column(c.split(".", 1)[-1].replace("_", " "), justify="right")
         table.add_column("val loss", justify="right")
         table.add_column("trained", justify="right")
-        for p in s["points"]:
-            chosen = " (chosen)" if p["name"] == s["chosen"] else ""
+        for p in s.points:
+            chosen = " (chosen)" if p.name == s.chosen else ""
             table.add_row(
-                _text(f"{p['swept'] or p['name']}{chosen}"),
-                *[_num((p.get("metrics") or {}).get(c)) for c in s["cols"][:2]],
-                _num(p.get("validation_loss"), 3),
-                _minutes(p.get("training_wall_s")),
+                _text(f"{view.swept[p.name] or p.name}{chosen}"),
+                *[_num(p.metrics.get(c)) for c in view.cols[:2]],
+                _num(p.validation_loss, 3),
+                _minutes(p.training_wall_s),
             )
         tables.append(table)
     return tables
 
 
-def phase_table(results: dict[str, Any]) -> Any | None:
+def phase_table(results: CompareResults) -> Any | None:
     """Where the time and memory went, phase by phase, with the run's total."""
     from rich import box
     from rich.table import Table
 
-    timing = results.get("timing") or {}
-    phases = timing.get("phases") or []
+    phases = results.timing.phases
     if not phases:
         return None
-    total = timing.get("run_wall_s")
-    peak = max((p.get("peak_memory_bytes") or 0 for p in phases), default=0)
+    total = results.timing.run_wall_s
+    peak = max((p.peak_memory_bytes or 0 for p in phases), default=0)
     title = f"Time and memory: {_minutes(total)} in all, peak {peak / 1e9:.2f} GB" if total else "Time and memory"
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("phase")
@@ -147,9 +141,9 @@ def phase_table(results: dict[str, Any]) -> Any | None:
     table.add_column("peak GB", justify="right")
     for p in phases:
         table.add_row(
-            _text(p["phase"]),
-            _text(p.get("option") or ""),
-            f"{p.get('wall_s') or 0:.1f} s",
-            f"{(p.get('peak_memory_bytes') or 0) / 1e9:.2f}",
+            _text(p.phase),
+            _text(p.option or ""),
+            f"{p.wall_s or 0:.1f} s",
+            f"{(p.peak_memory_bytes or 0) / 1e9:.2f}",
         )
     return table

@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from ftharness.compare.stats import paired_compare
+from ftharness.report.records import Decision, OptionCost, OptionRecord, PairedComparison
 from ftharness.report.units import usd
 
 
@@ -53,25 +54,13 @@ def gpu_price(gpu: str | None) -> tuple[float | None, str]:
     return None, ""
 
 
-def option_costs(option: dict[str, Any], spec: Any) -> dict[str, Any]:
+def option_costs(option: OptionRecord, spec: Any) -> OptionCost:
     """Training and per-request cost of one option from what was measured."""
-    cost = dict(option.get("cost") or {})
-    prompt_tokens = float(cost.get("prompt_tokens_mean") or 0.0)
-    monthly = prompt_tokens * spec.requests_per_month * spec.usd_per_million_prompt_tokens / 1e6
-    out: dict[str, Any] = {
-        "prompt_tokens_mean": prompt_tokens,
-        "latency_s_mean": cost.get("latency_s_mean"),
-        "monthly_prompt_usd": monthly,
-        "requests_per_month": spec.requests_per_month,
-        "usd_per_prompt_token": spec.usd_per_million_prompt_tokens / 1e6,
-        "training_s": 0.0,
-        "training_usd": 0.0,
-        "price_basis": "",
-    }
-    training = option.get("training")
-    if training:
-        wall = float(training.get("total_wall_s", training.get("wall_s", 0.0)) or 0.0)
-        on_gpu = str(training.get("memory_kind", "")).startswith("cuda")
+    prompt_tokens = option.cost.prompt_tokens_mean
+    training_s, training_usd, basis = 0.0, 0.0, ""
+    if option.training is not None:
+        training_s = option.training.total_wall_s
+        on_gpu = option.training.memory_kind.startswith("cuda")
         price, basis = gpu_price(spec.gpu) if on_gpu else (None, "")
         if price is None:
             price = spec.cpu_usd_per_hour
@@ -80,197 +69,203 @@ def option_costs(option: dict[str, Any], spec: Any) -> dict[str, Any]:
                 if not on_gpu
                 else f"GPU price unknown; CPU price ${price:.2f}/h used (set decision.gpu)"
             )
-        out.update(training_s=wall, training_usd=wall / 3600 * price, price_basis=basis)
-    return out
+        training_usd = training_s / 3600 * price
+    return OptionCost(
+        prompt_tokens_mean=prompt_tokens,
+        latency_s_mean=option.cost.latency_s_mean,
+        monthly_prompt_usd=prompt_tokens * spec.requests_per_month * spec.usd_per_million_prompt_tokens / 1e6,
+        requests_per_month=spec.requests_per_month,
+        usd_per_prompt_token=spec.usd_per_million_prompt_tokens / 1e6,
+        training_s=training_s,
+        training_usd=training_usd,
+        price_basis=basis,
+    )
 
 
-def _value(option: dict[str, Any], metric: str) -> float | None:
-    v = (option.get("metrics") or {}).get(metric)
+def _value(option: OptionRecord, metric: str) -> float | None:
+    v = option.metrics.get(metric)
     return None if v is None else float(v)
 
 
-def _rank_key(option: dict[str, Any], metric: str, higher: bool) -> tuple:
+def _rank_key(option: OptionRecord, metric: str, higher: bool) -> tuple:
     v = _value(option, metric)
     v = float("-inf") if v is None else (v if higher else -v)
-    tokens = float((option.get("cost") or {}).get("prompt_tokens_mean") or 0.0)
-    return (-v, tokens, 0 if option["kind"] == "baseline" else 1, option["name"])
+    return (-v, option.cost.prompt_tokens_mean, 0 if option.kind == "baseline" else 1, option.name)
 
 
-def gate_summary(option: dict[str, Any], limit: int = 4) -> list[str]:
+def gate_summary(option: OptionRecord, limit: int = 4) -> list[str]:
     """'toxicity.max 0.00 (<= 0.01)' for the option's gates; failed gates first."""
-    gates = sorted(option.get("gates") or [], key=lambda g: g.get("passed", False))
-    out = []
-    for g in gates[:limit]:
-        mark = "" if g.get("passed") else " FAILED"
-        out.append(f"{g['name']} {_fmt(g.get('value'))} ({g['op']} {g['threshold']:g}){mark}")
-    return out
+    gates = sorted(option.gates, key=lambda g: g.passed)
+    return [
+        f"{g.name} {_fmt(g.value)} ({g.op} {g.threshold:g}){'' if g.passed else ' FAILED'}" for g in gates[:limit]
+    ]
 
 
-def decide(options: list[dict[str, Any]], spec: Any, *, seed: int = 0) -> dict[str, Any]:
-    """The decision over measured options (results.json ``options`` entries). ``spec`` is the task's
+def decide(options: list[OptionRecord], spec: Any, *, seed: int = 0) -> Decision:
+    """The decision over measured options. ``spec`` is the task's
     :class:`~ftharness.compare.task.DecisionSpec`."""
     metric, higher = spec.metric, spec.higher_is_better
     label = metric.split(".", 1)[-1].replace("_", " ")
-    baselines = [o for o in options if o["kind"] == "baseline"]
-    passing = [o for o in options if o.get("passed")]
-    costs = {o["name"]: option_costs(o, spec) for o in options}
+    baselines = [o for o in options if o.kind == "baseline"]
+    passing = [o for o in options if o.passed]
+    costs = {o.name: option_costs(o, spec) for o in options}
     best_baseline = min(baselines, key=lambda o: _rank_key(o, metric, higher)) if baselines else None
     assumptions = [
         f"CPU training priced at ${spec.cpu_usd_per_hour:.2f}/h",
         f"{spec.requests_per_month:,} requests/month at ${spec.usd_per_million_prompt_tokens:.2f} per million prompt tokens",
         f"differences judged at {spec.confidence:.0%} confidence on the paired per-example {metric}",
     ]
-    result: dict[str, Any] = {
+    common = {
         "metric": metric,
-        "best_baseline": best_baseline["name"] if best_baseline else None,
+        "best_baseline": best_baseline.name if best_baseline else None,
         "costs": costs,
         "assumptions": assumptions,
-        "comparison": None,
     }
     if not passing:
-        reasons = [f"{o['name']}: " + "; ".join(gate_summary(o, 3)) for o in options]
+        reasons = [f"{o.name}: " + "; ".join(gate_summary(o, 3)) for o in options]
         # How far training got anyway: the best candidate against the best prompting baseline.
-        candidates = [o for o in options if o["kind"] == "candidate"]
+        candidates = [o for o in options if o.kind == "candidate"]
+        comparison, note = None, None
         if candidates and best_baseline is not None:
             top = min(candidates, key=lambda o: _rank_key(o, metric, higher))
-            comparison = _compare(top, best_baseline, metric, higher, spec, seed)
-            result["comparison"] = comparison
+            comparison, note = _compare(top, best_baseline, metric, higher, spec, seed)
             reasons.insert(
                 0,
-                f"best candidate {top['name']} vs best prompting baseline {best_baseline['name']} on {label}: "
+                f"best candidate {top.name} vs best prompting baseline {best_baseline.name} on {label}: "
                 f"{_fmt(_value(top, metric))} vs {_fmt(_value(best_baseline, metric))} ({_ci(comparison)}, "
-                f"{comparison['verdict']})"
+                f"{_verdict(comparison)})",
             )
-        result.update(
+        return Decision(
             verdict="none",
             recommended=None,
             recommended_kind=None,
             passes_all_gates=False,
             headline="no option passes every gate; nothing is recommended",
             reasons=reasons,
+            comparison=comparison,
+            comparison_note=note,
+            **common,
         )
-        return result
 
     ranked = sorted(passing, key=lambda o: _rank_key(o, metric, higher))
     best = ranked[0]
-    passing_baselines = [o for o in ranked if o["kind"] == "baseline"]
+    passing_baselines = [o for o in ranked if o.kind == "baseline"]
     ref = passing_baselines[0] if passing_baselines else best_baseline
     reasons: list[str] = []
-    comparison = None
-    if best["kind"] == "candidate" and ref is not None:
-        comparison = _compare(best, ref, metric, higher, spec, seed)
-        result["comparison"] = comparison
-        if passing_baselines and comparison["verdict"] != "better":
+    comparison, note = None, None
+    if best.kind == "candidate" and ref is not None:
+        comparison, note = _compare(best, ref, metric, higher, spec, seed)
+        if passing_baselines and _verdict(comparison) != "better":
             reasons.append(
-                f"{best['name']} scores {label} {_fmt(_value(best, metric))} vs {_fmt(_value(ref, metric))} for "
-                f"{ref['name']}, but the difference is inside the noise ({_ci(comparison)}): inconclusive, "
+                f"{best.name} scores {label} {_fmt(_value(best, metric))} vs {_fmt(_value(ref, metric))} for "
+                f"{ref.name}, but the difference is inside the noise ({_ci(comparison)}): inconclusive, "
                 f"so the cheaper prompting option is kept"
             )
             best = ref
     chosen = best
-    kind = chosen["kind"]
-    c = costs[chosen["name"]]
+    c = costs[chosen.name]
     gates = "; ".join(gate_summary(chosen, 4))
-    if kind == "candidate":
+    if chosen.kind == "candidate":
         verdict = "finetune"
-        parts = [f"{chosen['name']}: {label} {_fmt(_value(chosen, metric))}"]
+        parts = [f"{chosen.name}: {label} {_fmt(_value(chosen, metric))}"]
         if ref is not None:
-            parts[0] += f" vs {_fmt(_value(ref, metric))} for {ref['name']}"
-        if comparison:
+            parts[0] += f" vs {_fmt(_value(ref, metric))} for {ref.name}"
+        if comparison is not None:
             parts.append(_ci(comparison))
         if gates:
             parts.append(gates)
-        parts.append(f"trained in {_duration(c['training_s'])} ({usd(c['training_usd'])})")
+        parts.append(f"trained in {_duration(c.training_s)} ({usd(c.training_usd)})")
         parts.append("recommend finetuning")
         headline = "; ".join(parts)
         if ref is not None and not passing_baselines:
             reasons.append(
-                f"no prompting baseline passes every gate; best was {ref['name']}: "
-                + "; ".join(gate_summary(ref, 2))
+                f"no prompting baseline passes every gate; best was {ref.name}: " + "; ".join(gate_summary(ref, 2))
             )
         reasons.extend(_cost_reasons(chosen, ref, costs))
     else:
         verdict = "prompt"
-        headline = f"{chosen['name']}: {label} {_fmt(_value(chosen, metric))}; {gates}; keep prompting, no training needed"
+        headline = f"{chosen.name}: {label} {_fmt(_value(chosen, metric))}; {gates}; keep prompting, no training needed"
         for o in options:
-            if o["kind"] == "candidate" and not o.get("passed"):
-                reasons.append(f"{o['name']} fails its gates: " + "; ".join(gate_summary(o, 2)))
+            if o.kind == "candidate" and not o.passed:
+                reasons.append(f"{o.name} fails its gates: " + "; ".join(gate_summary(o, 2)))
     for o in options:
-        if o is chosen or o["kind"] != "baseline" or o.get("passed"):
+        if o is chosen or o.kind != "baseline" or o.passed:
             continue
-        reasons.append(f"{o['name']} fails: " + "; ".join(gate_summary(o, 2)))
-    result.update(
+        reasons.append(f"{o.name} fails: " + "; ".join(gate_summary(o, 2)))
+    return Decision(
         verdict=verdict,
-        recommended=chosen["name"],
-        recommended_kind=kind,
-        passes_all_gates=bool(chosen.get("passed")),
+        recommended=chosen.name,
+        recommended_kind=chosen.kind,
+        passes_all_gates=chosen.passed,
         headline=headline,
         reasons=reasons,
+        comparison=comparison,
+        comparison_note=note,
+        **common,
     )
-    return result
 
 
-def _compare(a: dict[str, Any], b: dict[str, Any], metric: str, higher: bool, spec: Any, seed: int) -> dict:
-    sa = (a.get("per_sample") or {}).get(metric)
-    sb = (b.get("per_sample") or {}).get(metric)
+NO_PAIRED_SCORES = "no paired per-example scores"
+
+
+def _compare(
+    a: OptionRecord, b: OptionRecord, metric: str, higher: bool, spec: Any, seed: int
+) -> tuple[PairedComparison | None, str | None]:
+    """(the paired comparison, None), or (None, why there is none)."""
+    sa, sb = a.per_sample.get(metric), b.per_sample.get(metric)
     if not sa or not sb or len(sa) != len(sb):
-        return {
-            "option": a["name"],
-            "reference": b["name"],
-            "metric": metric,
-            "verdict": "inconclusive",
-            "note": "no paired per-example scores",
-        }
-    return paired_compare(
+        return None, NO_PAIRED_SCORES
+    comparison = paired_compare(
         sa,
         sb,
-        option=a["name"],
-        reference=b["name"],
+        option=a.name,
+        reference=b.name,
         metric=metric,
         higher_is_better=higher,
         confidence=spec.confidence,
         n_resamples=spec.bootstrap_samples,
         seed=seed,
-    ).to_dict()
-
-
-def _ci(c: dict[str, Any]) -> str:
-    if "ci_low" not in c:
-        return "no paired scores"
-    return (
-        f"diff {c['diff']:+.2f}, {c['confidence']:.0%} CI [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}], "
-        f"p={c['p_value']:.3g}"
     )
+    return comparison, None
 
 
-def _cost_reasons(chosen: dict, ref: dict | None, costs: dict[str, dict]) -> list[str]:
-    c = costs[chosen["name"]]
-    out = []
+def _verdict(c: PairedComparison | None) -> str:
+    return "inconclusive" if c is None else c.verdict
+
+
+def _ci(c: PairedComparison | None) -> str:
+    if c is None:
+        return "no paired scores"
+    return f"diff {c.diff:+.2f}, {c.confidence:.0%} CI [{c.ci_low:+.2f}, {c.ci_high:+.2f}], p={c.p_value:.3g}"
+
+
+def _cost_reasons(chosen: OptionRecord, ref: OptionRecord | None, costs: dict[str, OptionCost]) -> list[str]:
+    c = costs[chosen.name]
+    out: list[str] = []
     if ref is None:
         return out
-    r = costs[ref["name"]]
-    saved = r["prompt_tokens_mean"] - c["prompt_tokens_mean"]
-    monthly = r["monthly_prompt_usd"] - c["monthly_prompt_usd"]
+    r = costs[ref.name]
+    saved = r.prompt_tokens_mean - c.prompt_tokens_mean
+    monthly = r.monthly_prompt_usd - c.monthly_prompt_usd
     line = (
-        f"prompt tokens per request: {c['prompt_tokens_mean']:.0f} vs {r['prompt_tokens_mean']:.0f} for "
-        f"{ref['name']} ({saved:+.0f} saved)"
+        f"prompt tokens per request: {c.prompt_tokens_mean:.0f} vs {r.prompt_tokens_mean:.0f} for "
+        f"{ref.name} ({saved:+.0f} saved)"
     )
-    per_request = saved * c["usd_per_prompt_token"]
-    if saved > 0 and per_request > 0 and c["training_usd"] > 0:
+    per_request = saved * c.usd_per_prompt_token
+    if saved > 0 and per_request > 0 and c.training_usd > 0:
         line += (
-            f"; {usd(monthly)}/month saved; the {usd(c['training_usd'])} training pays for itself after "
-            f"{c['training_usd'] / per_request:,.0f} requests"
+            f"; {usd(monthly)}/month saved; the {usd(c.training_usd)} training pays for itself after "
+            f"{c.training_usd / per_request:,.0f} requests"
         )
     out.append(line)
-    lat_c, lat_r = c.get("latency_s_mean"), r.get("latency_s_mean")
-    if lat_c and lat_r:
-        out.append(f"latency per request: {lat_c:.2f} s vs {lat_r:.2f} s (measured on this machine)")
-    merged = chosen.get("merged_latency")
-    if merged and merged.get("merged_latency_s_mean"):
+    if c.latency_s_mean and r.latency_s_mean:
+        out.append(f"latency per request: {c.latency_s_mean:.2f} s vs {r.latency_s_mean:.2f} s (measured on this machine)")
+    merged = chosen.merged_latency
+    if merged is not None and merged.merged_latency_s_mean:
         out.append(
-            f"served merged: {merged['merged_latency_s_mean']:.2f} s vs {merged['adapter_latency_s_mean']:.2f} s "
-            f"with the adapter attached, per request on {merged['n']} prompts"
+            f"served merged: {merged.merged_latency_s_mean:.2f} s vs {merged.adapter_latency_s_mean:.2f} s "
+            f"with the adapter attached, per request on {merged.n} prompts"
         )
-    if c.get("price_basis"):
-        out.append(f"training cost basis: {c['price_basis']}")
+    if c.price_basis:
+        out.append(f"training cost basis: {c.price_basis}")
     return out

@@ -13,9 +13,10 @@ Per-sample outputs stream to ``samples/NAME.jsonl`` as they are produced, and ea
 and validation is recorded in the run's ``state/`` under a key that hashes everything the result depends
 on (option spec and its ``start_from`` chain, data hashes, base model, generation settings, suites, gates,
 instruction, schema, seed). A rerun after a kill reuses every finished evaluation, and every sample
-already generated for a half-finished one; trainings are reused from the artifact cache. Each phase's
-wall time and peak memory is recorded (``ftharness.compare.phases``), and each candidate's model is
-freed when its evaluation ends.
+already generated for a half-finished one; trainings are reused from the artifact cache. The state files
+hold the records of ``ftharness.report.records`` as JSON and read them back, those an earlier version
+wrote included (``from_older``). Each phase's wall time and peak memory is recorded
+(``ftharness.compare.phases``), and each candidate's model is freed when its evaluation ends.
 
 The heavy pieces sit behind :class:`Backend` so the orchestration is tested with fakes.
 """
@@ -26,6 +27,7 @@ import contextlib
 import dataclasses
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +36,23 @@ from ftharness.compare.phases import Phases, release_memory
 from ftharness.compare.selection import choose
 from ftharness.compare.task import BaselineEntry, CandidateEntry, Task, data_kind
 from ftharness.io import append_jsonl, read_jsonl, sha256_file, sha256_json
+from ftharness.jsonrecord import doc, from_json, to_json
+from ftharness.report.records import (
+    MERGED_LATENCY,
+    PLAN,
+    Cost,
+    DataFile,
+    MergedLatency,
+    OptionRecord,
+    Phase,
+    PointOutput,
+    Selection,
+    SweepPoint,
+    Training,
+)
 from ftharness.report.run_dir import RunDir
+from ftharness.suites.runner import SuiteResult
+from ftharness.suites.slices import check_slice_fields, compute_slices
 
 STATE_VERSION = 2
 
@@ -232,7 +250,7 @@ class Backend:
         installed = metrics()
         return all(getattr(installed.get(m), "needs_model", False) for m in suite.metrics)
 
-    def run_suite(self, suite: Any, samples: list[Any], model: Any, option: str, wall_s: float) -> dict:
+    def run_suite(self, suite: Any, samples: list[Any], model: Any, option: str, wall_s: float) -> SuiteResult:
         from ftharness.suites.metric import MetricContext
         from ftharness.suites.runner import run_suite
 
@@ -244,7 +262,7 @@ class Backend:
             option=option,
             wall_s=wall_s,
         )
-        return run_suite(suite, ctx, progress=False).to_dict()
+        return run_suite(suite, ctx, progress=False)
 
     def sample(self, **kw: Any) -> Any:
         from ftharness.suites.metric import Sample
@@ -285,7 +303,7 @@ class Backend:
         )
         return estimate(req).to_dict()
 
-    def merged_latency(self, lm: Any, prompts: list[str]) -> dict[str, Any] | None:
+    def merged_latency(self, lm: Any, prompts: list[str]) -> MergedLatency | None:
         """Latency of the same prompts with the adapter attached vs merged into the weights."""
         if not prompts or getattr(lm, "adapter", None) is None or lm.merged or not hasattr(lm.model, "merge_and_unload"):
             return None
@@ -297,14 +315,14 @@ class Backend:
         merged = self.generate(lm, prompts)
         merged_s = time.perf_counter() - t0
         n = len(prompts)
-        return {
-            "n": n,
-            "adapter_latency_s_mean": adapter_s / n,
-            "merged_latency_s_mean": merged_s / n,
-            "adapter_wall_s": adapter_s,
-            "merged_wall_s": merged_s,
-            "same_outputs": [a.text for a in with_adapter] == [b.text for b in merged],
-        }
+        return MergedLatency(
+            n=n,
+            adapter_latency_s_mean=adapter_s / n,
+            merged_latency_s_mean=merged_s / n,
+            adapter_wall_s=adapter_s,
+            merged_wall_s=merged_s,
+            same_outputs=[a.text for a in with_adapter] == [b.text for b in merged],
+        )
 
     def environment(self) -> dict[str, Any]:
         return environment_record()
@@ -353,6 +371,20 @@ def environment_record() -> dict[str, Any]:
     return env
 
 
+@dataclass(kw_only=True)
+class ExperimentResult:
+    """What :meth:`Experiment.run` measured, before the decision."""
+
+    options: list[OptionRecord] = doc("every baseline and every finalist candidate, in task order")
+    selection: dict[str, Selection] = doc("each sweep's points and finalist, by sweep name")
+    data: dict[str, DataFile] = doc("train, eval, preference and validation rows")
+    suites: list[dict[str, Any]] = doc("the suites as defined")
+    keys: dict[str, str] = doc("each option's evaluation key (what its state and samples are filed under)")
+    wall_s: float = doc("seconds the experiment took")
+    events: list[str] = doc("what was reused or computed, in order")
+    phases: list[Phase] = doc("each phase's time and memory")
+
+
 class Experiment:
     """One run of a task in a run folder. ``run()`` returns the option records and run metadata."""
 
@@ -365,8 +397,8 @@ class Experiment:
         self.progress = progress
         self.data: LoadedData | None = None
         self._artifacts: dict[str, Any] = {}
-        self._training: dict[str, dict[str, Any]] = {}
-        self._shared_suites: dict[str, dict] = {}
+        self._training: dict[str, Training] = {}
+        self._shared_suites: dict[str, SuiteResult] = {}
         self.events: list[str] = []  # what was reused / computed, for the terminal and tests
         self.phases = Phases()
         self._base_loaded = False
@@ -398,16 +430,20 @@ class Experiment:
         )
 
     # the run ---------------------------------------------------------------------------------
-    def run(self) -> dict[str, Any]:
+    def run(self) -> ExperimentResult:
         t0 = time.perf_counter()
         with self.phases("load data"):
             self.data = self.backend.load_data()
         suites = self.backend.suites()
+        # A slice field the eval rows lack is bad input: say so now, not after every option has run.
+        check_slice_fields(
+            (ex.meta for ex in self.data.eval.examples), self.slice_fields(suites), file=self.task.file
+        )
         options = options_of(self.task)
         by_name = {o.name: o for o in options}
         keys = {o.name: self.eval_key(o, by_name, suites) for o in options}
         selection = self.select_sweeps(by_name, suites, keys)
-        dropped = {p["name"] for s in selection.values() for p in s["points"] if p["name"] != s["chosen"]}
+        dropped = {p.name for s in selection.values() for p in s.points if p.name != s.chosen}
         records = []
         for option in options:
             if option.name in dropped:
@@ -415,33 +451,36 @@ class Experiment:
             state = self.run_dir.read_state("eval", option.name)
             if state and state.get("key") == keys[option.name] and state.get("done"):
                 self.events.append(f"reused evaluation of {option.name}")
-                record = state["record"]
-                record["reused"] = True
+                record = dataclasses.replace(from_json(OptionRecord, state["record"]), reused=True)
                 records.append(record)
-                if record.get("training"):
-                    self._training[option.name] = record["training"]
+                if record.training is not None:
+                    self._training[option.name] = record.training
                 continue
             record = self.evaluate(option, by_name, suites, keys[option.name])
             self.run_dir.write_state(
-                "eval", option.name, {"key": keys[option.name], "done": True, "record": record}
+                "eval", option.name, {"key": keys[option.name], "done": True, "record": to_json(record)}
             )
             records.append(record)
             release_memory()
-        return {
-            "options": records,
-            "selection": selection,
-            "data": self._data_record(),
-            "suites": [s.to_dict() if hasattr(s, "to_dict") else str(s) for s in suites],
-            "keys": {k: v for k, v in keys.items() if k not in dropped},
-            "wall_s": time.perf_counter() - t0,
-            "events": self.events,
-            "phases": self.phases.records,
-        }
+        return ExperimentResult(
+            options=records,
+            selection=selection,
+            data=self._data_record(),
+            suites=[s.to_dict() for s in suites],
+            keys={k: v for k, v in keys.items() if k not in dropped},
+            wall_s=time.perf_counter() - t0,
+            events=self.events,
+            phases=self.phases.records,
+        )
 
-    def _data_record(self) -> dict[str, Any]:
+    def slice_fields(self, suites: list[Any]) -> list[str]:
+        """The fields every option is sliced by: the task's, then each suite's, each once."""
+        return list(dict.fromkeys([*self.task.spec.slices, *(f for s in suites for f in s.slices)]))
+
+    def _data_record(self) -> dict[str, DataFile]:
         d = self.data
         out = {
-            k: {"path": str(p), "sha256": d.hashes.get(k), "n": len(ds)}
+            k: DataFile(path=str(p), sha256=d.hashes.get(k), n=len(ds))
             for k, p, ds in (
                 ("train", self.task.train_path, d.train),
                 ("eval", self.task.eval_path, d.eval),
@@ -451,43 +490,43 @@ class Experiment:
         }
         if d.validation is not None:
             v = self.task.spec.validation
-            out["validation"] = {
-                "path": str(self.task.validation_path) if self.task.validation_path else None,
-                "carved_from": None if self.task.validation_path else "train",
-                "fraction": None if self.task.validation_path else v.fraction,
-                "sha256": d.hashes.get("validation"),
-                "n": len(d.validation),
-                "trained_on": len(d.fit),
-            }
+            out["validation"] = DataFile(
+                path=str(self.task.validation_path) if self.task.validation_path else None,
+                carved_from=None if self.task.validation_path else "train",
+                fraction=None if self.task.validation_path else v.fraction,
+                sha256=d.hashes.get("validation"),
+                n=len(d.validation),
+                trained_on=len(d.fit),
+            )
         return out
 
     # sweeps, chosen on validation --------------------------------------------------------------
     def select_sweeps(
         self, by_name: dict[str, Option], suites: list[Any], keys: dict[str, str]
-    ) -> dict[str, dict[str, Any]]:
+    ) -> dict[str, Selection]:
         """Train every point of every sweep, score each on the validation rows, keep one finalist each."""
         spec = self.task.spec.decision
-        out: dict[str, dict[str, Any]] = {}
+        out: dict[str, Selection] = {}
         for sweep, names in self.task.sweeps.items():
             points = [self.validate(by_name[n], by_name, suites, keys[n]) for n in names]
             chosen = choose(points, spec.metric, spec.higher_is_better)
             self.events.append(f"validation chose {chosen} from sweep {sweep}")
-            out[sweep] = {
-                "chosen": chosen,
-                "metric": spec.metric,
-                "on": "validation",
-                "n": len(self.data.validation) if self.data.validation is not None else 0,
-                "points": points,
-            }
+            out[sweep] = Selection(
+                chosen=chosen,
+                metric=spec.metric,
+                on="validation",
+                n=len(self.data.validation) if self.data.validation is not None else 0,
+                points=points,
+            )
         return out
 
-    def validate(self, option: Option, by_name: dict[str, Option], suites: list[Any], key: str) -> dict:
+    def validate(self, option: Option, by_name: dict[str, Option], suites: list[Any], key: str) -> SweepPoint:
         """One sweep point served on the validation rows and scored by the suites that read outputs."""
         state = self.run_dir.read_state("validation", option.name)
         if state and state.get("key") == key and state.get("done"):
             self.events.append(f"reused validation of {option.name}")
             self.artifact(option, by_name)  # from the artifact cache; its training record is needed
-            return state["record"]
+            return from_json(SweepPoint, state["record"])
         b = self.backend
         art = self.artifact(option, by_name)
         examples = self.data.validation.examples
@@ -501,7 +540,7 @@ class Experiment:
             outs = b.generate(lm, prompts, option.entry.constrained)
             wall = time.perf_counter() - t0
         samples = self._samples(examples, [_generated(g) for g in outs])
-        metrics: dict[str, float] = {}
+        metrics: dict[str, float | None] = {}
         with self.phases("validate: score", option.name):
             for suite in suites:
                 if b.model_only(suite):
@@ -511,21 +550,21 @@ class Experiment:
         del lm
         release_memory()
         training = self._training[option.name]
-        extra = training.get("extra") or {}
-        losses = [p["eval_loss"] for p in training.get("loss_curve") or [] if "eval_loss" in p]
-        record = {
-            "name": option.name,
-            "hyperparameters": dict(option.entry.hyperparameters),
-            "metrics": metrics,
-            "validation_loss": min(losses) if losses else None,  # the kept (best) checkpoint's
-            "stopped_early": extra.get("stopped_early"),
-            "restored_best_from_step": extra.get("restored_best_from_step"),
-            "training_wall_s": training.get("wall_s"),
-            "global_step": extra.get("global_step"),
-            "outputs": [{"id": s.id, "output": s.output} for s in samples],
-        }
-        self.run_dir.write_state("validation", option.name, {"key": key, "done": True, "record": record})
-        return record
+        extra = training.extra  # what the trainer reports beyond the common figures
+        losses = [p["eval_loss"] for p in training.loss_curve if p.get("eval_loss") is not None]
+        point = SweepPoint(
+            name=option.name,
+            hyperparameters=dict(option.entry.hyperparameters),
+            metrics=metrics,
+            validation_loss=min(losses) if losses else None,  # the kept (best) checkpoint's
+            stopped_early=extra.get("stopped_early"),
+            restored_best_from_step=extra.get("restored_best_from_step"),
+            training_wall_s=training.wall_s,
+            global_step=extra.get("global_step"),
+            outputs=[PointOutput(id=s.id, output=s.output) for s in samples],
+        )
+        self.run_dir.write_state("validation", option.name, {"key": key, "done": True, "record": to_json(point)})
+        return point
 
     def artifact(self, option: Option, by_name: dict[str, Option]) -> Any:
         """Train (or take from the cache) a candidate and everything it starts from."""
@@ -538,27 +577,28 @@ class Experiment:
             art = self.backend.train(option, self.data, parent, self.progress)
         release_memory()
         result = art.result.to_dict() if hasattr(art.result, "to_dict") else dict(art.result)
-        own = float(result.get("wall_s", 0.0))
-        parent_total = self._training.get(option.entry.start_from or "", {}).get("total_wall_s", 0.0)
-        self._training[option.name] = {
-            **result,
-            "cached": bool(getattr(art, "cached", False)),
-            "artifact": str(art.path),
-            "total_wall_s": own + parent_total,
-            "start_from": option.entry.start_from,
-        }
+        parent = self._training.get(option.entry.start_from or "")
+        self._training[option.name] = from_json(
+            Training,
+            {
+                **result,
+                "cached": bool(getattr(art, "cached", False)),
+                "artifact": str(art.path),
+                "total_wall_s": float(result["wall_s"]) + (parent.total_wall_s if parent else 0.0),
+                "start_from": option.entry.start_from,
+            },
+        )
         self.events.append(
             ("reused training of " if getattr(art, "cached", False) else "trained ") + option.name
         )
         self._artifacts[option.name] = art
         return art
 
-    def evaluate(
-        self, option: Option, by_name: dict[str, Option], suites: list[Any], key: str
-    ) -> dict[str, Any]:
+    def evaluate(self, option: Option, by_name: dict[str, Option], suites: list[Any], key: str) -> OptionRecord:
         b = self.backend
         training = None
-        latency = None
+        plan = merged = None
+        unavailable: dict[str, str] = {}
         if option.kind == "candidate":
             art = self.artifact(option, by_name)
             with self.phases("load model", option.name):
@@ -574,22 +614,20 @@ class Experiment:
             n = self.task.spec.decision.merged_latency_prompts
             if n:  # attached first, then merged: the model is left as it is served
                 with self.phases("merged latency", option.name):
-                    latency = self._safe(lambda: b.merged_latency(lm, prompts[:n]), "merged latency")
+                    merged = attempt(lambda: b.merged_latency(lm, prompts[:n]), MERGED_LATENCY, unavailable)
             b.serve(lm)
         with self.phases("generate", option.name):
             gens, gen_wall = self._generate_streaming(option, lm, prompts, key)
         examples = self.data.eval.examples
         samples = self._samples(examples, gens)
-        suite_results = {}
+        suite_results: dict[str, SuiteResult] = {}
         for suite in suites:
-            name = getattr(suite, "name", str(suite))
+            name = suite.name
             shared = option.kind == "baseline" and b.model_only(suite)
             if shared and name in self._shared_suites:
-                suite_results[name] = {
-                    **self._shared_suites[name],
-                    "option": option.name,
-                    "shared_with_base_model": True,
-                }
+                suite_results[name] = dataclasses.replace(
+                    self._shared_suites[name], option=option.name, shared_with_base_model=True
+                )
                 continue
             self._status(f"scoring {option.name} with suite {name}")
             with self.phases(f"score: {name}", option.name):
@@ -597,12 +635,13 @@ class Experiment:
             if shared:
                 self._shared_suites[name] = res
             suite_results[name] = res
-        record = self._record(option, suite_results, gens, gen_wall, training)
         if option.kind == "candidate":
-            record["plan"] = self._safe(lambda: b.plan(option, self.data, self._seq_len(gens)), "plan")
-            record["merged_latency"] = latency
-            record["served"] = "merged" if getattr(lm, "merged", False) else "as trained"
-        return record
+            plan = attempt(lambda: b.plan(option, self.data, self._seq_len(gens)), PLAN, unavailable)
+        return self._record(
+            option, suite_results, samples, gens, gen_wall, self.slice_fields(suites),
+            training=training, plan=plan, merged_latency=merged, unavailable=unavailable,
+            served=("merged" if getattr(lm, "merged", False) else "as trained") if option.kind == "candidate" else None,
+        )
 
     def _samples(self, examples: list[Any], gens: list[dict[str, Any]]) -> list[Any]:
         """The suites' samples: each example with its generated row (``_generated`` fields)."""
@@ -623,14 +662,6 @@ class Experiment:
     def _seq_len(self, gens: list[dict]) -> int:
         longest = max((g["prompt_tokens"] + g["new_tokens"] for g in gens), default=256)
         return int(longest)
-
-    def _safe(self, fn, what: str) -> Any:
-        try:
-            return fn()
-        except Exception as e:  # an estimate that cannot be made is reported, not fatal
-            error = f"{what} unavailable: {type(e).__name__}: {e}"
-            ui.warn(error)
-            return {"error": error}
 
     def _status(self, message: str) -> None:
         if self.progress:
@@ -682,75 +713,66 @@ class Experiment:
     def _record(
         self,
         option: Option,
-        suites: dict[str, dict],
+        suites: dict[str, SuiteResult],
+        samples: list[Any],
         gens: list[dict],
         gen_wall: float,
-        training: dict | None,
-    ) -> dict[str, Any]:
+        slice_fields: list[str],
+        **candidate: Any,
+    ) -> OptionRecord:
+        """The option's record; ``candidate`` holds the fields only a candidate fills (training, plan, ...)."""
         from ftharness.suites.gates import check_gate
 
-        metrics: dict[str, float] = {}
-        per_sample: dict[str, list[float]] = {}
+        metrics: dict[str, float | None] = {}
+        per_sample: dict[str, list[float | None]] = {}
         gates = []
-        slices: dict[str, Any] = {}
         for sname, res in suites.items():
             m, ps = _metrics_of(res, len(gens))
             for k, v in m.items():
                 metrics.setdefault(k, v)
             for k, v in ps.items():
                 per_sample.setdefault(k, v)
-            for g in res.get("gates") or []:
-                gates.append({**g, "suite": sname})
-            for fld, buckets in (res.get("slices") or {}).items():
-                for label, bucket in buckets.items():
-                    dest = slices.setdefault(fld, {}).setdefault(
-                        label, {"n": bucket.get("n", 0), "values": {}}
-                    )
-                    dest["values"].update(bucket.get("values") or {})
+            gates.extend(dataclasses.replace(g, suite=sname) for g in res.gates)
         for gate in self.task.gates:
-            metric, _, value = gate.name.partition(".")
-            values = {value: metrics[gate.name]} if gate.name in metrics else None
+            values = {gate.value: metrics[gate.name]} if gate.name in metrics else None
             why = None if values else f"no suite of this task measures {gate.name}"
-            gates.append({**check_gate(gate, values, why).to_dict(), "suite": "task"})
-        # Slices the task asks for, over every per-sample score, when the suites did not make them.
-        for fld in self.task.spec.slices:
-            if fld in slices:
-                continue
-            labels = [str(g["meta"].get(fld, "(missing)")) for g in gens]
-            for label in sorted(set(labels)):
-                idx = [i for i, lab in enumerate(labels) if lab == label]
-                vals = {}
-                for name, scores in per_sample.items():
-                    xs = [scores[i] for i in idx if scores[i] is not None]
-                    if xs:
-                        vals[name] = sum(xs) / len(xs)
-                slices.setdefault(fld, {})[label] = {"n": len(idx), "values": vals}
+            gates.append(check_gate(gate, values, why, suite="task"))
+        slices = compute_slices(samples, per_sample, slice_fields, file=self.task.file)
         lat = [g["latency_s"] for g in gens]
         new = sum(g["new_tokens"] for g in gens)
-        cost = {
-            "prompt_tokens_mean": statistics.fmean(g["prompt_tokens"] for g in gens) if gens else 0.0,
-            "new_tokens_mean": statistics.fmean(g["new_tokens"] for g in gens) if gens else 0.0,
-            "latency_s_mean": statistics.fmean(lat) if lat else None,
-            "latency_s_p50": statistics.median(lat) if lat else None,
-            "generation_wall_s": gen_wall,
-            "tokens_per_s": new / gen_wall if gen_wall > 0 else None,
-            "hit_max_new_tokens": sum(1 for g in gens if g.get("finish_reason") == "length"),
-        }
-        return {
-            "name": option.name,
-            "kind": option.kind,
-            "spec": option.spec,
-            "metrics": metrics,
-            "per_sample": per_sample,
-            "gates": gates,
-            "passed": all(g["passed"] for g in gates),
-            "slices": slices,
-            "suites": suites,
-            "cost": cost,
-            "training": training,
-            "samples_file": f"samples/{option.name}.jsonl",
-            "reused": False,
-        }
+        cost = Cost(
+            prompt_tokens_mean=statistics.fmean(g["prompt_tokens"] for g in gens) if gens else 0.0,
+            new_tokens_mean=statistics.fmean(g["new_tokens"] for g in gens) if gens else 0.0,
+            latency_s_mean=statistics.fmean(lat) if lat else None,
+            latency_s_p50=statistics.median(lat) if lat else None,
+            generation_wall_s=gen_wall,
+            tokens_per_s=new / gen_wall if gen_wall > 0 else None,
+            hit_max_new_tokens=sum(1 for g in gens if g.get("finish_reason") == "length"),
+        )
+        return OptionRecord(
+            name=option.name,
+            kind=option.kind,
+            spec=option.spec,
+            metrics=metrics,
+            per_sample=per_sample,
+            gates=gates,
+            slices=slices,
+            suites=suites,
+            cost=cost,
+            samples_file=f"samples/{option.name}.jsonl",
+            **candidate,
+        )
+
+
+def attempt(fn: Callable[[], Any], what: str, unavailable: dict[str, str]) -> Any:
+    """``fn()``, or None with the reason filed under ``unavailable[what]``: an estimate or a provenance
+    record that cannot be made is reported, never fatal."""
+    try:
+        return fn()
+    except Exception as e:
+        unavailable[what] = f"{type(e).__name__}: {e}"
+        ui.warn(f"{what} unavailable: {unavailable[what]}")
+        return None
 
 
 def _generated(g: Any) -> dict[str, Any]:
@@ -764,16 +786,12 @@ def _generated(g: Any) -> dict[str, Any]:
     }
 
 
-def _metrics_of(result: dict[str, Any], n: int) -> tuple[dict[str, float], dict[str, list[float]]]:
+def _metrics_of(
+    result: SuiteResult, n: int
+) -> tuple[dict[str, float | None], dict[str, list[float | None]]]:
     """``metric.value -> number`` and the per-sample scores (those covering all ``n`` samples) of one
     suite result."""
-    metrics: dict[str, float] = {}
-    per_sample: dict[str, list[float]] = {}
-    for mname, m in (result.get("metrics") or {}).items():
-        for vname, v in (m.get("values") or {}).items():
-            metrics.setdefault(f"{mname}.{vname}", v)
-        for vname, scores in (m.get("per_sample") or {}).items():
-            if len(scores) == n:
-                per_sample.setdefault(f"{mname}.{vname}", scores)
+    metrics = {f"{mname}.{vname}": v for mname, m in result.metrics.items() for vname, v in m.values.items()}
+    per_sample = {name: scores for name, scores in result.per_sample().items() if len(scores) == n}
     return metrics, per_sample
 

@@ -14,12 +14,14 @@ import gc
 from collections.abc import Iterator
 from typing import Any
 
+from ftharness.report.records import Phase
+
 
 class Phases:
     """``with phases("generate", "zero-shot"): ...``; ``phases.records`` holds what was measured."""
 
     def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
+        self.records: list[Phase] = []
 
     @contextlib.contextmanager
     def __call__(self, phase: str, option: str | None = None) -> Iterator[None]:
@@ -33,19 +35,14 @@ class Phases:
             yield
         result = getattr(measure, "result", None)
         self.records.append(
-            {
-                "phase": phase,
-                "option": option,
-                "wall_s": getattr(result, "wall_s", None),
-                "peak_memory_bytes": getattr(result, "peak_memory_bytes", None),
-                "memory_kind": getattr(result, "memory_kind", None),
-            }
+            Phase(
+                phase=phase,
+                option=option,
+                wall_s=getattr(result, "wall_s", None),
+                peak_memory_bytes=getattr(result, "peak_memory_bytes", None),
+                memory_kind=getattr(result, "memory_kind", None),
+            )
         )
-
-    def peak(self) -> dict[str, Any] | None:
-        """The phase that set the run's peak memory."""
-        known = [r for r in self.records if r.get("peak_memory_bytes")]
-        return max(known, key=lambda r: r["peak_memory_bytes"]) if known else None
 
 
 def release_memory() -> None:

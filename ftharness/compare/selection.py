@@ -15,32 +15,27 @@ report the best of N draws of eval noise as the winner's score.
 
 from __future__ import annotations
 
-from typing import Any
+from ftharness.report.records import SweepPoint
 
 PARSE_METRIC = "format.parse_rate"
 
 
-def _num(v: Any) -> float | None:
-    return None if v is None else float(v)
-
-
-def selection_key(point: dict[str, Any], metric: str, higher_is_better: bool) -> tuple:
+def selection_key(point: SweepPoint, metric: str, higher_is_better: bool) -> tuple:
     """Sort key of one validated point (smaller sorts first = better)."""
-    metrics = point.get("metrics") or {}
-    value = _num(metrics.get(metric))
+    value = point.metrics.get(metric)
     primary = float("inf") if value is None else (-value if higher_is_better else value)
-    parse = _num(metrics.get(PARSE_METRIC))
-    loss = _num(point.get("validation_loss"))
+    parse = point.metrics.get(PARSE_METRIC)
+    loss = point.validation_loss
     return (
         primary,
         -parse if parse is not None else 0.0,
         loss if loss is not None else float("inf"),
-        str(point.get("name", "")),
+        point.name,
     )
 
 
-def choose(points: list[dict[str, Any]], metric: str, higher_is_better: bool = True) -> str:
-    """The name of the finalist among validated ``points`` (``{"name", "metrics", "validation_loss"}``)."""
+def choose(points: list[SweepPoint], metric: str, higher_is_better: bool = True) -> str:
+    """The name of the finalist among validated ``points``."""
     if not points:
         raise ValueError("a sweep without points has no finalist")
-    return min(points, key=lambda p: selection_key(p, metric, higher_is_better))["name"]
+    return min(points, key=lambda p: selection_key(p, metric, higher_is_better)).name

@@ -15,28 +15,7 @@ A difference whose interval contains zero is *inconclusive*, never a win.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
-
-
-@dataclass
-class PairedComparison:
-    option: str
-    reference: str
-    metric: str
-    n: int
-    mean_option: float
-    mean_reference: float
-    diff: float  # mean(option - reference); positive = option higher
-    ci_low: float
-    ci_high: float
-    confidence: float
-    p_value: float  # two-sided, paired approximate randomization
-    verdict: str  # "better" | "worse" | "inconclusive" | "same" (identical scores)
-    method: str = "paired bootstrap percentile CI; paired sign-flip randomization test"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+from ftharness.report.records import PairedComparison
 
 
 def paired_compare(

@@ -9,7 +9,12 @@ Content-Security-Policy meta tag forbids scripts and remote loads as a second li
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
+
+from ftharness.jsonrecord import doc, to_json
+from ftharness.report.records import Interval, OptionRecord, Selection
+from ftharness.report.results import CompareResults
 
 PALETTE = [
     "#4e79a7",
@@ -33,13 +38,12 @@ PREFERRED = [
 ]
 
 
-def leaderboard_columns(results: dict[str, Any], limit: int = 7) -> list[str]:
+def leaderboard_columns(results: CompareResults, limit: int = 7) -> list[str]:
     """The metrics worth a column: the decision metric, gated metrics, then a few well-known ones."""
-    options = results.get("options", [])
-    have = {k for o in options for k in (o.get("metrics") or {})}
+    options = results.options
+    have = {k for o in options for k in o.metrics}
     cols: list[str] = []
-    metric = (results.get("decision") or {}).get("metric")
-    for name in [metric, *(g["name"] for o in options for g in o.get("gates") or []), *PREFERRED]:
+    for name in [results.decision.metric, *(g.name for o in options for g in o.gates), *PREFERRED]:
         if name and name in have and name not in cols:
             cols.append(name)
     return cols[:limit]
@@ -57,14 +61,15 @@ def _fmt(v: Any) -> str:
 
 def bar_chart(
     title: str,
-    options: list[dict[str, Any]],
+    options: list[OptionRecord],
     metric: str,
-    ci: dict[str, tuple] | None = None,
+    ci: dict[str, Interval] | None = None,
     width: int = 420,
     row: int = 26,
 ) -> dict[str, Any]:
-    """Horizontal bars, one per option, scaled to the largest value (or 1 for rates)."""
-    values = [(o["name"], (o.get("metrics") or {}).get(metric)) for o in options]
+    """Horizontal bars, one per option, scaled to the largest value (or 1 for rates), with each option's
+    interval where ``ci`` has one."""
+    values = [(o.name, o.metrics.get(metric)) for o in options]
     finite = [abs(v) for _, v in values if isinstance(v, int | float) and math.isfinite(v)]
     top = max(finite, default=1.0)
     scale_max = 1.0 if top <= 1.0 else top
@@ -84,8 +89,9 @@ def bar_chart(
             "colour": PALETTE[i % len(PALETTE)],
             "ci": None,
         }
-        if ci and name in ci and ci[name][0] is not None:
-            lo, hi = ci[name]
+        interval = (ci or {}).get(name)
+        if interval is not None and interval.low is not None and interval.high is not None:
+            lo, hi = interval.low, interval.high
             bar["ci"] = {
                 "x1": round(left + inner * max(lo, 0) / scale_max, 1),
                 "x2": round(left + inner * min(hi, scale_max) / scale_max, 1),
@@ -103,16 +109,13 @@ def bar_chart(
     }
 
 
-def scatter(
-    options: list[dict[str, Any]], metric: str, width: int = 420, height: int = 260
-) -> dict[str, Any]:
+def scatter(options: list[OptionRecord], metric: str, width: int = 420, height: int = 260) -> dict[str, Any]:
     """Quality (the decision metric) against per-request cost (prompt tokens), one point per option."""
     pts = []
     for i, o in enumerate(options):
-        y = (o.get("metrics") or {}).get(metric)
-        x = (o.get("cost") or {}).get("prompt_tokens_mean")
-        if isinstance(x, int | float) and isinstance(y, int | float):
-            pts.append((o["name"], float(x), float(y), i, o.get("kind")))
+        y = o.metrics.get(metric)
+        if y is not None:
+            pts.append((o.name, o.cost.prompt_tokens_mean, float(y), i, o.kind))
     left, bottom, top, right = 50, 36, 16, 90  # room on the right for the labels
     xmax = max((p[1] for p in pts), default=1.0) * 1.1 or 1.0
     ymax = max(1.0, max((p[2] for p in pts), default=1.0))
@@ -147,24 +150,21 @@ def scatter(
     }
 
 
-def loss_chart(options: list[dict[str, Any]], width: int = 420, height: int = 240) -> dict[str, Any] | None:
-    """Training (and eval) loss against step for every trained candidate."""
+def loss_chart(options: list[OptionRecord], width: int = 420, height: int = 240) -> dict[str, Any] | None:
+    """Training (and validation) loss against step for every trained candidate."""
     series = []
     for i, o in enumerate(options):
-        curve = (o.get("training") or {}).get("loss_curve") or []
+        curve = o.training.loss_curve if o.training is not None else []
         for key, dash in (("loss", ""), ("eval_loss", "4 3")):
             pts = [
                 (float(p["step"]), float(p[key]))
                 for p in curve
-                if key in p
-                and p.get("step") is not None
-                and isinstance(p.get(key), int | float)
-                and math.isfinite(p[key])
+                if p.get("step") is not None and p.get(key) is not None and math.isfinite(p[key])
             ]
             if pts:
                 series.append(
                     {
-                        "name": f"{o['name']} {key.replace('_', ' ')}",
+                        "name": f"{o.name} {key.replace('_', ' ')}",
                         "pts": pts,
                         "dash": dash,
                         "colour": PALETTE[i % len(PALETTE)],
@@ -194,61 +194,75 @@ def loss_chart(options: list[dict[str, Any]], width: int = 420, height: int = 24
     }
 
 
-def view_model(results: dict[str, Any]) -> dict[str, Any]:
-    options = results.get("options", [])
-    decision = results.get("decision") or {}
-    metric = decision.get("metric") or "format.parse_rate"
+@dataclass(kw_only=True)
+class SweepView:
+    """One sweep as the report and the terminal show it."""
+
+    name: str = doc("the sweep's name")
+    selection: Selection = doc("its points and the finalist")
+    cols: list[str] = doc("the validation metrics worth a column: the decision metric, then well-known ones")
+    swept: dict[str, str] = doc("by point name, the hyperparameters that vary across the sweep ('lr=0.001')")
+
+
+def selection_view(results: CompareResults) -> list[SweepView]:
+    """Each sweep's points with the hyperparameters that vary and the validation metrics worth a column."""
+    out = []
+    for name, s in results.selection.items():
+        have = {k for p in s.points for k in p.metrics}
+        cols = [c for c in dict.fromkeys([s.metric, *PREFERRED[:3]]) if c in have]
+        varying = sorted(
+            {k for p in s.points for k, v in p.hyperparameters.items()
+             if any(q.hyperparameters.get(k) != v for q in s.points)}
+        )
+        swept = {p.name: ", ".join(f"{k}={p.hyperparameters.get(k)}" for k in varying) for p in s.points}
+        out.append(SweepView(name=name, selection=s, cols=cols, swept=swept))
+    return out
+
+
+def gate_label(g: Any) -> str:
+    """'format.parse_rate >= 0.98': a gate as its column names it."""
+    return f"{g.name} {g.op} {g.threshold:g}"
+
+
+def view_model(results: CompareResults) -> dict[str, Any]:
+    options = results.options
+    decision = results.decision
+    metric = decision.metric
     cols = leaderboard_columns(results)
-    ci = {
-        c["option"]: (c.get("option_ci_low"), c.get("option_ci_high"))
-        for c in results.get("comparisons", [])
-        if "option_ci_low" in c
-    }
-    charts = [bar_chart(m, options, m, ci if m == metric else None) for m in cols[:4]]
-    gate_names: list[str] = []
-    for o in options:
-        for g in o.get("gates") or []:
-            label = f"{g['name']} {g['op']} {g['threshold']:g}"
-            if label not in gate_names:
-                gate_names.append(label)
+    charts = [bar_chart(m, options, m, results.intervals if m == metric else None) for m in cols[:4]]
+    gate_names = list(dict.fromkeys(gate_label(g) for o in options for g in o.gates))
     gate_grid = []
     for o in options:
-        by = {f"{g['name']} {g['op']} {g['threshold']:g}": g for g in o.get("gates") or []}
-        gate_grid.append(
-            {"name": o["name"], "cells": [by.get(n) for n in gate_names], "passed": o.get("passed")}
-        )
+        by = {gate_label(g): g for g in o.gates}
+        gate_grid.append({"name": o.name, "cells": [by.get(n) for n in gate_names], "passed": o.passed})
     slice_tables = []
-    fields = sorted({f for o in options for f in (o.get("slices") or {})})
-    for f in fields:
-        labels = sorted({lab for o in options for lab in (o.get("slices") or {}).get(f, {})})
+    for f in sorted({f for o in options for f in o.slices}):
+        labels = sorted({lab for o in options for lab in o.slices.get(f, {})})
         rows = []
         for lab in labels:
-            cells, n = [], None
-            for o in options:
-                b = (o.get("slices") or {}).get(f, {}).get(lab)
-                n = n or (b or {}).get("n")
-                cells.append(_fmt((b or {}).get("values", {}).get(metric)) if b else "n/a")
+            buckets = [o.slices.get(f, {}).get(lab) for o in options]
+            n = next((b.n for b in buckets if b is not None), None)
+            cells = [_fmt(b.values.get(metric)) if b is not None else "n/a" for b in buckets]
             rows.append({"label": lab, "n": n, "cells": cells})
         slice_tables.append({"field": f, "rows": rows})
+    document = to_json(results)  # what plugin sections and the provenance blocks read: results.json itself
     sections = []
     try:
         from ftharness.plugins import report_sections
 
         for sec in report_sections().values():
-            sections.append({"title": sec.title, "html": _plugin_html(sec, results)})
+            sections.append({"title": sec.title, "html": _plugin_html(sec, document)})
     except Exception as e:  # a broken plugin section is reported, never fatal
         sections.append({"title": "report sections", "html": None, "error": f"{type(e).__name__}: {e}"})
     from ftharness.report.units import usd
 
-    costs = decision.get("costs") or {}
-    monthly = {n: usd(c["monthly_prompt_usd"]) for n, c in costs.items() if "monthly_prompt_usd" in c}
     return {
         "r": results,
         "decision": decision,
-        "monthly": monthly,
+        "monthly": {n: usd(c.monthly_prompt_usd) for n, c in decision.costs.items()},
         "selection": selection_view(results),
-        "phases": (results.get("timing") or {}).get("phases") or [],
-        "comparisons": [c for c in results.get("comparisons", []) if c.get("verdict") != "reference"],
+        "phases": results.timing.phases,
+        "comparisons": results.comparisons,
         "options": options,
         "metric": metric,
         "cols": cols,
@@ -259,38 +273,27 @@ def view_model(results: dict[str, Any]) -> dict[str, Any]:
         "gate_names": gate_names,
         "gate_grid": gate_grid,
         "slice_tables": slice_tables,
-        "memory": [{"name": o["name"], **o["memory"]} for o in options if o.get("memory")],
+        "memory": [(o.name, o.memory) for o in options if o.memory is not None],
         "sections": sections,
+        "provenance": {
+            "settings": document["settings"],
+            "data": document["data"],
+            "environment": document["environment"],
+            "task": {k: document["task"][k] for k in ("instruction", "gates", "decision_settings", "file", "hash")},
+            "timing": document["timing"],
+        },
     }
 
 
-def selection_view(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each sweep's points with the hyperparameters that vary and the validation metrics worth a column."""
-    out = []
-    for name, s in (results.get("selection") or {}).items():
-        points = s.get("points") or []
-        have = {k for p in points for k in (p.get("metrics") or {})}
-        cols = [c for c in dict.fromkeys([s.get("metric"), *PREFERRED[:3]]) if c in have]
-        varying = {
-            k for p in points for k, v in (p.get("hyperparameters") or {}).items()
-            if any((q.get("hyperparameters") or {}).get(k) != v for q in points)
-        }
-        rows = [
-            {**p, "swept": ", ".join(f"{k}={(p.get('hyperparameters') or {}).get(k)}" for k in sorted(varying))}
-            for p in points
-        ]
-        out.append({**s, "name": name, "points": rows, "cols": cols})
-    return out
-
-
 def _plugin_html(section: Any, results: dict[str, Any]) -> Any:
-    """A plugin section's HTML. Plugins escape their own content (ReportSection's contract)."""
+    """A plugin section's HTML from the results.json document. Plugins escape their own content
+    (ReportSection's contract)."""
     from markupsafe import Markup
 
     return Markup(section.render(results))  # noqa: S704 - plugin-rendered, documented as escaped
 
 
-def render_html(results: dict[str, Any]) -> str:
+def render_html(results: CompareResults) -> str:
     from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
     from ftharness.paths import package_data

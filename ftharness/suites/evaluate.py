@@ -11,53 +11,63 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ftharness import __version__
 from ftharness.errors import BadInput
 from ftharness.io import atomic_write_json, sha256_file
+from ftharness.jsonrecord import doc, to_json
 from ftharness.suites.metric import MetricContext, Sample
 from ftharness.suites.runner import SuiteResult, run_suite
 from ftharness.suites.suite import Suite
 
+# The version of results.schema.json (ftharness/report), which describes this document and the one
+# ftharness compare writes (ftharness.report.results). 2: typed records; documents carry "kind"; slice
+# buckets count the scores they leave out.
+RESULTS_SCHEMA_VERSION = 2
 PREDICTION_NUMBERS = ("prompt_tokens", "new_tokens", "latency_s")
 PREDICTION_TEXT = ("output", "reference", "input", "id")
 
 
-@dataclass
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(kw_only=True)
 class Evaluation:
-    """One suite run: the result, the samples it scored and where they came from."""
+    """The results.json of ``ftharness eval`` (and of ``pytest suites/ --ftharness-out``): one suite run on
+    a model's outputs or on predictions made elsewhere, the samples it scored and where they came from."""
 
-    suite: Suite
-    result: SuiteResult
-    samples: list[Sample]
-    source: dict[str, Any]
-    extra: dict[str, Any] = field(default_factory=dict)  # generation settings, template, instruction
-    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    kind: Literal["ftharness-eval"] = doc("what wrote the document: ftharness eval", default="ftharness-eval")
+    schema_version: int = doc("version of results.schema.json", default=RESULTS_SCHEMA_VERSION)
+    ftharness_version: str = doc("the ftharness version that wrote it", default=__version__)
+    created: str = doc("when it was written (UTC, ISO 8601)", default_factory=_now)
+    passed: bool = doc("every gate of the suite passed", init=False)
+    suite: dict[str, Any] = doc("the suite as defined (suites/suite.schema.json) and the file it came from")
+    source: dict[str, Any] = doc(
+        "where the outputs came from: mode 'model' (model, base_model, data file) or 'predictions' (file)"
+    )
+    instruction: str | None = doc("the task instruction given as the system turn (model mode)", default=None)
+    generation: dict[str, Any] | None = doc("generation settings (model mode)", default=None)
+    generation_wall_s: float | None = doc("seconds spent generating, all batches (model mode)", default=None)
+    finish_reasons: list[str | None] | None = doc(
+        "why each generation stopped, in samples order: eos, length, stop (model mode)", default=None
+    )
+    template: dict[str, Any] | None = doc("the prompt template and a rendered example (model mode)", default=None)
+    result: SuiteResult = doc("what the suite measured and its gates")
+    samples: list[Sample] = doc("every evaluated example with its output")
 
-    @property
-    def passed(self) -> bool:
-        return self.result.passed
+    def __post_init__(self) -> None:
+        self.passed = self.result.passed
 
-    def to_dict(self) -> dict[str, Any]:
-        from ftharness.suites.runner import json_safe
-
-        return json_safe(
-            {
-                "kind": "ftharness-eval",
-                "ftharness_version": __version__,
-                "created": self.created,
-                "passed": self.passed,
-                "suite": self.suite.to_dict(),
-                "source": self.source,
-                **self.extra,
-                "result": self.result.to_dict(),
-                "samples": [asdict(s) for s in self.samples],
-            }
-        )
+    @staticmethod
+    def from_older(data: dict[str, Any]) -> dict[str, Any]:
+        """Schema 1 wrote no version."""
+        data.setdefault("schema_version", 1)
+        return data
 
 
 # models ------------------------------------------------------------------------------------------
@@ -140,14 +150,17 @@ def evaluate_model(
         "data": {"file": str(data), "sha256": dataset.sha256, "format": dataset.format, "n": len(samples),
                  "n_in_file": len(dataset.examples)},
     }
-    extra = {
-        "instruction": instruction,
-        "generation": settings.to_dict(),
-        "generation_wall_s": wall,
-        "finish_reasons": [g.finish_reason for g in gens],
-        "template": template_record(lm.tokenizer),
-    }
-    return Evaluation(suite, result, samples, source, extra)
+    return Evaluation(
+        suite=suite.to_dict(),
+        source=source,
+        instruction=instruction,
+        generation=settings.to_dict(),
+        generation_wall_s=wall,
+        finish_reasons=[g.finish_reason for g in gens],
+        template=template_record(lm.tokenizer),
+        result=result,
+        samples=samples,
+    )
 
 
 # predictions -------------------------------------------------------------------------------------
@@ -224,7 +237,7 @@ def evaluate_predictions(
     result = run_suite(suite, ctx, progress=progress)
     source = {"mode": "predictions", "predictions": {"file": str(predictions), "sha256": sha256_file(predictions),
                                                     "n": len(samples)}}
-    return Evaluation(suite, result, samples, source)
+    return Evaluation(suite=suite.to_dict(), source=source, result=result, samples=samples)
 
 
 # results files -----------------------------------------------------------------------------------
@@ -257,5 +270,5 @@ def write_results(evaluation: Evaluation, out: str | Path | None = None, *, repo
         else:  # pragma: no cover - a thousand runs in one second
             raise BadInput("cannot find a free results folder name", file=base)
         target = folder / "results.json"
-    atomic_write_json(target, evaluation.to_dict())
+    atomic_write_json(target, to_json(evaluation))
     return target

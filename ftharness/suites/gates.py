@@ -9,11 +9,12 @@ from __future__ import annotations
 import math
 import operator
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ftharness.errors import BadInput
+from ftharness.jsonrecord import doc
 
 OPS = {
     ">=": operator.ge,
@@ -48,15 +49,18 @@ class Gate:
 
 @dataclass
 class GateOutcome:
-    name: str
-    op: str
-    threshold: float
-    value: float | None
-    passed: bool
-    message: str
+    """One gate checked against what was measured."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    name: str = doc("the gated value, METRIC.VALUE (format.parse_rate)")
+    op: str = doc("the comparison: >=, <=, >, <, == or !=")
+    threshold: float = doc("the number the value is compared with")
+    value: float | None = doc("the measured value; null when it was not measured or not a finite number")
+    passed: bool = doc("the value is measured, finite and meets the threshold")
+    message: str = doc("one line saying what was measured and the verdict, or why nothing was")
+    suite: str | None = doc(
+        "the suite the gate belongs to ('task' for a task file's own gates; null when checked alone)",
+        default=None,
+    )
 
 
 def parse_gate(name: Any, expr: Any, *, file: str | Path | None = None) -> Gate:
@@ -79,12 +83,16 @@ def parse_gate(name: Any, expr: Any, *, file: str | Path | None = None) -> Gate:
     return Gate(name=name, op=m.group(1), threshold=float(m.group(2)))
 
 
-def check_gate(gate: Gate, values: dict[str, Any] | None, why_missing: str | None = None) -> GateOutcome:
+def check_gate(
+    gate: Gate, values: dict[str, Any] | None, why_missing: str | None = None, *, suite: str | None = None
+) -> GateOutcome:
     """Compare the measured value with the threshold. Missing or NaN values fail, saying why."""
     value = None if values is None else values.get(gate.value)
     if value is None:
         reason = why_missing or f"{gate.metric} did not produce {gate.value!r}"
-        return GateOutcome(gate.name, gate.op, gate.threshold, None, False, f"{gate.text}: not measured ({reason})")
+        return GateOutcome(
+            gate.name, gate.op, gate.threshold, None, False, f"{gate.text}: not measured ({reason})", suite
+        )
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -92,11 +100,11 @@ def check_gate(gate: Gate, values: dict[str, Any] | None, why_missing: str | Non
     if not math.isfinite(number):
         return GateOutcome(
             gate.name, gate.op, gate.threshold, None, False,
-            f"{gate.text}: measured {value!r}, not a finite number, so the gate cannot pass",
+            f"{gate.text}: measured {value!r}, not a finite number, so the gate cannot pass", suite,
         )
     passed = bool(OPS[gate.op](number, gate.threshold))
     verdict = "passed" if passed else "FAILED"
     return GateOutcome(
         gate.name, gate.op, gate.threshold, number, passed,
-        f"{gate.name} = {number:.6g} (gate {gate.op} {gate.threshold:g}): {verdict}",
+        f"{gate.name} = {number:.6g} (gate {gate.op} {gate.threshold:g}): {verdict}", suite,
     )

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
+
+from ftharness.jsonrecord import doc
 
 
 @dataclass
 class Sample:
     """One evaluated example of one option: what every output-based metric reads."""
 
-    id: int
-    input: str
-    output: str
-    reference: str | None = None
-    meta: dict[str, Any] = field(default_factory=dict)  # slice fields
-    prompt_tokens: int = 0
-    new_tokens: int = 0
-    latency_s: float = 0.0
+    id: int = doc("position of the example in the evaluated data, from 0")
+    input: str = doc("the example's input text")
+    output: str = doc("the option's output for it")
+    reference: str | None = doc("the expected output, when the data has one", default=None)
+    meta: dict[str, Any] = doc("the record's other fields (what slices group by)", default_factory=dict)
+    prompt_tokens: int = doc("tokens of the rendered prompt", default=0)
+    new_tokens: int = doc("tokens generated", default=0)
+    latency_s: float = doc("seconds to generate this output (its batch's time shared out)", default=0.0)
 
 
 @dataclass
@@ -36,16 +38,22 @@ class MetricContext:
 
 @dataclass
 class MetricResult:
-    """``values`` are what gates read (``format.parse_rate`` is ``values["parse_rate"]`` of metric
-    ``format``). ``per_sample`` holds per-example scores keyed by value name, in ``samples`` order, for
-    paired statistics and slices. ``details`` is anything else worth reporting (common errors...)."""
+    """What one metric measured on one option."""
 
-    values: dict[str, float]
-    per_sample: dict[str, list[float]] = field(default_factory=dict)
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"values": self.values, "per_sample": self.per_sample, "details": self.details}
+    values: dict[str, float | None] = doc(
+        "what gates read: format.parse_rate is values['parse_rate'] of the metric format (null: not a "
+        "finite number)"
+    )
+    per_sample: dict[str, list[float | None]] = doc(
+        "per-example scores by value name, in the samples' order, for paired statistics and slices "
+        "(null: not measured for that example)",
+        default_factory=dict,
+    )
+    details: dict[str, Any] = doc(
+        "anything else worth reporting (common errors; details['missing'][value] says why a value is "
+        "absent)",
+        default_factory=dict,
+    )
 
 
 class Metric(Protocol):

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from ftharness import ui
 from ftharness.errors import BadInput
+from ftharness.jsonrecord import doc
 from ftharness.suites.gates import GateOutcome, check_gate
 from ftharness.suites.metric import MetricContext, MetricResult
-from ftharness.suites.slices import compute_slices
+from ftharness.suites.slices import SliceBucket, compute_slices
 from ftharness.suites.suite import Suite
 
 __all__ = ["GateOutcome", "SuiteResult", "run_suite"]
@@ -19,19 +18,27 @@ __all__ = ["GateOutcome", "SuiteResult", "run_suite"]
 
 @dataclass
 class SuiteResult:
-    suite: str
-    option: str
-    metrics: dict[str, MetricResult]
-    gates: list[GateOutcome]
-    slices: dict[str, Any] = field(default_factory=dict)
-    skipped: dict[str, str] = field(default_factory=dict)  # metric -> why it could not run
-    n_samples: int = 0
-    seconds: dict[str, float] = field(default_factory=dict)  # metric -> compute time
+    """One suite run on one option's outputs (or model): every metric's values, the gates, the slices."""
 
-    @property
-    def passed(self) -> bool:
-        """True when every gate passed (a suite without gates passes: it only reports)."""
-        return all(g.passed for g in self.gates)
+    suite: str = doc("the suite's name")
+    option: str = doc("what was evaluated: the option, model or predictions file name")
+    metrics: dict[str, MetricResult] = doc("what each metric measured, by metric name")
+    gates: list[GateOutcome] = doc("the suite's gates, checked")
+    slices: dict[str, dict[str, SliceBucket]] = doc(
+        "per-sample scores by slice field, then label (ftharness.suites.slices)", default_factory=dict
+    )
+    skipped: dict[str, str] = doc("metrics that could not run, and why", default_factory=dict)
+    n_samples: int = doc("samples evaluated", default=0)
+    seconds: dict[str, float] = doc("compute time of each metric, in seconds", default_factory=dict)
+    shared_with_base_model: bool = doc(
+        "measured once on the base model and shared by every prompting option (a suite that reads the "
+        "model, not the outputs, such as forgetting)",
+        default=False,
+    )
+    passed: bool = doc("every gate passed (a suite without gates passes: it only reports)", init=False)
+
+    def __post_init__(self) -> None:
+        self.passed = all(g.passed for g in self.gates)
 
     @property
     def failed_gates(self) -> list[GateOutcome]:
@@ -43,31 +50,9 @@ class SuiteResult:
         result = self.metrics.get(metric)
         return None if result is None else result.values.get(key)
 
-    def to_dict(self) -> dict[str, Any]:
-        return json_safe(
-            {
-                "suite": self.suite,
-                "option": self.option,
-                "passed": self.passed,
-                "n_samples": self.n_samples,
-                "gates": [g.to_dict() for g in self.gates],
-                "metrics": {k: v.to_dict() for k, v in self.metrics.items()},
-                "skipped": self.skipped,
-                "slices": self.slices,
-                "seconds": self.seconds,
-            }
-        )
-
-
-def json_safe(obj: Any) -> Any:
-    """NaN and infinities become None: results files are strict JSON."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [json_safe(v) for v in obj]
-    return obj
+    def per_sample(self) -> dict[str, list[float | None]]:
+        """``METRIC.VALUE -> per-sample scores`` of every metric."""
+        return {f"{m}.{name}": s for m, r in self.metrics.items() for name, s in r.per_sample.items()}
 
 
 def run_suite(suite: Suite, ctx: MetricContext, *, progress: bool = True) -> SuiteResult:
@@ -112,20 +97,21 @@ def run_suite(suite: Suite, ctx: MetricContext, *, progress: bool = True) -> Sui
     outcomes = []
     for gate in suite.gates:
         if gate.metric in skipped:
-            outcomes.append(check_gate(gate, None, f"{gate.metric} was skipped: {skipped[gate.metric]}"))
+            why = f"{gate.metric} was skipped: {skipped[gate.metric]}"
+            outcomes.append(check_gate(gate, None, why, suite=suite.name))
             continue
         result = results[gate.metric]
         missing = result.details.get("missing", {}) if isinstance(result.details, dict) else {}
-        outcomes.append(check_gate(gate, result.values, missing.get(gate.value)))
+        outcomes.append(check_gate(gate, result.values, missing.get(gate.value), suite=suite.name))
 
-    slices = compute_slices(ctx.samples, results, suite.slices, file=suite.path) if suite.slices else {}
-    return SuiteResult(
+    out = SuiteResult(
         suite=suite.name,
         option=ctx.option,
         metrics=results,
         gates=outcomes,
-        slices=slices,
         skipped=skipped,
         n_samples=len(ctx.samples),
         seconds=seconds,
     )
+    out.slices = compute_slices(ctx.samples, out.per_sample(), suite.slices, file=suite.path)
+    return out

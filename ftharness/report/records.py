@@ -1,0 +1,303 @@
+"""What a comparison measured and decided: the records ``ftharness.compare`` builds (per option, per sweep
+point and sweep, per phase, the paired statistics and the decision), that the run folder's ``state/``
+keeps for a resumed run and that results.json carries (``ftharness.report.results``).
+
+They live in the reports layer, below the comparison, so the reports read them without importing the
+comparison. Records follow ``ftharness.jsonrecord``: each field says what it means, ``to_json`` writes
+them and ``from_json`` reads them back, those written by earlier versions included (``from_older``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ftharness.jsonrecord import doc
+from ftharness.suites.gates import GateOutcome
+from ftharness.suites.runner import SuiteResult
+from ftharness.suites.slices import SliceBucket
+
+
+@dataclass(kw_only=True)
+class Training:
+    """How a candidate was trained: the trainer's measurements and where the weights are."""
+
+    wall_s: float = doc("seconds this candidate's own training took (as first trained, when reused)")
+    total_wall_s: float = doc("wall_s plus the training of every candidate it starts from")
+    train_tokens: int = doc("tokens that went through the model in training (not padding)", default=0)
+    tokens_per_s: float | None = doc("trained tokens per second", default=None)
+    peak_memory_bytes: int = doc("peak memory while training, as measured_kind says", default=0)
+    memory_kind: str = doc(
+        "what peak_memory_bytes is: 'rss' (CPU process resident set) or 'cuda_max_allocated'", default="rss"
+    )
+    trainable_params: int = doc("parameters trained", default=0)
+    total_params: int = doc("parameters of the model", default=0)
+    loss_curve: list[dict[str, float | None]] = doc(
+        "the trainer's log: {step, epoch, loss | eval_loss, ...} per logged step", default_factory=list
+    )
+    extra: dict[str, Any] = doc(
+        "trainer-specific figures (global_step, stopped_early, DPO reward margins, ...)", default_factory=dict
+    )
+    cached: bool = doc("taken from the artifact cache instead of trained in this run", default=False)
+    artifact: str = doc("the folder of the trained weights", default="")
+    start_from: str | None = doc("the candidate it continues from", default=None)
+
+
+@dataclass(kw_only=True)
+class Cost:
+    """What serving the option cost on the eval rows, as measured on this machine."""
+
+    prompt_tokens_mean: float = doc("prompt tokens per request")
+    new_tokens_mean: float = doc("generated tokens per request")
+    latency_s_mean: float | None = doc("seconds per request (each batch's time shared by its rows)")
+    latency_s_p50: float | None = doc("median seconds per request")
+    generation_wall_s: float = doc("seconds spent generating every eval row")
+    tokens_per_s: float | None = doc("generated tokens per second of generation")
+    hit_max_new_tokens: int = doc("rows cut by the max_new_tokens limit")
+
+
+@dataclass(kw_only=True)
+class MergedLatency:
+    """The same prompts served with the adapter attached and with it merged into the weights."""
+
+    n: int = doc("prompts timed")
+    adapter_latency_s_mean: float = doc("seconds per prompt with the adapter attached")
+    merged_latency_s_mean: float = doc("seconds per prompt with the adapter merged")
+    adapter_wall_s: float = doc("seconds for all prompts, adapter attached")
+    merged_wall_s: float = doc("seconds for all prompts, merged")
+    same_outputs: bool = doc("both gave the same outputs")
+
+
+@dataclass(kw_only=True)
+class MemoryRow:
+    """The planner's peak training memory next to the measured one, and whether they compare."""
+
+    planned_peak_gb: float | None = doc("the planner's accelerator peak, GB (null: no plan)")
+    measured_peak_gb: float = doc("the measured peak, GB")
+    measured_kind: str = doc("how it was measured: 'rss' or 'cuda_max_allocated'")
+    comparable: bool = doc("measured as the planner predicts (CUDA allocated memory)")
+    note: str = doc("what the measurement is, and why it does or does not compare with the plan")
+    plan_error: str | None = doc("why no plan could be made", default=None)
+
+
+def memory_row(training: Training | None, plan: dict[str, Any] | None, plan_error: str | None) -> MemoryRow | None:
+    """The planner's estimate next to the trainer's measured peak (None for an option not trained)."""
+    if training is None:
+        return None
+    comparable = training.memory_kind.startswith("cuda")
+    note = (
+        "measured with torch.cuda.max_memory_allocated: comparable with the plan"
+        if comparable
+        else "measured as CPU process RSS (whole process: Python, libraries, data), not CUDA allocated "
+        "memory: not directly comparable with the plan's accelerator peak"
+    )
+    return MemoryRow(
+        planned_peak_gb=plan.get("peak_gb") if plan else None,
+        measured_peak_gb=training.peak_memory_bytes / 1e9,
+        measured_kind=training.memory_kind,
+        comparable=comparable,
+        note=note,
+        plan_error=plan_error,
+    )
+
+
+PLAN, MERGED_LATENCY = "plan", "merged latency"  # keys of OptionRecord.unavailable
+
+
+@dataclass(kw_only=True)
+class OptionRecord:
+    """One option (a prompting baseline or a trained candidate) measured on the eval set."""
+
+    name: str = doc("the option's name in the task file (a sweep point's name for a sweep finalist)")
+    kind: Literal["baseline", "candidate"] = doc("baseline: prompting; candidate: trained")
+    spec: dict[str, Any] = doc(
+        "the option as the task file defines it, with its seed (and a candidate's data: train or preference)"
+    )
+    metrics: dict[str, float | None] = doc("every measured value by METRIC.VALUE (the first suite's, if several)")
+    per_sample: dict[str, list[float | None]] = doc(
+        "per-example scores by METRIC.VALUE, in eval-row order: what paired statistics and slices read"
+    )
+    gates: list[GateOutcome] = doc("every gate of its suites and of the task, checked")
+    passed: bool = doc("every gate passed", init=False)
+    slices: dict[str, dict[str, SliceBucket]] = doc(
+        "per-sample scores by slice field (the task's and the suites'), then label (ftharness.suites.slices)"
+    )
+    suites: dict[str, SuiteResult] = doc("each suite's own result, by suite name")
+    cost: Cost = doc("what serving it cost on the eval rows")
+    training: Training | None = doc("how it was trained (candidates)", default=None)
+    plan: dict[str, Any] | None = doc(
+        "the planner's estimate for training it here (the `ftharness plan --json` document; candidates)",
+        default=None,
+    )
+    merged_latency: MergedLatency | None = doc(
+        "adapter vs merged serving time (candidates, when decision.merged_latency_prompts asks)", default=None
+    )
+    unavailable: dict[str, str] = doc(
+        "estimates that could not be made ('plan', 'merged latency') and why", default_factory=dict
+    )
+    served: Literal["merged", "as trained"] | None = doc(
+        "how a candidate generated: its adapter merged into the weights, or as trained (an adapter that "
+        "cannot be merged, or a full model); None for baselines",
+        default=None,
+    )
+    memory: MemoryRow | None = doc("planned vs measured training memory (candidates)", init=False)
+    samples_file: str = doc("its per-sample outputs, relative to the run folder")
+    reused: bool = doc("taken from an earlier, interrupted run of the same task", default=False)
+
+    def __post_init__(self) -> None:
+        self.passed = all(g.passed for g in self.gates)
+        self.memory = memory_row(self.training, self.plan, self.unavailable.get(PLAN))
+
+    @staticmethod
+    def from_older(data: dict[str, Any]) -> dict[str, Any]:
+        """Schema 1 put an estimate that could not be made as ``{"error": why}`` in its place."""
+        unavailable = dict(data.get("unavailable") or {})
+        for key, what in (("plan", PLAN), ("merged_latency", MERGED_LATENCY)):
+            value = data.get(key)
+            if isinstance(value, dict) and set(value) == {"error"}:
+                unavailable[what], data[key] = str(value["error"]), None
+        data["unavailable"] = unavailable
+        return data
+
+
+@dataclass(kw_only=True)
+class PointOutput:
+    """One validation row's output."""
+
+    id: int = doc("position of the row in the validation split")
+    output: str = doc("the sweep point's output for it")
+
+
+@dataclass(kw_only=True)
+class SweepPoint:
+    """One trained point of a sweep, served on the validation rows."""
+
+    name: str = doc("the point's candidate name")
+    hyperparameters: dict[str, Any] = doc("its hyperparameters")
+    metrics: dict[str, float | None] = doc(
+        "validation values by METRIC.VALUE (suites that read outputs; forgetting does not choose a point)"
+    )
+    validation_loss: float | None = doc("the kept (best) checkpoint's loss on the validation rows")
+    stopped_early: bool | None = doc("training stopped early on the validation loss")
+    restored_best_from_step: int | None = doc("the step whose checkpoint was restored as the best")
+    training_wall_s: float | None = doc("seconds its training took")
+    global_step: int | None = doc("optimizer steps taken")
+    outputs: list[PointOutput] = doc("its output on each validation row")
+
+
+@dataclass(kw_only=True)
+class Selection:
+    """One sweep: every point's validation figures, and the finalist chosen on them
+    (``ftharness.compare.selection``)."""
+
+    chosen: str = doc("the finalist: the only point that meets the eval set")
+    metric: str = doc("the decision metric it was chosen on (then parse rate, then validation loss)")
+    on: Literal["validation"] = doc("the rows it was chosen on: always the validation split, never eval")
+    n: int = doc("validation rows")
+    points: list[SweepPoint] = doc("every point of the sweep")
+
+
+@dataclass(kw_only=True)
+class DataFile:
+    """One data file of the run (or the validation split carved from the training file)."""
+
+    path: str | None = doc("the file (null: the validation split is carved from train)")
+    sha256: str | None = doc("its content hash (of the rows, for a carved split)")
+    n: int = doc("rows")
+    carved_from: str | None = doc("validation only: the file it was carved from", default=None)
+    fraction: float | None = doc("validation only: the share of the training rows carved off", default=None)
+    trained_on: int | None = doc("validation only: training rows left for the candidates", default=None)
+
+
+@dataclass(kw_only=True)
+class Phase:
+    """One measured part of a run."""
+
+    phase: str = doc("what ran: load data, load model, train, generate, validate: ..., score: SUITE, ...")
+    option: str | None = doc("the option it ran for (null: the run as a whole)")
+    wall_s: float | None = doc("seconds it took")
+    peak_memory_bytes: int | None = doc("peak memory during the phase, as memory_kind says")
+    memory_kind: str | None = doc("'rss' (CPU process resident set) or 'cuda_max_allocated'")
+
+
+@dataclass
+class PairedComparison:
+    """An option against a reference on the same eval rows: the paired difference and whether it is
+    outside the noise."""
+
+    option: str = doc("the option compared")
+    reference: str = doc("what it is compared with (the best prompting baseline)")
+    metric: str = doc("the per-example score compared (METRIC.VALUE)")
+    n: int = doc("paired examples")
+    mean_option: float = doc("the option's mean score")
+    mean_reference: float = doc("the reference's mean score")
+    diff: float = doc("mean(option - reference); positive: the option scores higher")
+    ci_low: float = doc("lower end of the bootstrap interval of diff")
+    ci_high: float = doc("upper end of the bootstrap interval of diff")
+    confidence: float = doc("the interval's confidence level")
+    p_value: float = doc("two-sided p-value of no difference (paired approximate randomization)")
+    verdict: Literal["better", "worse", "inconclusive", "same"] = doc(
+        "from the option's side: better or worse when the whole interval is on one side of zero, "
+        "inconclusive when it contains zero, same when every paired score is equal"
+    )
+    method: str = doc(
+        "how the interval and p-value were computed",
+        default="paired bootstrap percentile CI; paired sign-flip randomization test",
+    )
+
+
+@dataclass
+class Interval:
+    """The bootstrap interval of one option's mean score."""
+
+    metric: str = doc("the per-example score (METRIC.VALUE)")
+    low: float | None = doc("lower end (null: no scores)")
+    high: float | None = doc("upper end (null: no scores)")
+    confidence: float = doc("the confidence level")
+
+
+@dataclass(kw_only=True)
+class OptionCost:
+    """What an option costs to train and to serve, from what was measured and the task's stated prices."""
+
+    prompt_tokens_mean: float = doc("prompt tokens per request")
+    latency_s_mean: float | None = doc("seconds per request, measured on this machine")
+    monthly_prompt_usd: float = doc("prompt tokens x requests per month x the stated token price")
+    requests_per_month: int = doc("the task's stated request volume")
+    usd_per_prompt_token: float = doc("the task's stated price of one prompt token")
+    training_s: float = doc("seconds of training, with every candidate it starts from (0: prompting)")
+    training_usd: float = doc("training_s at the hourly price of price_basis")
+    price_basis: str = doc("the hourly price used for training and where it comes from ('': not trained)")
+
+
+@dataclass(kw_only=True)
+class Decision:
+    """The verdict over every measured option, with its reasons and the costs it weighed."""
+
+    verdict: Literal["finetune", "prompt", "none"] = doc(
+        "finetune: a trained candidate wins outside the noise; prompt: a prompting option is kept; none: "
+        "no option passes every gate"
+    )
+    recommended: str | None = doc("the recommended option (null: none)")
+    recommended_kind: Literal["baseline", "candidate"] | None = doc("its kind (null: none)")
+    passes_all_gates: bool = doc("the recommended option passes every gate (the exit code is 0 then)")
+    headline: str = doc("the decision in one line")
+    reasons: list[str] = doc("why, one line each: gates that failed, the noise, costs")
+    metric: str = doc("the decision metric: what 'better' is judged on (METRIC.VALUE)")
+    best_baseline: str | None = doc("the best prompting option on the decision metric")
+    comparison: PairedComparison | None = doc(
+        "the recommended candidate (when nothing passes: the best candidate) against the best prompting "
+        "option; null when no candidate is weighed or there are no paired scores (comparison_note)",
+        default=None,
+    )
+    comparison_note: str | None = doc("why no comparison was made, when one was sought", default=None)
+    costs: dict[str, OptionCost] = doc("every option's training and serving cost, by name")
+    assumptions: list[str] = doc("the prices and confidence level the decision assumes")
+
+    @staticmethod
+    def from_older(data: dict[str, Any]) -> dict[str, Any]:
+        """Schema 1 put ``{"note": why}`` in ``comparison`` when there were no paired scores."""
+        c = data.get("comparison")
+        if isinstance(c, dict) and "ci_low" not in c:
+            data["comparison"], data["comparison_note"] = None, c.get("note")
+        return data
