@@ -3,7 +3,8 @@
 Methods: LoRA (Hu et al. 2021), QLoRA (Dettmers et al. 2023: NF4 4-bit base with double quantisation, always
 ``nf4``: bitsandbytes' own default is fp4), DoRA (Liu et al. 2024), (IA)^3 (Liu et al. 2022), prefix tuning
 (Li & Liang 2021), prompt tuning (Lester et al. 2021), full finetuning, and partial finetuning (all blocks
-frozen but the top N). Defaults and their sources: ``ftharness/training/defaults.yaml``.
+frozen but the top N). Defaults and their sources: ``ftharness/training/defaults.yaml``. What each method
+trains on and produces is declared in :data:`METHODS`; the core reads it from there.
 Nothing heavy is imported at module level: ``ftharness plugins`` and ``--help`` stay fast.
 """
 
@@ -13,24 +14,33 @@ import importlib.util
 from typing import Any
 
 from ftharness.hookspecs import hookimpl
-from ftharness.training.trainer import missing_training_libraries
+from ftharness.training.trainer import Method, missing_training_libraries
 
-ADAPTER_METHODS = ("lora", "qlora", "dora", "ia3", "prefix", "prompt-tuning")
+# LoRA-family adapters fold into the base weights and combine with PEFT's add_weighted_adapter; (IA)^3
+# scales fold in too; prefix and prompt tuning add virtual tokens, which nothing folds into the weights.
+METHODS = (
+    Method("lora", "LoRA", mergeable=True, combinable=True),
+    Method("qlora", "QLoRA", mergeable=True, combinable=True),
+    Method("dora", "DoRA", mergeable=True, combinable=True),
+    Method("ia3", "(IA)^3", mergeable=True),
+    Method("prefix", "prefix tuning"),
+    Method("prompt-tuning", "prompt tuning"),
+    Method("full", "full finetuning", output="model"),
+    Method("partial", "partial finetuning", output="model"),
+)
+ADAPTERS = {m.name for m in METHODS if m.output == "adapter"}
 PROMPT_LEARNING = ("prefix", "prompt-tuning")  # virtual tokens per row: batches must stay padded
 
 
 class PeftTrainer:
     name = "peft"
-    methods = ("lora", "qlora", "dora", "ia3", "prefix", "prompt-tuning", "full", "partial")
-    requires_cuda = False
+    methods = METHODS
 
-    def unavailable_reason(self) -> str | None:
-        return missing_training_libraries()
-
-    def method_unavailable_reason(self, method: str) -> str | None:
-        if method == "qlora" and importlib.util.find_spec("bitsandbytes") is None:
+    def unavailable_reason(self, method: str | None = None) -> str | None:
+        missing = missing_training_libraries()
+        if missing is None and method == "qlora" and importlib.util.find_spec("bitsandbytes") is None:
             return "QLoRA needs bitsandbytes; install with `pip install bitsandbytes`"
-        return None
+        return missing
 
     def train(self, job: Any) -> Any:
         from ftharness.training.sft import run_sft
@@ -104,7 +114,7 @@ def prepare(model: Any, method: str, hp: dict[str, Any], *, start_adapter: Any =
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=hp["gradient_checkpointing"])
         notes["quantization"] = "bitsandbytes nf4, double quantisation"
-    if method in ADAPTER_METHODS:
+    if method in ADAPTERS:
         if start_adapter is not None:
             from peft import PeftModel
 

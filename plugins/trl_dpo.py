@@ -14,15 +14,15 @@ import warnings
 from typing import Any
 
 from ftharness.hookspecs import hookimpl
-from ftharness.training.trainer import missing_training_libraries
+from ftharness.training.trainer import Method, missing_training_libraries
 
 
 class DpoTrainer:
     name = "trl-dpo"
-    methods = ("dpo",)
-    requires_cuda = False
+    # Trains on preference pairs; the result is a LoRA adapter, which folds into the base weights.
+    methods = (Method("dpo", "DPO", data="preference", mergeable=True),)
 
-    def unavailable_reason(self) -> str | None:
+    def unavailable_reason(self, method: str | None = None) -> str | None:
         return missing_training_libraries()
 
     def train(self, job: Any) -> Any:

@@ -14,8 +14,11 @@ project's CI, which has no GPU.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from typing import Any
+
+from ftharness_plugins.peft_trainer import METHODS as PEFT_METHODS
 
 from ftharness.hookspecs import hookimpl
 
@@ -24,39 +27,28 @@ from ftharness.hookspecs import hookimpl
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-def _cuda_available() -> bool:
-    if importlib.util.find_spec("torch") is None:
-        return False
-    import torch
-
-    return bool(torch.cuda.is_available())
-
-
 class UnslothTrainer:
     name = "unsloth"
-    methods = ("lora", "qlora")
-    requires_cuda = True
+    # PEFT's LoRA and QLoRA, on CUDA only, from the base model only (no ``start_from``).
+    methods = tuple(dataclasses.replace(m, requires_cuda=True, continues=False)
+                    for m in PEFT_METHODS if m.name in ("lora", "qlora"))
 
-    def unavailable_reason(self) -> str | None:
-        if not _cuda_available():
-            reason = "needs an NVIDIA GPU with CUDA; this machine has none (trainer `peft` trains the same methods on CPU)"
-            if importlib.util.find_spec("unsloth") is None:
-                reason += "; unsloth is also not installed"
-            return reason
+    def unavailable_reason(self, method: str | None = None) -> str | None:
         if importlib.util.find_spec("unsloth") is None:
             return ("unsloth is not installed; install it in an environment of its own with "
                     "`pip install 'ftharness[unsloth]'` (it pins older trl/transformers/datasets)")
         return None
 
     def train(self, job: Any) -> Any:
-        from ftharness.errors import BadInput, EnvironmentProblem
+        from ftharness.errors import EnvironmentProblem
+        from ftharness.training.trainer import cuda_available
 
-        reason = self.unavailable_reason()
-        if reason:  # train_candidate checks this first; a direct call must not reach the import either
+        # train_candidate checks both first (the methods declare CUDA); a direct call must not reach the
+        # import either: without CUDA, importing unsloth patches transformers and falls back silently.
+        reason = None if cuda_available() else "needs an NVIDIA GPU with CUDA"
+        reason = reason or self.unavailable_reason()
+        if reason:
             raise EnvironmentProblem(f"trainer 'unsloth' cannot run here: {reason}")
-        if job.start_adapter is not None:
-            raise BadInput("the unsloth trainer starts from the base model only; use trainer `peft` to continue "
-                           "an adapter", field="start_from")
         from unsloth import FastLanguageModel  # only here: importing it patches transformers
 
         from ftharness.training.sft import run_sft

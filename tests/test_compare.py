@@ -28,11 +28,12 @@ gates:
 """
 
 
-def fake_trainers(monkeypatch):
+def builtin_plugins(monkeypatch):
+    """The built-in plugins only: no third-party plugin installed here changes what the tests see."""
     import ftharness.plugins as plugins
 
-    peft = types.SimpleNamespace(name="peft", methods=("lora", "qlora", "dora", "dpo"), requires_cuda=False)
-    monkeypatch.setattr(plugins, "trainers", lambda: {"peft": peft})
+    only_builtins = plugins.Plugins(entry_points=False)
+    monkeypatch.setattr(plugins, "get_plugins", lambda: only_builtins)
 
 
 def write_task(tmp_path: Path, extra: str = "", candidates: str | None = None, gates: str = "") -> Path:
@@ -164,7 +165,7 @@ class FakeBackend(experiment_mod.Backend):
 def fake(monkeypatch, tmp_path, check_results):
     """The fake backend for every run of the test; afterwards, every results.json the test's runs wrote
     follows the published schema."""
-    fake_trainers(monkeypatch)
+    builtin_plugins(monkeypatch)
     FakeBackend.calls = {}
     FakeBackend.fail_on = None
     monkeypatch.setattr(run_mod, "Backend", FakeBackend)
@@ -177,7 +178,7 @@ def fake(monkeypatch, tmp_path, check_results):
 
 
 def test_default_task_loads(monkeypatch):
-    fake_trainers(monkeypatch)
+    builtin_plugins(monkeypatch)
     task = load_task(None, check_plugins=False)
     assert task.name == "extraction"
     assert [c.name for c in task.candidates] == ["lora-bare-lr1e-3", "lora-bare-lr2e-3"]
@@ -208,7 +209,7 @@ def test_full_task_expands_sweep_and_orders_start_from(monkeypatch):
 BAD = {
     "unknown field": ("extra", "colour: blue", "colour"),
     "unknown trainer": ("candidates", "candidates:\n  - {name: x, trainer: nope}", "unknown trainer"),
-    "unknown method": ("candidates", "candidates:\n  - {name: x, method: telepathy}", "cannot train method"),
+    "unknown method": ("candidates", "candidates:\n  - {name: x, method: telepathy}", "peft does not train telepathy"),
     "sweep unknown hp": (
         "candidates",
         "candidates:\n  - {name: x, sweep: {rank_of_doom: [1, 2]}}",
@@ -234,7 +235,7 @@ BAD = {
 
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_bad_task_files_exit_2_with_one_line(case, tmp_path, monkeypatch, capsys):
-    fake_trainers(monkeypatch)
+    builtin_plugins(monkeypatch)
     where, text, expected = BAD[case]
     kwargs = {"extra": text} if where == "extra" else {where: text}
     path = write_task(tmp_path, **kwargs)
@@ -252,8 +253,22 @@ def test_bad_task_files_exit_2_with_one_line(case, tmp_path, monkeypatch, capsys
     assert not (tmp_path / "reports").exists()  # nothing started
 
 
+def test_a_method_the_trainer_does_not_declare_is_named_before_its_data(tmp_path, monkeypatch, capsys):
+    """`method: dpo` on the default trainer: the trainer is what is wrong, not the missing preference file."""
+    builtin_plugins(monkeypatch)
+    path = write_task(tmp_path, candidates="candidates:\n  - {name: d, method: dpo}")
+    path.write_text(path.read_text().replace(f"  preference: {EXAMPLE / 'preference.jsonl'}\n", ""))
+    assert main(["compare", str(path), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "candidates.d.method: peft does not train dpo" in err and "dpo is trained by trl-dpo" in err, err
+    assert "data.preference" not in err
+    path.write_text(path.read_text().replace("{name: d, method: dpo}", "{name: d, trainer: trl-dpo, method: dpo}"))
+    assert main(["compare", str(path), "--out", str(tmp_path / "r")]) == 2
+    assert "trains on preference pairs but data.preference is not set" in capsys.readouterr().err
+
+
 def test_missing_data_file(tmp_path, monkeypatch, capsys):
-    fake_trainers(monkeypatch)
+    builtin_plugins(monkeypatch)
     path = write_task(tmp_path)
     path.write_text(path.read_text().replace(str(EXAMPLE / "eval.jsonl"), str(tmp_path / "missing.jsonl")))
     assert main(["compare", str(path), "--out", str(tmp_path / "r")]) == 2
@@ -389,7 +404,7 @@ def test_start_from_trains_parent_first_and_adds_its_time(tmp_path, fake, capsys
     cands = """
 candidates:
   - {name: sft, method: lora, hyperparameters: {epochs: 1}}
-  - {name: dpo, method: dpo, start_from: sft}
+  - {name: dpo, trainer: trl-dpo, method: dpo, start_from: sft}
 """
     path = write_task(tmp_path, candidates=cands)
     outcome = run_mod.run_compare(path, out=tmp_path / "r", progress=False)

@@ -249,6 +249,15 @@ def test_cli_bad_candidate_files_exit_2_with_one_line(tmp_path, capsys, body, fi
     assert len(err.strip().splitlines()) == 1 and field in err and str(p) in err, err
 
 
+@pytest.mark.parametrize("method, why", [("prefix", "do not fold into the base weights"),
+                                         ("full", "has nothing to merge")])
+def test_cli_merge_to_is_refused_before_training_what_cannot_merge(tmp_path, capsys, isolated_cache, method, why):
+    p = _candidate(tmp_path, f"name: m\nmethod: {method}\ndata: {{train: {DATA / 'train_tiny.jsonl'}}}\n")
+    code, out, err = _cli(capsys, "train", str(p), "--merge-to", str(tmp_path / "merged"))
+    assert code == 2 and out == "" and why in err, err
+    assert not (isolated_cache / "artifacts").exists() or not any((isolated_cache / "artifacts").iterdir())
+
+
 def test_cli_unsloth_on_cpu_exits_3_before_any_work(tmp_path, capsys, isolated_cache):
     import torch
 
@@ -268,13 +277,14 @@ def test_cli_unsloth_on_cpu_exits_3_before_any_work(tmp_path, capsys, isolated_c
 def test_plugins_lists_unsloth_as_unavailable_here(capsys):
     import torch
 
-    from ftharness.plugins import trainers
+    from ftharness.plugins import get_plugins
 
-    found = trainers()
+    plugins = get_plugins()
+    found = plugins.entries("trainers")
     assert {"peft", "trl-dpo", "unsloth"} <= set(found)
     assert set(found["peft"].methods) >= {"lora", "qlora", "dora", "ia3", "prefix", "prompt-tuning", "full", "partial"}
     if not torch.cuda.is_available():
-        assert found["unsloth"].unavailable_reason().startswith("needs an NVIDIA GPU with CUDA")
+        assert plugins.unavailable_reason("trainers", "unsloth", "qlora").startswith("needs an NVIDIA GPU with CUDA")
         code, out, _ = _cli(capsys, "plugins", "--json")
         info = next(i for i in json.loads(out) if i["name"] == "unsloth_trainer")
         assert "unsloth" in info["unavailable"]

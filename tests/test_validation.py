@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from test_compare import EXAMPLE, FakeBackend, fake_trainers, write_task
+from test_compare import EXAMPLE, FakeBackend, builtin_plugins, write_task
 
 from ftharness.compare import experiment as experiment_mod
 from ftharness.compare import run as run_mod
@@ -122,7 +122,7 @@ class SplitBrainBackend(FakeBackend):
 
 
 def test_sweep_finalist_is_chosen_on_validation_and_only_it_meets_eval(tmp_path, monkeypatch, check_results):
-    fake_trainers(monkeypatch)
+    builtin_plugins(monkeypatch)
     SplitBrainBackend.calls = {}
     monkeypatch.setattr(run_mod, "Backend", SplitBrainBackend)
     path = write_task(tmp_path, candidates=SWEEP)
@@ -146,7 +146,7 @@ def test_sweep_finalist_is_chosen_on_validation_and_only_it_meets_eval(tmp_path,
 def test_the_trainer_never_sees_the_eval_set(tmp_path, monkeypatch):
     """What reaches train_candidate (rows, validation rows, system prompt) is identical for two different
     eval files: the artifact cannot depend on eval data."""
-    fake_trainers(monkeypatch)
+    builtin_plugins(monkeypatch)
     import ftharness.training.run as training_run
     from ftharness.training.run import examples_hash
 
@@ -185,7 +185,7 @@ def test_bare_prompt_is_the_same_at_train_and_serve_time(tmp_path, monkeypatch, 
     from ftharness.models.generation import encode_prompt
     from ftharness.training.sequences import sft_rows
 
-    fake_trainers(monkeypatch)
+    builtin_plugins(monkeypatch)
     seen = {}
 
     def capture(spec, train, validation, *, system_prompt=None, start_from=None, progress=True):
@@ -216,7 +216,7 @@ def test_bare_prompt_is_the_same_at_train_and_serve_time(tmp_path, monkeypatch, 
 
 def test_results_validate_record(tmp_path, monkeypatch, check_results):
     """A plain run (no sweep) still records its validation split."""
-    fake_trainers(monkeypatch)
+    builtin_plugins(monkeypatch)
     FakeBackend.calls = {}
     monkeypatch.setattr(run_mod, "Backend", FakeBackend)
     outcome = run_mod.run_compare(write_task(tmp_path), out=tmp_path / "r", progress=False)

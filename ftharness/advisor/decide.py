@@ -23,7 +23,6 @@ from ftharness.advisor.rules import Facts, Fired
 from ftharness.advisor.scenario import Scenario
 
 TRAINING = ("finetune", "rag+finetune", "distill", "continued-pretraining")
-_NAMES = {"lora": "LoRA", "qlora": "QLoRA", "full": "Full finetuning", "dpo": "DPO"}
 TASK_HINT = "start TASK.yaml from examples/extraction/task.yaml"
 
 # Missing field -> (value assumed, why), stated in the advice.
@@ -373,8 +372,8 @@ def _next_steps(
         steps.append("Then finetune the adapted model on labeled task examples (rerun `ftharness advise` with "
                      "--labeled-examples N).")
     steps.append(
-        f"Run `ftharness compare {task}` ({TASK_HINT}) with the zero-shot and few-shot baselines and a "
-        f"{method or 'lora'} candidate on the same held-out split{gate_text}."
+        f"Run `ftharness compare {task}` ({TASK_HINT}) with the zero-shot and few-shot baselines and "
+        f"{_candidate(method or 'lora')} on the same held-out split{gate_text}."
     )
     if fit is not None and fit.fits is False:
         steps.append("The plan does not fit the named GPU: pick one marked fits in `ftharness plan`.")
@@ -383,6 +382,24 @@ def _next_steps(
         steps.append(f"For the {'/'.join(p for p in ('preference', 'safety') if p in (s.problems or []))} "
                      f"problem, collect about {need_p} more chosen/rejected pairs for a later DPO stage.")
     return steps
+
+
+def _candidate(method: str) -> str:
+    """A candidate of ``method`` as a task file writes it, with the installed trainer that trains it."""
+    from ftharness.plugins import get_plugins
+
+    trainer = get_plugins().trainer_for(method)
+    if trainer is None:
+        return f"a {method} candidate (no installed trainer trains {method}; see `ftharness plugins`)"
+    return f"a `{{trainer: {trainer}, method: {method}}}` candidate"
+
+
+def _title(method: str) -> str:
+    """How people write ``method`` (LoRA), as its trainers declare it."""
+    from ftharness.plugins import get_plugins
+
+    declared = get_plugins().methods().get(method, {})
+    return next((d.title for d in declared.values() if d.title), method)
 
 
 def _plan_command(s: Scenario, t: dict[str, Any], model: str, fit: planning.Fit | None, method: str,
@@ -514,7 +531,7 @@ def _method_alternatives(
             "and speed." if method == "full"
             else "No GPU named, so memory was not checked: switch to QLoRA if your GPU cannot hold the plan's peak."
             if lora is None or lora.fits is None
-            else f"{_NAMES[method]} fits ({_fit_text(tried.get(method, lora))}); 4-bit weights would slow "
+            else f"{_title(method)} fits ({_fit_text(tried.get(method, lora))}); 4-bit weights would slow "
             "training and cost some accuracy."
         )
     if method != "lora":

@@ -1,14 +1,13 @@
 """`ftharness plan`: peak training memory, time and cost of one configuration, per GPU.
 
-Imports nothing heavy: the planner is arithmetic over YAML data.
+Imports nothing heavy: the planner is arithmetic over YAML data. ``--method`` takes the names the
+installed trainers declare (``ftharness plugins``); the planner says so when it has no model for one.
 """
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
-
-METHODS = ("full", "lora", "qlora", "dora", "ia3", "prefix", "prompt-tuning", "dpo")
 
 
 def _number(kind: type, low: float, high: float | None = None) -> Any:
@@ -42,7 +41,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "time and cost of one finetuning configuration, for one GPU or the whole catalogue.",
     )
     p.add_argument("--model", required=True, help="preset name (e.g. llama-3-8b) or a Hugging Face config.json")
-    p.add_argument("--method", choices=METHODS, default="lora")
+    p.add_argument("--method", default="lora",
+                   help="a training method the installed trainers declare (`ftharness plugins`; default lora)")
     p.add_argument("--rank", type=_positive_int, default=16, help="LoRA/QLoRA/DoRA rank (default 16)")
     p.add_argument("--targets", default="all-linear", help="q_proj,v_proj,... or all-linear (default)")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="bf16")
@@ -67,6 +67,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ftharness.planner import PlanRequest, estimate
+    from ftharness.plugins import get_plugins
+
+    get_plugins().check_method(args.method, field="--method")
 
     req = PlanRequest(
         model=args.model, method=args.method, rank=args.rank, targets=args.targets, precision=args.precision,

@@ -23,6 +23,8 @@ def run(args: argparse.Namespace) -> int:
     from ftharness.training.spec import load_candidate_file
 
     cf = load_candidate_file(args.candidate)
+    if args.merge_to:
+        _check_mergeable(cf)
     artifact = train_file(cf)
     merged = None
     if args.merge_to:
@@ -47,14 +49,32 @@ def train_file(cf):
 
         return combine_adapters(cf.spec, [train_file(part) for part in cf.combine])
     from ftharness.data.loading import load_dataset
+    from ftharness.plugins import get_plugins
     from ftharness.training.run import train_candidate
 
     parent = train_file(cf.start_from) if cf.start_from is not None else None
-    needs_completion = cf.spec.trainer != "trl-dpo"
+    needs_completion = get_plugins().training_method(cf.spec.trainer, cf.spec.method).data == "supervised"
     train = load_dataset(cf.train_path, format=cf.data_format, require_completion=needs_completion)
     evald = (load_dataset(cf.eval_path, format=cf.data_format, require_completion=needs_completion)
              if cf.eval_path else None)
     return train_candidate(cf.spec, train, evald, system_prompt=cf.system_prompt, start_from=parent)
+
+
+def _check_mergeable(cf) -> None:
+    """``--merge-to`` needs an adapter that folds into the base weights: say so before training."""
+    from ftharness.errors import BadInput
+    from ftharness.plugins import get_plugins
+    from ftharness.training.spec import COMBINE_METHOD
+
+    if cf.spec.method == COMBINE_METHOD:  # combined LoRA adapters merge like their parts
+        return
+    method = get_plugins().training_method(cf.spec.trainer, cf.spec.method, file=cf.path)
+    if method.output != "adapter":
+        raise BadInput(f"{cf.spec.method} trains a full model folder; --merge-to has nothing to merge",
+                       file=cf.path, field="method")
+    if not method.mergeable:
+        raise BadInput(f"{cf.spec.method} adapters do not fold into the base weights; --merge-to cannot merge them",
+                       file=cf.path, field="method")
 
 
 def _show(artifact, merged) -> None:

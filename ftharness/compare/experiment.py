@@ -101,12 +101,12 @@ def task_hash(task: Task) -> str:
 
 
 class Backend:
-    """The real pieces of the other engineers, wired together. Tests substitute a fake."""
+    """The heavy pieces (data, models, generation, training, suites), wired together. Tests substitute a
+    fake."""
 
     def __init__(self, task: Task) -> None:
         self.task = task
         self._base = None
-        self._suites: dict[str, Any] = {}
 
     # data and models --------------------------------------------------------------------------
     def load_data(self) -> LoadedData:
@@ -271,23 +271,19 @@ class Backend:
 
     # cost and memory -------------------------------------------------------------------------
     def plan(self, option: Option, data: LoadedData, seq_len: int) -> dict[str, Any] | None:
-        """The planner's estimate for the candidate as trained here (fp32 on CPU)."""
-        try:
-            from ftharness.planner import PlanRequest, estimate
-        except ImportError:
-            return None
+        """The planner's estimate for the candidate as trained here (fp32 on CPU); None for a method the
+        planner has no memory model for."""
         from ftharness.models.loading import local_model_dir
+        from ftharness.planner import PlanRequest, estimate
+        from ftharness.planner.memory import MODELLED_METHODS
 
+        method = option.entry.method
+        if method not in MODELLED_METHODS:
+            return None
         hp = option.entry.hyperparameters
         targets = hp.get("target_modules", "all-linear")
         if isinstance(targets, list):
             targets = ",".join(targets)
-        method = (
-            option.entry.method
-            if option.entry.method
-            in ("lora", "qlora", "dora", "full", "dpo", "ia3", "prefix", "prompt-tuning")
-            else "lora"
-        )
         train = data.preference if option.spec["data"] == "preference" else data.train
         req = PlanRequest(
             model=str(local_model_dir(self._base_spec()) / "config.json"),

@@ -81,7 +81,7 @@ class CandidateEntry:
     method: str = "lora"
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     start_from: str | None = None
-    data: Literal["train", "preference"] | None = None  # None: preference for dpo, else train
+    data: Literal["train", "preference"] | None = None  # None: what its method trains on (data_kind)
     sweep: dict[str, list[Any]] = field(default_factory=dict)
     seed: int | None = None
     prompt: Literal["instruction", "bare"] = field(
@@ -156,7 +156,11 @@ class Task:
 
 
 def load_task(path: str | Path | None = None, *, check_plugins: bool = True) -> Task:
-    """Read and check a task file (the bundled example when ``path`` is None)."""
+    """Read and check a task file (the bundled example when ``path`` is None).
+
+    ``check_plugins=False`` skips loading the suites and the GPU catalogue. The candidates' trainers are
+    always checked: what a candidate trains on is its method's declaration.
+    """
     path = Path(path) if path is not None else DEFAULT_TASK
     raw = load_mapping(path)
     spec = from_mapping(TaskSpec, raw, source=path)
@@ -205,9 +209,9 @@ def check_task(spec: TaskSpec, path: Path, *, check_plugins: bool = True) -> Tas
     _check_names([b.name for b in spec.baselines], [c.name for c in candidates], path)
     _check_constraints(spec, candidates, schema, path)
     candidates = order_candidates(candidates, path)
+    check_trainers(candidates, spec.candidates, path)
     for c in candidates:
-        kind = c.data or ("preference" if c.method == "dpo" else "train")
-        if kind == "preference" and preference_path is None:
+        if data_kind(c) == "preference" and preference_path is None:
             raise BadInput(
                 "this candidate trains on preference pairs but data.preference is not set",
                 file=path,
@@ -215,7 +219,6 @@ def check_task(spec: TaskSpec, path: Path, *, check_plugins: bool = True) -> Tas
             )
     suites = [_suite_ref(name, path) for name in spec.suites]
     if check_plugins:
-        check_trainers(candidates, spec.candidates, path)
         if spec.decision.gpu:
             from ftharness.planner.catalogue import get_gpu
 
@@ -395,29 +398,21 @@ def known_hyperparameters(trainer: Any, method: str) -> set[str] | None:
 
 
 def check_trainers(candidates: list[CandidateEntry], written: list[CandidateEntry], path: Path) -> None:
-    """Each candidate names an installed trainer that can train its method; sweeps and hyperparameters
-    name what the trainer knows (when it declares that)."""
-    from ftharness.plugins import trainers
+    """Each candidate names an installed trainer that trains its method (from ``start_from`` too, when it
+    has one); sweeps and hyperparameters name what the trainer knows (when it declares that)."""
+    from ftharness.plugins import get_plugins
 
-    installed = trainers()
+    plugins = get_plugins()
     swept = {c.name: set(c.sweep) for c in written}
     for c in candidates:
-        trainer = installed.get(c.trainer)
-        if trainer is None:
-            names = ", ".join(sorted(installed)) or "none installed"
+        method = plugins.training_method(c.trainer, c.method, file=path, field_prefix=f"candidates.{c.name}.")
+        if c.start_from and not method.continues:
             raise BadInput(
-                f"unknown trainer {c.trainer!r} (installed: {names})",
+                f"{c.trainer} trains {c.method} from the base model only; drop start_from or choose another trainer",
                 file=path,
-                field=f"candidates.{c.name}.trainer",
+                field=f"candidates.{c.name}.start_from",
             )
-        methods = tuple(getattr(trainer, "methods", ()))
-        if c.method not in methods:
-            raise BadInput(
-                f"trainer {c.trainer!r} cannot train method {c.method!r} (it can: {', '.join(methods)})",
-                file=path,
-                field=f"candidates.{c.name}.method",
-            )
-        known = known_hyperparameters(trainer, c.method)
+        known = known_hyperparameters(plugins.trainer(c.trainer).obj, c.method)
         if known is None:
             continue
         for key in c.hyperparameters:
@@ -438,4 +433,10 @@ def check_trainers(candidates: list[CandidateEntry], written: list[CandidateEntr
 
 
 def data_kind(c: CandidateEntry) -> str:
-    return c.data or ("preference" if c.method == "dpo" else "train")
+    """Which of the task's data files a candidate trains on: ``preference`` for a method declared to train
+    on preference pairs, else ``train``; a candidate's ``data:`` overrides it."""
+    from ftharness.plugins import get_plugins
+
+    if c.data:
+        return c.data
+    return "preference" if get_plugins().training_method(c.trainer, c.method).data == "preference" else "train"

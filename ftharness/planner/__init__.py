@@ -96,8 +96,9 @@ def _check(req: PlanRequest) -> None:
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             raise BadInput(f"must be a positive number, got {value!r}", field=name.replace("_", "-"))
 
-    if req.method not in M.METHODS:
-        raise BadInput(f"unknown method {req.method!r}; one of: {', '.join(M.METHODS)}", field="method")
+    if req.method not in M.MODELLED_METHODS:
+        raise BadInput(f"the planner has no memory model for {req.method!r}; it models: "
+                       f"{', '.join(M.MODELLED_METHODS)}", field="method")
     if req.precision not in M.PRECISION_BYTES:
         raise BadInput(f"unknown precision {req.precision!r}; one of: {', '.join(M.PRECISION_BYTES)}",
                        field="precision")

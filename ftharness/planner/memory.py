@@ -46,8 +46,10 @@ OPTIMIZER_STATE_BYTES = {
 CUDA_CONTEXT_GB = 0.5  # CUDA context + kernels: in nvidia-smi, not in max_memory_allocated
 ALLOCATOR_RESERVE = 0.10  # caching-allocator blocks reserved but not allocated, as a share of the peak
 
-PEFT_METHODS = ("lora", "qlora", "dora", "ia3", "prefix", "prompt-tuning")
-METHODS = ("full", *PEFT_METHODS, "dpo")
+# The training methods these formulas model, by the names the trainers declare them under (the list of
+# valid names is the trainers': ftharness.plugins.Plugins.methods). dpo is modelled on top of the
+# method it trains through (planner.DPO_BASES).
+MODELLED_METHODS = ("full", "lora", "qlora", "dora", "ia3", "prefix", "prompt-tuning", "dpo")
 
 
 # --- which modules a method adapts --------------------------------------------------------------------

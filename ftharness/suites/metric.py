@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from ftharness.jsonrecord import doc
 
@@ -56,6 +56,7 @@ class MetricResult:
     )
 
 
+@runtime_checkable
 class Metric(Protocol):
     """What a metric plugin registers.
 

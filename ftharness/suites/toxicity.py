@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
+@runtime_checkable
 class ToxicityScorer(Protocol):
     """Optional: ``configure(settings: dict) -> ToxicityScorer`` returns a scorer using the suite's
     settings for it (e.g. a local ``checkpoint`` path); the toxicity metric calls it when present."""

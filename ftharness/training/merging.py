@@ -85,9 +85,16 @@ def combine_adapters(spec: CandidateSpec, parts: list[Artifact]) -> Artifact:
     bases = {str(p.base_model_path) for p in parts}
     if any(p.kind != "adapter" for p in parts) or len(bases) != 1:
         raise BadInput("only adapters trained on the same base model can be combined", field="combine")
-    methods = {p.record.get("spec", {}).get("method", p.spec.method) for p in parts}
-    if not methods <= {"lora", "qlora", "dora"}:
-        raise BadInput(f"only LoRA adapters can be combined, got {', '.join(sorted(methods))}", field="combine")
+    from ftharness.plugins import get_plugins
+
+    plugins = get_plugins()
+    for p in parts:
+        trained = p.record.get("spec", {})
+        trainer, method = trained.get("trainer", p.spec.trainer), trained.get("method", p.spec.method)
+        if not plugins.training_method(trainer, method, field_prefix="combine.").combinable:
+            combinable = sorted(m for m, by in plugins.methods().items() if any(d.combinable for d in by.values()))
+            raise BadInput(f"{method} adapters cannot be combined (combinable: {', '.join(combinable)})",
+                           field="combine")
     key = sha256_json({"format": FORMAT, "combine": [p.key for p in parts], "weights": weights, "type": ctype,
                        "density": density})[:KEY_LENGTH]
     out_dir = artifacts_dir() / key

@@ -185,11 +185,11 @@ def train_candidate(
     if (out_dir / "candidate.json").is_file():
         return load_artifact(out_dir, spec)
 
-    reason = trainer.unavailable_reason()
-    if reason is None and hasattr(trainer, "method_unavailable_reason"):
-        reason = trainer.method_unavailable_reason(spec.method)
+    from ftharness.plugins import get_plugins
+
+    reason = get_plugins().unavailable_reason("trainers", spec.trainer, spec.method)
     if reason:
-        raise EnvironmentProblem(f"trainer {spec.trainer!r} cannot run here: {reason}")
+        raise EnvironmentProblem(f"trainer {spec.trainer!r} cannot train {spec.method} here: {reason}")
 
     out_dir.mkdir(parents=True, exist_ok=True)
     start_adapter = Path(start_from.path) if start_from is not None and start_from.kind == "adapter" else None

@@ -7,7 +7,6 @@ instead and calls :func:`resolve_hyperparameters` the same way, so both reject t
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -94,25 +93,19 @@ def _check_type(value: Any, kind: str, source: Any, name: str) -> Any:
 
 
 def check_spec(spec: CandidateSpec, *, source: str | Path | None = None) -> Any:
-    """Check that the spec's trainer exists and trains its method; returns the trainer object."""
-    from ftharness.plugins import trainers
+    """Check that the spec's trainer exists and trains its method (from ``start_from`` too, when it has
+    one); returns the trainer object."""
+    from ftharness.plugins import get_plugins
 
     if spec.method == COMBINE_METHOD:
         return None
-    found = trainers()
-    if spec.trainer not in found:
-        raise BadInput(
-            f"no trainer named {spec.trainer!r}; installed: {', '.join(sorted(found)) or 'none'}",
-            file=source, field="trainer",
-        )
-    trainer = found[spec.trainer]
-    if spec.method not in trainer.methods:
-        raise BadInput(
-            f"trainer {spec.trainer!r} cannot train {spec.method!r}; it trains: {', '.join(trainer.methods)}",
-            file=source, field="method",
-        )
+    plugins = get_plugins()
+    method = plugins.training_method(spec.trainer, spec.method, file=source)
+    if spec.start_from and not method.continues:
+        raise BadInput(f"{spec.trainer} trains {spec.method} from the base model only; drop start_from or "
+                       "choose another trainer", file=source, field="start_from")
     resolve_hyperparameters(spec, source=source)
-    return trainer
+    return plugins.trainer(spec.trainer).obj
 
 
 # -- candidate files ----------------------------------------------------------------------------------
@@ -218,7 +211,3 @@ def _check_combination(spec: CandidateSpec, source: Any) -> None:
     if ctype not in COMBINATION_TYPES:
         raise BadInput(f"{ctype!r} is not one of: {', '.join(COMBINATION_TYPES)}", file=source,
                        field="hyperparameters.combination_type")
-
-
-def spec_dict(spec: CandidateSpec) -> dict[str, Any]:
-    return dataclasses.asdict(spec)
