@@ -1,4 +1,4 @@
-"""Wall time of the light commands (`--help`, `advise --json`, `plan --json`) against the issue's 0.5 s
+"""Wall time of the light commands (`--help`, `advise --json`, `plan --json`) against the project's 0.5 s
 target, and proof that none of them imports torch, transformers, peft or trl.
 
 Each command runs as a fresh subprocess (the way a user runs it), 5 times; the median is reported.

@@ -13,7 +13,7 @@ skipped.
     .venv/bin/python benchmarks/constrained.py                # all 24 rows, batch 16, 104 new tokens
     .venv/bin/python benchmarks/constrained.py --rows 8 --json out.json
 
-Measured (2-core CPU, no GPU, shared with another engineer's test and profiling runs, so tokens/s move by
+Measured (2-core CPU, no GPU, shared with other test and profiling runs, so tokens/s move by
 tens of percent between runs; compare libraries within one run):
 
     model smollm2-135m-instruct (float32, cpu), 24 zero-shot prompts, batch 16, max_new_tokens 104, greedy, torch threads 1, x86_64

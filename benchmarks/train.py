@@ -52,7 +52,7 @@ step; nothing in the harness reads them). Nothing else measured faster without c
 a step is the model body's matrix products (~60 %), SDPA attention (~14 %) and LoRA dropout's random masks
 (~7 %).
 
-After (``.venv/bin/python benchmarks/train.py``; the CPU was shared with another engineer's jobs during most
+After (``.venv/bin/python benchmarks/train.py``; the CPU was shared with other jobs during most
 runs, logged every 15 s with ``top``; with two torch threads, a third busy process on one of the two cores
 slows whichever side is training by up to 3x, so only a run on a quiet CPU shows the ratio cleanly):
 

@@ -53,8 +53,3 @@ class EnvironmentProblem(FtharnessError):
 
     exit_code = 3
 
-
-class GateFailed(FtharnessError):
-    """A gate failed: the run itself worked. Exit code 1."""
-
-    exit_code = 1

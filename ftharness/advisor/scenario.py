@@ -75,7 +75,7 @@ def scenario_from_mapping(data: dict[str, Any], *, source: str | Path | None = N
 
 
 def load_scenario(path: str | Path) -> Scenario:
-    """Read a YAML or JSON scenario file (field names as in the issue's contract)."""
+    """Read a YAML or JSON scenario file (field names as :class:`Scenario`'s)."""
     return scenario_from_mapping(load_mapping(path), source=path)
 
 

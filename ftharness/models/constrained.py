@@ -15,7 +15,7 @@ The contract:
 
 Why xgrammar: measured by ``benchmarks/constrained.py`` (zero-shot on the 24 bundled extraction rows,
 embedded SmolLM2-135M-Instruct, greedy, batch 16, max_new_tokens 104, one torch thread, 2-core CPU that
-another engineer's training and profiling jobs kept busy; each library's matchers run inside this
+other training and profiling jobs kept busy; each library's matchers run inside this
 engine, the same row logic for all):
 
 | library | tokens/s | mask time | compile | schema-valid | field accuracy | cut by length |

@@ -27,8 +27,6 @@ from typing import Any
 from ftharness import ui
 from ftharness.errors import BadInput
 
-FINISH_REASONS = ("eos", "stop", "length")
-
 
 @dataclass
 class GenerationSettings:

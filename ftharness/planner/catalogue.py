@@ -16,7 +16,6 @@ from typing import Any
 from ftharness.errors import BadInput
 from ftharness.paths import package_data
 
-ARCHES = ("llama", "qwen2", "gemma2", "phi3", "gpt2")
 # model_type in a Hugging Face config.json -> the planner's arch (same module names and layer layout)
 _MODEL_TYPES = {
     "llama": "llama",
