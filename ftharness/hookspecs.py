@@ -7,12 +7,12 @@ point in the group ``ftharness``::
     [project.entry-points.ftharness]
     my_trainer = "my_package.my_module"
 
-How the hooks are called (:mod:`ftharness.plugins`): once every plugin is loaded (built-ins, then entry
-points, then any registered in code), each ``register_*`` hook is called through the plugin manager once
-per plugin that implements it, in that loading order, the first time a process needs its plugins (a
-command that trains, evaluates, plans or lists plugins). No hook is ``firstresult``: every
-implementation runs, and its return value is ignored. Hook wrappers (``@hookimpl(wrapper=True)``) of any
-plugin wrap each of those calls.
+How the hooks are called (:mod:`ftharness.plugins`): the first time the process asks for its plugins
+(:func:`ftharness.plugins.get_plugins`), every plugin is loaded (built-ins, then entry points), then each
+``register_*`` hook is called through the plugin manager once per plugin that implements it, in that
+loading order; a plugin added in code later has its hooks called when it is added. No hook is
+``firstresult``: every implementation runs, and its return value is ignored. Hook wrappers
+(``@hookimpl(wrapper=True)``) of any plugin wrap each of those calls.
 
 Each hook receives one argument, ``register`` (a :class:`Register`); the plugin calls it once per object it
 provides, as ``llm``'s ``register_models`` does. Before an object enters the registry it is checked:

@@ -244,9 +244,11 @@ class Plugins:
             raise BadInput(f"unknown trainer {name!r}; installed: {installed}", file=file, field=field)
         return entry
 
-    def training_method(self, trainer: str, method: str, *, file: Any = None, field_prefix: str = "") -> Method:
-        """What ``trainer`` declares about ``method``. BadInput when the trainer is unknown, or when it does
-        not train the method ("peft does not train dpo"), naming what it trains and who trains the method."""
+    def training_method(self, trainer: str, method: str, *, start_from: bool = False, file: Any = None,
+                        field_prefix: str = "") -> Method:
+        """What ``trainer`` declares about ``method``. BadInput when the trainer is unknown, when it does not
+        train the method ("peft does not train dpo", naming what it trains and who trains the method), or
+        when the candidate has a ``start_from`` and the method trains from the base model only."""
         entry = self.trainer(trainer, file=file, field=f"{field_prefix}trainer")
         declared = entry.methods.get(method)
         if declared is None:
@@ -255,6 +257,9 @@ class Plugins:
                          else f"no installed trainer trains {method}")
             raise BadInput(f"{trainer} does not train {method} (it trains {', '.join(entry.methods)}); {elsewhere}",
                            file=file, field=f"{field_prefix}method")
+        if start_from and not declared.continues:
+            raise BadInput(f"{trainer} trains {method} from the base model only; drop start_from or choose another "
+                           "trainer", file=file, field=f"{field_prefix}start_from")
         return declared
 
     def methods(self) -> dict[str, dict[str, Method]]:

@@ -405,13 +405,8 @@ def check_trainers(candidates: list[CandidateEntry], written: list[CandidateEntr
     plugins = get_plugins()
     swept = {c.name: set(c.sweep) for c in written}
     for c in candidates:
-        method = plugins.training_method(c.trainer, c.method, file=path, field_prefix=f"candidates.{c.name}.")
-        if c.start_from and not method.continues:
-            raise BadInput(
-                f"{c.trainer} trains {c.method} from the base model only; drop start_from or choose another trainer",
-                file=path,
-                field=f"candidates.{c.name}.start_from",
-            )
+        plugins.training_method(c.trainer, c.method, start_from=bool(c.start_from), file=path,
+                                field_prefix=f"candidates.{c.name}.")
         known = known_hyperparameters(plugins.trainer(c.trainer).obj, c.method)
         if known is None:
             continue

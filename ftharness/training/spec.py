@@ -100,10 +100,7 @@ def check_spec(spec: CandidateSpec, *, source: str | Path | None = None) -> Any:
     if spec.method == COMBINE_METHOD:
         return None
     plugins = get_plugins()
-    method = plugins.training_method(spec.trainer, spec.method, file=source)
-    if spec.start_from and not method.continues:
-        raise BadInput(f"{spec.trainer} trains {spec.method} from the base model only; drop start_from or "
-                       "choose another trainer", file=source, field="start_from")
+    plugins.training_method(spec.trainer, spec.method, start_from=bool(spec.start_from), file=source)
     resolve_hyperparameters(spec, source=source)
     return plugins.trainer(spec.trainer).obj
 
