@@ -1,4 +1,5 @@
-"""The pluggy contract between the ftharness core and its plugins.
+"""The pluggy contract between the ftharness core and its plugins: the hooks, and the Protocols of what
+each hook registers. A plugin author reads this module alone.
 
 A plugin is a module (or any object) with ``@hookimpl`` functions named as the hooks below. Built-in
 plugins live in ``plugins/`` (the ``ftharness_plugins`` package); third-party plugins declare an entry
@@ -6,6 +7,19 @@ point in the group ``ftharness``::
 
     [project.entry-points.ftharness]
     my_trainer = "my_package.my_module"
+
+What a plugin registers, by hook:
+
+- ``register_trainers``: :class:`Trainer` objects, which declare each method they train as a
+  :class:`Method`;
+- ``register_metrics``: :class:`Metric` objects;
+- ``register_toxicity_scorers``: :class:`ToxicityScorer` objects;
+- ``register_report_sections``: :class:`ReportSection` objects.
+
+The types these Protocols name (a trainer's ``TrainJob`` and ``TrainResult`` from
+:mod:`ftharness.training.trainer`, a metric's ``MetricContext`` and ``MetricResult`` from
+:mod:`ftharness.suites.metric`) live in the layers that build them: they are imported here for type
+checkers only, so that this module, like the registry that imports it, stands on the foundation alone.
 
 How the hooks are called (:mod:`ftharness.plugins`): the first time the process asks for its plugins
 (:func:`ftharness.plugins.get_plugins`), every plugin is loaded (built-ins, then entry points), then each
@@ -18,7 +32,7 @@ Each hook receives one argument, ``register`` (a :class:`Register`); the plugin 
 provides, as ``llm``'s ``register_models`` does. Before an object enters the registry it is checked:
 
 - it must follow the hook's Protocol (``isinstance`` against the runtime-checkable Protocol; for trainers,
-  ``methods`` must hold :class:`~ftharness.training.trainer.Method` declarations);
+  ``methods`` must hold :class:`Method` declarations);
 - its ``name`` must be free in its kind: a name another plugin registered first is refused, naming both
   plugins' sources, unless ``register(obj, override=True)`` asks to replace it (``ftharness plugins`` then
   shows what was replaced).
@@ -29,20 +43,145 @@ the reason. A hook that raises registers nothing from that call, and its plugin 
 
 from __future__ import annotations
 
-from typing import Protocol, TypeVar
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import pluggy
 
-from ftharness.report.sections import ReportSection
-from ftharness.suites.metric import Metric
-from ftharness.suites.toxicity import ToxicityScorer
-from ftharness.training.trainer import Trainer
+if TYPE_CHECKING:
+    from ftharness.suites.metric import MetricContext, MetricResult
+    from ftharness.training.trainer import TrainJob, TrainResult
 
 PROJECT = "ftharness"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 T_contra = TypeVar("T_contra", contravariant=True)
+
+
+# --- what plugins register ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Method:
+    """One method a trainer trains, and the facts about it the core acts on.
+
+    - ``name``: what candidate files write in ``method:`` (``lora``, ``dpo``...). The names of the methods
+      ftharness knows are the names the installed trainers declare: ``ftharness plugins`` lists them,
+      ``ftharness plan --method`` accepts them.
+    - ``title``: how people write it in prose (LoRA, QLoRA, DPO).
+    - ``data``: what it trains on. ``supervised``: prompts with a completion; ``preference``: prompts with a
+      chosen and a rejected answer. ``compare`` gives a candidate the task's ``data.train`` or
+      ``data.preference`` rows by it, and ``ftharness train`` requires completions only for ``supervised``.
+    - ``output``: ``adapter`` (a PEFT adapter folder on top of the base model) or ``model`` (a standalone
+      model folder).
+    - ``mergeable``: the adapter folds into the base weights, so ``ftharness train --merge-to`` can write a
+      standalone model (prefix and prompt tuning add virtual tokens instead and cannot).
+    - ``combinable``: the adapter is one that ``method: combine`` can merge with others (PEFT's
+      ``add_weighted_adapter`` works on LoRA-family adapters).
+    - ``continues``: it can train on top of another candidate's artifact (``start_from``).
+    - ``requires_cuda``: it needs an NVIDIA GPU with CUDA; the core checks this before any work.
+    """
+
+    name: str
+    title: str = ""
+    data: Literal["supervised", "preference"] = "supervised"
+    output: Literal["adapter", "model"] = "adapter"
+    mergeable: bool = False
+    combinable: bool = False
+    continues: bool = True
+    requires_cuda: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@runtime_checkable
+class Trainer(Protocol):
+    """What a trainer plugin registers; the registry checks every trainer against it when it registers.
+
+    - ``name``: what candidate files write in ``trainer:``.
+    - ``methods``: the :class:`Method` declarations of everything it trains (at least one).
+    - ``unavailable_reason(method)``: None when it can train ``method`` (or, with None, anything) on this
+      machine; else what is missing and what to do. Declared needs (``Method.requires_cuda``) are checked by
+      the core first: this answers for the rest (libraries, licences...). It is asked only when needed (a
+      training, ``ftharness plugins``), so it may import what it checks.
+    - ``train(job)``: train ``job.spec`` into ``job.out_dir`` and return what it measured (a
+      :class:`~ftharness.training.trainer.TrainJob` in, a :class:`~ftharness.training.trainer.TrainResult`
+      out).
+
+    Optional: ``hyperparameters(method)``, the hyperparameters the trainer accepts for a method (see
+    :func:`ftharness.compare.task.known_hyperparameters`); without it the built-in defaults table is used.
+    """
+
+    name: str
+    methods: tuple[Method, ...]
+
+    def unavailable_reason(self, method: str | None = None) -> str | None: ...
+
+    def train(self, job: TrainJob) -> TrainResult: ...
+
+
+@runtime_checkable
+class Metric(Protocol):
+    """What a metric plugin registers; the registry checks every metric against it when it registers.
+
+    - ``name``: what suites write under ``metrics:``, and the prefix of the values gates read.
+    - ``needs_model``: it reads the model itself, not only the outputs.
+    - ``compute(ctx, settings)``: the values from a
+      :class:`~ftharness.suites.metric.MetricContext` (the samples, and the model when it needs one) and
+      the suite's settings for it, as a :class:`~ftharness.suites.metric.MetricResult`.
+
+    Optional members the suite loader and runner use when a metric has them:
+
+    - ``value_names(settings) -> list[str]``: every value it can produce, so that a suite gating on a
+      value the metric never produces is rejected when the suite is loaded, not after a long run.
+    - ``check_settings(settings, *, source) -> dict``: validate the suite's settings for it (raise
+      ``BadInput`` naming ``source``) and return them normalised, e.g. paths resolved against the suite
+      file.
+    - ``needs_base_model: bool``: it compares ``ctx.model`` with ``ctx.base_model`` (forgetting), so the
+      evaluator should load the base model too.
+
+    A value it cannot compute for this run (no references, no timings) is left out of ``values`` and the
+    reason put in ``details["missing"][value_name]``: a gate on it then fails with that reason.
+    """
+
+    name: str  # "format", "task", "toxicity", "forgetting", "throughput", ...
+    needs_model: bool  # True when it must read the model itself (forgetting), not only outputs
+
+    def compute(self, ctx: MetricContext, settings: dict[str, Any]) -> MetricResult: ...
+
+
+@runtime_checkable
+class ToxicityScorer(Protocol):
+    """What a toxicity scorer plugin registers; the toxicity metric scores outputs with the one its
+    ``scorer:`` setting names.
+
+    Optional: ``configure(settings: dict) -> ToxicityScorer`` returns a scorer using the suite's settings for
+    it (e.g. a local ``checkpoint`` path); the toxicity metric calls it when present.
+    """
+
+    name: str
+
+    def unavailable_reason(self) -> str | None:
+        """None when it can score on this machine; else why not and what to do."""
+
+    def score(self, texts: list[str]) -> list[float]:
+        """A probability of toxicity in [0, 1] for each text."""
+
+
+@runtime_checkable
+class ReportSection(Protocol):
+    """What a report section plugin registers: an extra part of ``report.html``, with its ``title``."""
+
+    name: str
+    title: str
+
+    def render(self, results: dict[str, Any]) -> str:
+        """HTML for the section, from the run's results.json content. Escape everything user-derived
+        (use jinja2 with autoescape)."""
+
+
+# --- the hooks ----------------------------------------------------------------------------------------------
 
 
 class Register(Protocol[T_contra]):
@@ -55,11 +194,11 @@ class Register(Protocol[T_contra]):
 
 @hookspec
 def register_trainers(register: Register[Trainer]) -> None:
-    """Register trainers: objects following :class:`ftharness.training.trainer.Trainer`.
+    """Register trainers: objects following :class:`Trainer`.
 
     :param register: call ``register(trainer)`` once per trainer. ``trainer.name`` is what a candidate's
         ``trainer:`` names; ``trainer.methods`` declares each method it trains and the facts the core acts
-        on (data kind, CUDA, merging: :class:`ftharness.training.trainer.Method`).
+        on (data kind, CUDA, merging: :class:`Method`).
 
     Called once per plugin when plugins load; not firstresult; the return value is ignored.
     """
@@ -67,7 +206,7 @@ def register_trainers(register: Register[Trainer]) -> None:
 
 @hookspec
 def register_metrics(register: Register[Metric]) -> None:
-    """Register metrics: objects following :class:`ftharness.suites.metric.Metric`.
+    """Register metrics: objects following :class:`Metric`.
 
     :param register: call ``register(metric)`` once per metric. ``metric.name`` is what suites write under
         ``metrics:`` and the prefix of the values gates read (``format.parse_rate``).
@@ -78,7 +217,7 @@ def register_metrics(register: Register[Metric]) -> None:
 
 @hookspec
 def register_toxicity_scorers(register: Register[ToxicityScorer]) -> None:
-    """Register toxicity scorers: objects following :class:`ftharness.suites.toxicity.ToxicityScorer`.
+    """Register toxicity scorers: objects following :class:`ToxicityScorer`.
 
     :param register: call ``register(scorer)`` once per scorer. ``scorer.name`` is what the toxicity
         metric's ``scorer:`` setting names.
@@ -89,8 +228,7 @@ def register_toxicity_scorers(register: Register[ToxicityScorer]) -> None:
 
 @hookspec
 def register_report_sections(register: Register[ReportSection]) -> None:
-    """Register extra sections of ``report.html``: objects following
-    :class:`ftharness.report.sections.ReportSection`.
+    """Register extra sections of ``report.html``: objects following :class:`ReportSection`.
 
     :param register: call ``register(section)`` once per section; each registered section is rendered into
         ``report.html`` from the run's results.

@@ -16,10 +16,10 @@ left out and its plugin is listed as broken with the reason. A plugin that fails
 raises is listed the same way: a broken plugin never takes the CLI down with it, and is never used.
 
 The core asks the registry, never a name test, what a trainer can do: :meth:`Plugins.training_method`
-returns a method's :class:`~ftharness.training.trainer.Method` declaration (or says which trainer trains
+returns a method's :class:`~ftharness.hookspecs.Method` declaration (or says which trainer trains
 it), :meth:`Plugins.methods` is the list of method names every command accepts. Whether something can run
-on this machine (:meth:`Plugins.unavailable_reason`) is asked only when needed, so loading the plugins
-imports no torch.
+on this machine (:meth:`Plugins.unavailable_reason`, :func:`cuda_available`) is asked only when needed,
+so loading the plugins imports no torch.
 """
 
 from __future__ import annotations
@@ -37,10 +37,7 @@ import pluggy
 
 from ftharness import hookspecs
 from ftharness.errors import BadInput
-from ftharness.report.sections import ReportSection
-from ftharness.suites.metric import Metric
-from ftharness.suites.toxicity import ToxicityScorer
-from ftharness.training.trainer import Method, Trainer, cuda_available
+from ftharness.hookspecs import Method, Metric, ReportSection, ToxicityScorer, Trainer
 
 ENTRY_POINT_GROUP = "ftharness"
 BUILTIN_PACKAGE = "ftharness_plugins"
@@ -348,6 +345,18 @@ class Plugins:
         return {f"{entry.name}/{m}": why for m, why in per_method.items() if why}
 
 
+def cuda_available() -> bool:
+    """True when torch is installed and sees an NVIDIA GPU (imports torch: call it only when needed). What the
+    registry checks a method's ``requires_cuda`` against."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
 def _collector(offered: list[tuple[Any, bool]]) -> hookspecs.Register[Any]:
     """The ``register`` argument of one hook call: it collects, and the registry checks after the call."""
 
@@ -387,12 +396,12 @@ def _method_declarations(trainer: Any) -> tuple[str | None, dict[str, Method]]:
     """(problem, {name: Method}) for a trainer's ``methods``."""
     declared = trainer.methods
     if not isinstance(declared, tuple | list) or not declared:
-        return ("`methods` must be a non-empty tuple of ftharness.training.trainer.Method declarations, "
+        return ("`methods` must be a non-empty tuple of ftharness.hookspecs.Method declarations, "
                 f"got {declared!r}"), {}
     out: dict[str, Method] = {}
     for m in declared:
         if not isinstance(m, Method):
-            return f"`methods` must hold ftharness.training.trainer.Method declarations, got {m!r}", {}
+            return f"`methods` must hold ftharness.hookspecs.Method declarations, got {m!r}", {}
         if m.name in out:
             return f"`methods` declares {m.name!r} twice", {}
         out[m.name] = m

@@ -13,8 +13,8 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
-from ftharness.hookspecs import hookimpl
-from ftharness.training.trainer import Method, missing_training_libraries
+from ftharness.hookspecs import Method, hookimpl
+from ftharness.training.trainer import missing_training_libraries
 
 # LoRA-family adapters fold into the base weights and combine with PEFT's add_weighted_adapter; (IA)^3
 # scales fold in too; prefix and prompt tuning add virtual tokens, which nothing folds into the weights.

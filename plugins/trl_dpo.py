@@ -13,8 +13,8 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from ftharness.hookspecs import hookimpl
-from ftharness.training.trainer import Method, missing_training_libraries
+from ftharness.hookspecs import Method, hookimpl
+from ftharness.training.trainer import missing_training_libraries
 
 
 class DpoTrainer:

@@ -41,7 +41,7 @@ class UnslothTrainer:
 
     def train(self, job: Any) -> Any:
         from ftharness.errors import EnvironmentProblem
-        from ftharness.training.trainer import cuda_available
+        from ftharness.plugins import cuda_available
 
         # train_candidate checks both first (the methods declare CUDA); a direct call must not reach the
         # import either: without CUDA, importing unsloth patches transformers and falls back silently.

@@ -1,9 +1,11 @@
 """The import layers of ftharness, checked on the source with ``ast`` (nothing is imported or executed).
 
 ``LAYERS`` runs from the top (what a person runs) to the bottom (what everything else stands on). A module
-may import modules of its own layer and of the layers below it, never above; every import counts, at
-module level, inside a function or under ``if TYPE_CHECKING:``. docs/layers.md holds the same table
-for readers, and a test here keeps the two equal. Beside the layers:
+may import modules of its own layer and of the layers below it, never above; every import that runs
+counts, at module level or inside a function. An import under ``if TYPE_CHECKING:`` never runs: it only
+lets an annotation (a string) name a type of a layer above, so the layers skip it; the rules below still
+count it. docs/layers.md holds the same table for readers, and a test here keeps the two equal. Beside
+the layers:
 
 - the core (everything but ``ftharness.cli`` and ``ftharness.__main__``, its ``python -m`` entry) never
   imports ``ftharness.cli``;
@@ -50,6 +52,7 @@ class Import:
     target: str  # the imported module, resolved (``from ftharness import ui`` -> ftharness.ui)
     line: int
     module_level: bool  # runs when the importing module is imported
+    type_checking: bool = False  # under ``if TYPE_CHECKING:``: read by type checkers, never run
 
     def __str__(self) -> str:
         return f"{self.module}:{self.line} imports {self.target}"
@@ -98,17 +101,17 @@ def _imports(module: str, source: str | None = None) -> list[Import]:
     text = MODULES[module].read_text(encoding="utf-8") if source is None else source
     out: list[Import] = []
 
-    def visit(node: ast.AST, module_level: bool) -> None:
+    def visit(node: ast.AST, module_level: bool, type_checking: bool) -> None:
         if isinstance(node, ast.Import):
-            out.extend(Import(module, a.name, node.lineno, module_level) for a in node.names)
+            out.extend(Import(module, a.name, node.lineno, module_level, type_checking) for a in node.names)
         elif isinstance(node, ast.ImportFrom):
-            out.extend(Import(module, t, node.lineno, module_level) for t in _resolve(module, node))
+            out.extend(Import(module, t, node.lineno, module_level, type_checking) for t in _resolve(module, node))
         for child in ast.iter_child_nodes(node):
             nested = isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
             guarded = isinstance(node, ast.If) and _type_checking(node) and child in node.body
-            visit(child, module_level and not nested and not guarded)
+            visit(child, module_level and not nested and not guarded, type_checking or guarded)
 
-    visit(ast.parse(text), True)
+    visit(ast.parse(text), True, False)
     return out
 
 
@@ -134,10 +137,12 @@ def _ours(target: str) -> bool:
 
 
 def upward(imports: list[Import]) -> list[str]:
+    """Imports that run and go up the layers (those under ``if TYPE_CHECKING:`` never run)."""
     return [
         f"{i} ({LAYERS[layer_of(i.module)][0]} -> {LAYERS[layer_of(i.target)][0]})"
         for i in imports
-        if _ours(i.target) and layer_of(i.target) is not None and layer_of(i.target) < layer_of(i.module)
+        if not i.type_checking and _ours(i.target) and layer_of(i.target) is not None
+        and layer_of(i.target) < layer_of(i.module)
     ]
 
 
@@ -209,6 +214,8 @@ from rich.text import Text
 from . import runner
 if TYPE_CHECKING:
     import transformers
+    from ftharness.compare.task import Task
+    from ftharness.cli.render import Console
 def f():
     import peft
 """
@@ -218,6 +225,8 @@ def test_planted_imports_are_resolved_and_placed():
     found = {(i.target, i.module_level) for i in _imports("ftharness.suites.loglik", PLANTED)}
     assert {("torch", True), ("ftharness.compare.run", True), ("ftharness.suites.runner", True),
             ("transformers", False), ("peft", False)} <= found
+    guarded = {i.target for i in _imports("ftharness.suites.loglik", PLANTED) if i.type_checking}
+    assert guarded == {"transformers", "ftharness.compare.task", "ftharness.cli.render"}
 
 
 def test_planted_violations_are_reported():
@@ -226,7 +235,10 @@ def test_planted_violations_are_reported():
                                "(evaluation, training, advice -> the comparison)",
                                "ftharness.suites.loglik:5 imports ftharness.cli.render "
                                "(evaluation, training, advice -> front ends)"]
-    assert into_the_cli(planted) == ["ftharness.suites.loglik:5 imports ftharness.cli.render"]
+    # the TYPE_CHECKING import of ftharness.compare.task (line 10) never runs: not up the layers; the CLI
+    # stays out of the core even there (line 11)
+    assert into_the_cli(planted) == ["ftharness.suites.loglik:5 imports ftharness.cli.render",
+                                     "ftharness.suites.loglik:11 imports ftharness.cli.render"]
     assert rich_outside_the_cli(planted) == ["ftharness.suites.loglik:6 imports rich.text"]
     assert heavy_at_module_level(planted) == ["ftharness.suites.loglik:3 imports torch"]
     assert heavy_at_module_level(_imports("ftharness.models.loading", PLANTED)) == []  # allowed there

@@ -15,14 +15,12 @@ import pytest
 
 import ftharness.plugins as plugins_mod
 from ftharness.cli import main
-from ftharness.hookspecs import hookimpl
+from ftharness.hookspecs import Method, hookimpl
 from ftharness.plugins import Plugins, get_plugins, reset_plugins
-from ftharness.training.trainer import Method
 
 THIRD_PARTY = textwrap.dedent(
     '''
-    from ftharness.hookspecs import hookimpl
-    from ftharness.training.trainer import Method
+    from ftharness.hookspecs import Method, hookimpl
 
     CALLS = []
 
@@ -161,8 +159,7 @@ def test_plugins_json_in_a_fresh_process_lists_builtins():
 
 ACME_PEFT = textwrap.dedent(
     """
-    from ftharness.hookspecs import hookimpl
-    from ftharness.training.trainer import Method
+    from ftharness.hookspecs import Method, hookimpl
 
     class AcmePeft:
         name = "peft"
@@ -283,7 +280,7 @@ def test_an_object_that_does_not_follow_its_protocol_is_listed_broken_and_not_us
     assert not {"no-train", "string-methods"} & set(registry.get("trainers"))
     assert info.broken and info.provides == {"trainers": ["echo"]}
     assert "trainer 'no-train' not registered" in info.errors[0]
-    assert "ftharness.training.trainer.Trainer: missing train" in info.errors[0]
+    assert "ftharness.hookspecs.Trainer: missing train" in info.errors[0]
     assert "trainer 'string-methods' not registered" in info.errors[1] and "Method declarations" in info.errors[1]
     assert main(["plugins", "--json"]) == 0
     listed = {p["name"]: p for p in json.loads(capsys.readouterr().out)}

@@ -1,9 +1,10 @@
-"""The metric protocol: what a metric plugin registers through ``register_metrics``."""
+"""What a metric reads and returns: :class:`Sample`, :class:`MetricContext`, :class:`MetricResult`. The metric
+protocol itself is in :mod:`ftharness.hookspecs`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from ftharness.jsonrecord import doc
 
@@ -55,26 +56,3 @@ class MetricResult:
         default_factory=dict,
     )
 
-
-@runtime_checkable
-class Metric(Protocol):
-    """What a metric plugin registers.
-
-    Optional members the suite loader and runner use when a metric has them:
-
-    - ``value_names(settings) -> list[str]``: every value it can produce, so that a suite gating on a
-      value the metric never produces is rejected when the suite is loaded, not after a long run.
-    - ``check_settings(settings, *, source) -> dict``: validate the suite's settings for it (raise
-      ``BadInput`` naming ``source``) and return them normalised, e.g. paths resolved against the suite
-      file.
-    - ``needs_base_model: bool``: it compares ``ctx.model`` with ``ctx.base_model`` (forgetting), so the
-      evaluator should load the base model too.
-
-    A value it cannot compute for this run (no references, no timings) is left out of ``values`` and the
-    reason put in ``details["missing"][value_name]``: a gate on it then fails with that reason.
-    """
-
-    name: str  # "format", "task", "toxicity", "forgetting", "throughput", ...
-    needs_model: bool  # True when it must read the model itself (forgetting), not only outputs
-
-    def compute(self, ctx: MetricContext, settings: dict[str, Any]) -> MetricResult: ...

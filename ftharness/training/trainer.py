@@ -1,15 +1,16 @@
-"""The trainer protocol: what a trainer plugin registers through ``register_trainers``.
+"""What a trainer is given and what it returns: a :class:`TrainJob` (its :class:`CandidateSpec`, the data,
+the artifact folder) in, a :class:`TrainResult` out.
 
-A trainer declares what it trains as :class:`Method` objects; the core reads those facts (what data a
-method trains on, whether it needs CUDA, whether its adapter can be merged...) through the plugin
-registry (:mod:`ftharness.plugins`) and never tests a trainer's or a method's name.
+The trainer protocol itself, and the ``Method`` declarations through which a trainer says what it trains,
+are in :mod:`ftharness.hookspecs`; the core reads those declarations through the plugin registry
+(:mod:`ftharness.plugins`) and never tests a trainer's or a method's name.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any
 
 from ftharness.data.records import Example
 
@@ -55,75 +56,6 @@ class TrainResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class Method:
-    """One method a trainer trains, and the facts about it the core acts on.
-
-    - ``name``: what candidate files write in ``method:`` (``lora``, ``dpo``...). The names of the methods
-      ftharness knows are the names the installed trainers declare: ``ftharness plugins`` lists them,
-      ``ftharness plan --method`` accepts them.
-    - ``title``: how people write it in prose (LoRA, QLoRA, DPO).
-    - ``data``: what it trains on. ``supervised``: prompts with a completion; ``preference``: prompts with a
-      chosen and a rejected answer. ``compare`` gives a candidate the task's ``data.train`` or
-      ``data.preference`` rows by it, and ``ftharness train`` requires completions only for ``supervised``.
-    - ``output``: ``adapter`` (a PEFT adapter folder on top of the base model) or ``model`` (a standalone
-      model folder).
-    - ``mergeable``: the adapter folds into the base weights, so ``ftharness train --merge-to`` can write a
-      standalone model (prefix and prompt tuning add virtual tokens instead and cannot).
-    - ``combinable``: the adapter is one that ``method: combine`` can merge with others (PEFT's
-      ``add_weighted_adapter`` works on LoRA-family adapters).
-    - ``continues``: it can train on top of another candidate's artifact (``start_from``).
-    - ``requires_cuda``: it needs an NVIDIA GPU with CUDA; the core checks this before any work.
-    """
-
-    name: str
-    title: str = ""
-    data: Literal["supervised", "preference"] = "supervised"
-    output: Literal["adapter", "model"] = "adapter"
-    mergeable: bool = False
-    combinable: bool = False
-    continues: bool = True
-    requires_cuda: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@runtime_checkable
-class Trainer(Protocol):
-    """What a trainer plugin registers; the registry checks every trainer against it when it registers.
-
-    - ``name``: what candidate files write in ``trainer:``.
-    - ``methods``: the :class:`Method` declarations of everything it trains (at least one).
-    - ``unavailable_reason(method)``: None when it can train ``method`` (or, with None, anything) on this
-      machine; else what is missing and what to do. Declared needs (``Method.requires_cuda``) are checked by
-      the core first: this answers for the rest (libraries, licences...). It is asked only when needed (a
-      training, ``ftharness plugins``), so it may import what it checks.
-    - ``train(job)``: train ``job.spec`` into ``job.out_dir`` and return what it measured.
-
-    Optional: ``hyperparameters(method)``, the hyperparameters the trainer accepts for a method (see
-    :func:`ftharness.compare.task.known_hyperparameters`); without it the built-in defaults table is used.
-    """
-
-    name: str
-    methods: tuple[Method, ...]
-
-    def unavailable_reason(self, method: str | None = None) -> str | None: ...
-
-    def train(self, job: TrainJob) -> TrainResult: ...
-
-
-def cuda_available() -> bool:
-    """True when torch is installed and sees an NVIDIA GPU (imports torch: call it only when needed)."""
-    import importlib.util
-
-    if importlib.util.find_spec("torch") is None:
-        return False
-    import torch
-
-    return bool(torch.cuda.is_available())
 
 
 TRAINING_LIBRARIES = ("torch", "transformers", "peft", "trl", "datasets")
