@@ -3,7 +3,8 @@
 Same prompts, same model, same greedy settings, in one run. Prints generated tokens/s of both, the ratio,
 and whether the outputs agree token for token (they must, for greedy decoding).
 
-    .venv/bin/python benchmarks/generate.py                      # embedded model, 32 prompts, 64 new tokens
+    .venv/bin/python benchmarks/generate.py                      # embedded model, 32 prompts, 64 new tokens,
+                                                                 # the engine's default batch, 3 runs
     .venv/bin/python benchmarks/generate.py --batch-sizes 8,16,32 # try several engine batch sizes
     .venv/bin/python benchmarks/generate.py --json out.json       # also write the figures
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import statistics
 import time
 
 INSTRUCTIONS = [
@@ -51,18 +53,24 @@ INSTRUCTIONS = [
 
 
 def main() -> None:
+    from ftharness.models.generation import GenerationSettings
+
+    default_batch = GenerationSettings().batch_size
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="model spec (default: the embedded model)")
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--max-new-tokens", type=int, default=64)
-    parser.add_argument("--batch-sizes", default="16", help="comma-separated engine batch sizes to time")
+    parser.add_argument("--batch-sizes", default=str(default_batch),
+                        help=f"comma-separated engine batch sizes to time (default: the engine's, {default_batch})")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="runs of both sides; the ratio printed last is their median (it swings by ~1x)")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--json", help="write the figures to this JSON file")
     args = parser.parse_args()
 
     import torch
 
-    from ftharness.models.generation import GenerationSettings, encode_prompt, generate, generation_config
+    from ftharness.models.generation import generate
     from ftharness.models.loading import load_model
     from ftharness.models.prompts import render_prompt
 
@@ -76,43 +84,57 @@ def main() -> None:
     # Warm-up: the first generate call pays one-off costs that would otherwise land on whichever side runs first.
     generate(lm, prompts[:2], GenerationSettings(max_new_tokens=4, batch_size=2), progress=False)
 
-    settings = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=sizes[0])
-    config = generation_config(lm, settings)
+    figures = {"model": lm.name, "device": lm.device, "prompts": len(prompts), "max_new_tokens": args.max_new_tokens,
+               "runs": []}
+    for run in range(1, args.repeats + 1):
+        single = one_at_a_time(lm, prompts, args.max_new_tokens)
+        print(f"run {run}: one prompt at a time: {single['tokens']} tokens in {single['seconds']:.1f} s = "
+              f"{single['tokens_per_s']:.1f} tokens/s")
+        engine = []
+        for size in sizes:
+            settings = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=size)
+            start = time.perf_counter()
+            results = generate(lm, prompts, settings, progress=False)
+            engine_s = time.perf_counter() - start
+            tokens = sum(r.new_tokens for r in results)
+            agree = sum(r.text == t for r, t in zip(results, single["texts"], strict=True))
+            rate = tokens / engine_s
+            print(f"run {run}: engine, batch {size:>3}: {tokens} tokens in {engine_s:.1f} s = {rate:.1f} tokens/s, "
+                  f"speed-up {rate / single['tokens_per_s']:.2f}x, outputs identical {agree}/{len(prompts)}")
+            engine.append({"batch_size": size, "tokens": tokens, "seconds": round(engine_s, 2),
+                           "tokens_per_s": round(rate, 2), "speedup": round(rate / single["tokens_per_s"], 2),
+                           "identical": agree})
+        figures["runs"].append({"single": {k: v for k, v in single.items() if k != "texts"}, "engine": engine})
+    for i, size in enumerate(sizes):
+        ratios = [r["engine"][i]["speedup"] for r in figures["runs"]]
+        print(f"batch {size}: speed-up over one prompt at a time, median of {len(ratios)} runs: "
+              f"{statistics.median(ratios):.2f}x ({', '.join(f'{x:.2f}x' for x in ratios)})")
+    if args.json:
+        from ftharness.io import atomic_write_json
+
+        atomic_write_json(args.json, figures)
+
+
+def one_at_a_time(lm, prompts: list[str], max_new_tokens: int) -> dict:
+    """The baseline: plain ``model.generate`` on one prompt at a time, same greedy settings."""
+    import torch
+
+    from ftharness.models.generation import GenerationSettings, encode_prompt, generation_config
+
+    config = generation_config(lm, GenerationSettings(max_new_tokens=max_new_tokens))
     eos = set(config.eos_token_id)
-    single_texts, single_tokens = [], 0
+    texts, tokens = [], 0
     start = time.perf_counter()
     with torch.inference_mode():
         for p in prompts:
             ids = torch.tensor([encode_prompt(lm.tokenizer, p)], device=lm.device)
             out = lm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=config)
             new = out[0, ids.shape[1]:].tolist()
-            single_tokens += len(new)
+            tokens += len(new)
             kept = new[:-1] if new and new[-1] in eos else new
-            single_texts.append(lm.tokenizer.decode(kept, skip_special_tokens=True))
-    single_s = time.perf_counter() - start
-    single_rate = single_tokens / single_s
-    print(f"one prompt at a time: {single_tokens} tokens in {single_s:.1f} s = {single_rate:.1f} tokens/s")
-
-    figures = {"model": lm.name, "device": lm.device, "prompts": len(prompts), "max_new_tokens": args.max_new_tokens,
-               "single": {"tokens": single_tokens, "seconds": round(single_s, 2), "tokens_per_s": round(single_rate, 2)},
-               "engine": []}
-    for size in sizes:
-        settings = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=size)
-        start = time.perf_counter()
-        results = generate(lm, prompts, settings, progress=False)
-        engine_s = time.perf_counter() - start
-        tokens = sum(r.new_tokens for r in results)
-        agree = sum(r.text == t for r, t in zip(results, single_texts, strict=True))
-        rate = tokens / engine_s
-        print(f"engine, batch {size:>3}: {tokens} tokens in {engine_s:.1f} s = {rate:.1f} tokens/s, "
-              f"speed-up {rate / single_rate:.2f}x, outputs identical {agree}/{len(prompts)}")
-        figures["engine"].append({"batch_size": size, "tokens": tokens, "seconds": round(engine_s, 2),
-                                  "tokens_per_s": round(rate, 2), "speedup": round(rate / single_rate, 2),
-                                  "identical": agree})
-    if args.json:
-        from ftharness.io import atomic_write_json
-
-        atomic_write_json(args.json, figures)
+            texts.append(lm.tokenizer.decode(kept, skip_special_tokens=True))
+    seconds = time.perf_counter() - start
+    return {"tokens": tokens, "seconds": round(seconds, 2), "tokens_per_s": round(tokens / seconds, 2), "texts": texts}
 
 
 if __name__ == "__main__":
