@@ -81,6 +81,11 @@ class Constraints:
     whitespace: str = doc("the whitespace the grammar allows")
     unenforced_keywords: list[str] = doc("schema keywords it cannot enforce, each once")
     unenforced: list[dict[str, str]] = doc("each place it cannot enforce: {path, keyword, why}")
+    token_budget: int | None = doc(
+        "new tokens a constrained row may take: the schema's longest compact document, so every row closes "
+        "(null: the schema does not bound it, and the task's max_new_tokens applies)",
+        default=None,
+    )
 
 
 @dataclass(kw_only=True)
