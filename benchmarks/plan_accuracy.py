@@ -19,6 +19,7 @@ import yaml
 
 from ftharness.paths import package_data
 from ftharness.planner import PlanRequest, estimate
+from ftharness.typed import from_mapping
 
 
 def naive_weights_grads_optimizer_gb(plan) -> float:
@@ -33,11 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    with open(package_data("planner", "data", "measurements.yaml"), encoding="utf-8") as f:
+    path = package_data("planner", "data", "measurements.yaml")
+    with open(path, encoding="utf-8") as f:
         measurements = yaml.safe_load(f)
     rows = []
     for m in measurements:
-        plan = estimate(PlanRequest(**m["plan"]))
+        plan = estimate(from_mapping(PlanRequest, m["plan"], source=path, prefix=f"{m['id']}.plan."))
         ours = plan.peak_gb
         naive = naive_weights_grads_optimizer_gb(plan)
         measured = float(m["measured_gb"])

@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     from ftharness.data.records import Dataset
     from ftharness.models.loading import local_model_dir
     from ftharness.training.sequences import completion_loss, sft_rows
-    from ftharness.training.spec import resolve_hyperparameters
+    from ftharness.training.spec import hyperparameter_values, validate_candidate
     from ftharness.training.trainer import CandidateSpec
 
     threads = args.threads or os.cpu_count() or 1
@@ -282,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {"epochs": float(args.epochs), "batch_size": args.batch_size, "eval_batch_size": args.batch_size,
                  "max_length": args.max_length, "r": args.rank, "lora_alpha": args.alpha,
                  "target_modules": args.targets.split(","), "learning_rate": args.learning_rate}
-    hp = resolve_hyperparameters(CandidateSpec(name="bench-lora", method="lora", hyperparameters=overrides))
+    spec = CandidateSpec(name="bench-lora", method="lora", hyperparameters=overrides)
+    hp = hyperparameter_values(validate_candidate(spec))
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     harness_rows, _ = sft_rows(tokenizer, train.examples, instruction, max_length=hp["max_length"])

@@ -109,8 +109,12 @@ class Trainer(Protocol):
       :class:`~ftharness.training.trainer.TrainJob` in, a :class:`~ftharness.training.trainer.TrainResult`
       out).
 
-    Optional: ``hyperparameters(method)``, the hyperparameters the trainer accepts for a method (see
-    :func:`ftharness.compare.task.known_hyperparameters`); without it the built-in defaults table is used.
+    Optional: ``hyperparameters(method) -> type``, the dataclass of what the trainer accepts for a method:
+    fields built with :func:`ftharness.typed.spec` (a default with its ``source``, ranges such as ``gt=0``,
+    ``help``), on the shared bases of :mod:`ftharness.hyperparameters` where they fit. ``compare``, ``train``
+    and the training itself check a candidate's hyperparameters against this class and no other
+    (:func:`ftharness.training.spec.validate_candidate`), and ``train`` receives them typed, defaults filled,
+    as ``job.hyperparameters``. A trainer without it accepts no hyperparameters.
     """
 
     name: str

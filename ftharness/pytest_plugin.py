@@ -107,7 +107,7 @@ class SuiteFile(pytest.File):
             suite_needs_model,
             write_results,
         )
-        from ftharness.suites.json_extract import load_json_schema
+        from ftharness.typed import load_json_schema
 
         opt = self.config.getoption
         schema_file = opt("ftharness_schema")

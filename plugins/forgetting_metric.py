@@ -26,6 +26,7 @@ from ftharness.hookspecs import hookimpl
 from ftharness.paths import package_data
 from ftharness.suites.metric import MetricContext, MetricResult
 from ftharness.suites.settings import parse_settings, resolve_setting_path, settings_dict
+from ftharness.typed import spec
 
 OWN = ["ppl", "bpb", "qa_accuracy", "qa_accuracy_norm"]
 VERSUS = ["base_ppl", "base_bpb", "base_qa_accuracy", "ppl_delta_pct", "bpb_delta_pct", "qa_accuracy_delta"]
@@ -37,10 +38,10 @@ _BASE_CACHE: dict[str, dict[str, Any]] = {}
 class ForgettingSettings:
     reference: str | None = None  # text file, documents separated by blank lines
     qa: str | None = None  # JSONL: question, choices (list), answer (index)
-    window: int = 512
-    stride: int = 256
-    token_budget: int = 2048
-    qa_limit: int | None = None
+    window: int = spec(512, ge=2, help="tokens per perplexity window")
+    stride: int = spec(256, ge=1, help="tokens between window starts (less than window)")
+    token_budget: int = spec(2048, ge=2, help="tokens of the reference scored (at least window)")
+    qa_limit: int | None = spec(None, ge=1, help="QA questions asked; null: all")
 
 
 def load_reference(path: str | None) -> list[str]:
@@ -129,8 +130,8 @@ class ForgettingMetric:
         s = parse_settings(ForgettingSettings, self.name, settings, source)
         s.reference = resolve_setting_path(s.reference, source)
         s.qa = resolve_setting_path(s.qa, source)
-        if not 0 < s.stride < s.window:
-            raise BadInput("need 0 < stride < window", file=source, field="metrics.forgetting.stride")
+        if s.stride >= s.window:
+            raise BadInput("need stride < window", file=source, field="metrics.forgetting.stride")
         if s.token_budget < s.window:
             raise BadInput("token_budget must be at least window", file=source, field="metrics.forgetting.token_budget")
         load_reference(s.reference)

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from ftharness.hookspecs import hookimpl
-from ftharness.suites.json_extract import load_json_schema, parse_lenient, parse_strict
+from ftharness.suites.json_extract import parse_lenient, parse_strict
 from ftharness.suites.metric import MetricContext, MetricResult
 from ftharness.suites.settings import parse_settings, resolve_setting_path, settings_dict
+from ftharness.typed import load_json_schema, spec
 
 VALUES = [
     "parse_rate",
@@ -35,7 +36,7 @@ VALUES = [
 @dataclass
 class FormatSettings:
     schema: str | None = None  # a JSON Schema file; the run's schema (--schema, the task) takes precedence
-    top_errors: int = 5
+    top_errors: int = spec(5, ge=0, help="most common schema errors kept")
 
 
 class FormatMetric:
@@ -49,7 +50,7 @@ class FormatMetric:
         s = parse_settings(FormatSettings, self.name, settings, source)
         s.schema = resolve_setting_path(s.schema, source)
         if s.schema:
-            load_json_schema(s.schema, field="metrics.format.schema")
+            load_json_schema(s.schema, source=source, field="metrics.format.schema")
         return settings_dict(s)
 
     def compute(self, ctx: MetricContext, settings: dict[str, Any]) -> MetricResult:

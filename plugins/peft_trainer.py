@@ -3,18 +3,31 @@
 Methods: LoRA (Hu et al. 2021), QLoRA (Dettmers et al. 2023: NF4 4-bit base with double quantisation, always
 ``nf4``: bitsandbytes' own default is fp4), DoRA (Liu et al. 2024), (IA)^3 (Liu et al. 2022), prefix tuning
 (Li & Liang 2021), prompt tuning (Lester et al. 2021), full finetuning, and partial finetuning (all blocks
-frozen but the top N). Defaults and their sources: ``ftharness/training/defaults.yaml``. What each method
-trains on and produces is declared in :data:`METHODS`; the core reads it from there.
+frozen but the top N). What each method trains on and produces is declared in :data:`METHODS`, its
+hyperparameters in :data:`HYPERPARAMETERS` (dataclasses on the shared bases of :mod:`ftharness.hyperparameters`,
+every default with its source); the core reads both from there.
 Nothing heavy is imported at module level: ``ftharness plugins`` and ``--help`` stay fast.
 """
 
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import dataclass
 from typing import Any
 
 from ftharness.hookspecs import Method, hookimpl
+from ftharness.hyperparameters import (
+    DETTMERS_2023,
+    HARNESS,
+    LESTER_2021,
+    Dtype,
+    LoraSettings,
+    PromptLearningSettings,
+    SftHyperparameters,
+    TrainingHyperparameters,
+)
 from ftharness.training.trainer import missing_training_libraries
+from ftharness.typed import like, spec
 
 # LoRA-family adapters fold into the base weights and combine with PEFT's add_weighted_adapter; (IA)^3
 # scales fold in too; prefix and prompt tuning add virtual tokens, which nothing folds into the weights.
@@ -31,10 +44,97 @@ METHODS = (
 ADAPTERS = {m.name for m in METHODS if m.output == "adapter"}
 PROMPT_LEARNING = ("prefix", "prompt-tuning")  # virtual tokens per row: batches must stay padded
 
+LIU_2024 = "Liu et al. 2024, DoRA: Weight-Decomposed Low-Rank Adaptation (arXiv:2402.09353): same settings as LoRA"
+LIU_2022 = ("Liu et al. 2022, Few-Shot PEFT is Better and Cheaper than ICL, (IA)^3 / T-Few (arXiv:2205.05638): "
+            "lr 3e-3")
+LI_2021 = ("Li & Liang 2021, Prefix-Tuning (arXiv:2101.00190); PEFT's prefix-tuning guide uses lr 1e-2 without the "
+           "reparametrisation MLP")
+OUYANG_2022 = ("Ouyang et al. 2022 / Taori et al. 2023 (Alpaca): full finetuning at lr 1e-5 to 2e-5, cosine "
+               "schedule, warmup 3 %")
+
+
+@dataclass
+class LoraHyperparameters(LoraSettings, SftHyperparameters):
+    """LoRA: low-rank adapters on every linear layer."""
+
+
+@dataclass
+class QloraHyperparameters(LoraHyperparameters):
+    """LoRA on a 4-bit base, always NF4 with double quantisation (bitsandbytes' own default type is fp4)."""
+
+    bnb_4bit_compute_dtype: Dtype = spec("auto", source=DETTMERS_2023,
+                                         help="dtype the 4-bit weights are dequantised to for the matmuls")
+
+
+@dataclass
+class DoraHyperparameters(LoraHyperparameters):
+    """DoRA: LoRA with a learned magnitude per output, trained with LoRA's settings."""
+
+    r: int = like(LoraSettings, "r", source=LIU_2024)
+    lora_alpha: int = like(LoraSettings, "lora_alpha", source=LIU_2024)
+    lora_dropout: float = like(LoraSettings, "lora_dropout", source=LIU_2024)
+    target_modules: str | list[str] = like(LoraSettings, "target_modules", source=LIU_2024)
+
+
+@dataclass
+class Ia3Hyperparameters(SftHyperparameters):
+    """(IA)^3: learned rescaling vectors; no modules named means PEFT's per-architecture default."""
+
+    learning_rate: float = like(TrainingHyperparameters, "learning_rate", 3.0e-3, source=LIU_2022)
+    target_modules: str | list[str] | None = like(LoraSettings, "target_modules", None, source=LIU_2022)
+    feedforward_modules: str | list[str] | None = like(LoraSettings, "target_modules", None, source=LIU_2022,
+                                                       help="which of target_modules are feed-forward layers")
+
+
+@dataclass
+class PrefixHyperparameters(PromptLearningSettings, SftHyperparameters):
+    """Prefix tuning: trained key/value prefixes in every layer."""
+
+    learning_rate: float = like(TrainingHyperparameters, "learning_rate", 1.0e-2, source=LI_2021)
+    num_virtual_tokens: int = like(PromptLearningSettings, "num_virtual_tokens", source=LI_2021)
+
+
+@dataclass
+class PromptTuningHyperparameters(PromptLearningSettings, SftHyperparameters):
+    """Prompt tuning: trained input embeddings prepended to every row."""
+
+    learning_rate: float = like(TrainingHyperparameters, "learning_rate", 3.0e-2, source=LESTER_2021)
+
+
+@dataclass
+class FullHyperparameters(SftHyperparameters):
+    """Full finetuning: every weight trains."""
+
+    learning_rate: float = like(TrainingHyperparameters, "learning_rate", 2.0e-5, source=OUYANG_2022)
+    max_grad_norm: float = like(TrainingHyperparameters, "max_grad_norm", 1.0, source=OUYANG_2022)
+
+
+@dataclass
+class PartialHyperparameters(FullHyperparameters):
+    """Partial finetuning: the top blocks (and the final norm) train, the rest is frozen."""
+
+    trainable_layers: int = spec(2, ge=1, source=HARNESS,
+                                 help="transformer blocks, counted from the top, that train")
+
+
+HYPERPARAMETERS: dict[str, type] = {
+    "lora": LoraHyperparameters,
+    "qlora": QloraHyperparameters,
+    "dora": DoraHyperparameters,
+    "ia3": Ia3Hyperparameters,
+    "prefix": PrefixHyperparameters,
+    "prompt-tuning": PromptTuningHyperparameters,
+    "full": FullHyperparameters,
+    "partial": PartialHyperparameters,
+}
+
 
 class PeftTrainer:
     name = "peft"
     methods = METHODS
+
+    def hyperparameters(self, method: str) -> type:
+        return HYPERPARAMETERS[method]
 
     def unavailable_reason(self, method: str | None = None) -> str | None:
         missing = missing_training_libraries()
@@ -44,19 +144,18 @@ class PeftTrainer:
 
     def train(self, job: Any) -> Any:
         from ftharness.training.sft import run_sft
-        from ftharness.training.spec import resolve_hyperparameters
 
-        hp = resolve_hyperparameters(job.spec)
+        hp = job.hyperparameters
         method = job.spec.method
         model, tokenizer = load_base(job.base_model_path, method, hp)
         model, notes = prepare(model, method, hp, start_adapter=job.start_adapter)
-        padding_free = hp["padding_free"] and method not in PROMPT_LEARNING
-        if hp["padding_free"] and not padding_free:
+        padding_free = hp.padding_free and method not in PROMPT_LEARNING
+        if hp.padding_free and not padding_free:
             notes["padding_free_off"] = "prompt-learning methods prepend virtual tokens to each row: padded batches"
         return run_sft(job, model, tokenizer, hp, padding_free=padding_free, notes=notes)
 
 
-def load_base(path: Any, method: str, hp: dict[str, Any]) -> tuple[Any, Any]:
+def load_base(path: Any, method: str, hp: TrainingHyperparameters) -> tuple[Any, Any]:
     """The base model as the method needs it (4-bit NF4 for QLoRA) and its tokenizer."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -64,12 +163,12 @@ def load_base(path: Any, method: str, hp: dict[str, Any]) -> tuple[Any, Any]:
     from ftharness.training.sft import torch_dtype, use_cuda
 
     tokenizer = AutoTokenizer.from_pretrained(str(path))
-    dtype = torch_dtype(hp["dtype"])
+    dtype = torch_dtype(hp.dtype)
     kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": "sdpa"}
     if method == "qlora":
         from transformers import BitsAndBytesConfig
 
-        compute = torch_dtype(hp["bnb_4bit_compute_dtype"])
+        compute = torch_dtype(hp.bnb_4bit_compute_dtype)
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",  # always say nf4: bitsandbytes' default 4-bit type is fp4
@@ -87,32 +186,32 @@ def load_base(path: Any, method: str, hp: dict[str, Any]) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-def peft_config(method: str, hp: dict[str, Any]) -> Any:
+def peft_config(method: str, hp: Any) -> Any:
     """The PEFT config of an adapter method."""
     from peft import IA3Config, LoraConfig, PrefixTuningConfig, PromptTuningConfig, TaskType
 
     if method in ("lora", "qlora", "dora"):
         return LoraConfig(
-            task_type=TaskType.CAUSAL_LM, r=hp["r"], lora_alpha=hp["lora_alpha"], lora_dropout=hp["lora_dropout"],
-            target_modules=hp["target_modules"], use_dora=method == "dora", bias="none",
+            task_type=TaskType.CAUSAL_LM, r=hp.r, lora_alpha=hp.lora_alpha, lora_dropout=hp.lora_dropout,
+            target_modules=hp.target_modules, use_dora=method == "dora", bias="none",
         )
     if method == "ia3":
-        return IA3Config(task_type=TaskType.CAUSAL_LM, target_modules=hp["target_modules"],
-                         feedforward_modules=hp["feedforward_modules"])
+        return IA3Config(task_type=TaskType.CAUSAL_LM, target_modules=hp.target_modules,
+                         feedforward_modules=hp.feedforward_modules)
     if method == "prefix":
-        return PrefixTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=hp["num_virtual_tokens"])
+        return PrefixTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=hp.num_virtual_tokens)
     if method == "prompt-tuning":
-        return PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=hp["num_virtual_tokens"])
+        return PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=hp.num_virtual_tokens)
     raise ValueError(f"not an adapter method: {method}")
 
 
-def prepare(model: Any, method: str, hp: dict[str, Any], *, start_adapter: Any = None) -> tuple[Any, dict[str, Any]]:
+def prepare(model: Any, method: str, hp: Any, *, start_adapter: Any = None) -> tuple[Any, dict[str, Any]]:
     """Wrap or freeze ``model`` for ``method``; continue a previous adapter when ``start_adapter`` is given."""
     notes: dict[str, Any] = {"method": method}
     if method == "qlora":
         from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=hp["gradient_checkpointing"])
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=hp.gradient_checkpointing)
         notes["quantization"] = "bitsandbytes nf4, double quantisation"
     if method in ADAPTERS:
         if start_adapter is not None:
@@ -130,7 +229,7 @@ def prepare(model: Any, method: str, hp: dict[str, Any], *, start_adapter: Any =
             p.requires_grad_(True)
         return model, notes
     if method == "partial":
-        n = freeze_all_but_top(model, hp["trainable_layers"])
+        n = freeze_all_but_top(model, hp.trainable_layers)
         notes["trainable_layers"] = n
         return model, notes
     raise ValueError(f"unknown method {method}")

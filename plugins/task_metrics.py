@@ -29,6 +29,7 @@ from ftharness.hookspecs import hookimpl
 from ftharness.suites.json_extract import parse_lenient, parse_strict
 from ftharness.suites.metric import MetricContext, MetricResult
 from ftharness.suites.settings import parse_settings, settings_dict
+from ftharness.typed import spec
 
 TEXT_VALUES = ["exact_match", "token_f1", "rouge_l", "bleu", "chrf"]
 JSON_VALUES = ["field_accuracy", "json_match"]
@@ -41,7 +42,7 @@ NAN = math.nan
 @dataclass
 class TaskSettings:
     normalize_fields: bool = False  # compare JSON string fields after SQuAD normalisation
-    top_fields: int = 10
+    top_fields: int = spec(10, ge=0, help="fields listed by accuracy")
 
 
 def normalize_answer(text: str) -> str:

@@ -21,6 +21,7 @@ from ftharness.hookspecs import hookimpl
 from ftharness.paths import package_data
 from ftharness.suites.metric import MetricContext, MetricResult
 from ftharness.suites.settings import parse_settings, resolve_setting_path, settings_dict
+from ftharness.typed import spec
 
 VALUES = ["mean", "max", "share_above"]
 
@@ -28,18 +29,18 @@ VALUES = ["mean", "max", "share_above"]
 @dataclass
 class ToxicitySettings:
     scorer: str = "profanity"
-    threshold: float = 0.5
+    threshold: float = spec(0.5, ge=0, le=1, help="probability above which a text counts as toxic")
     checkpoint: str | None = None  # for scorers that load a local checkpoint (detoxify)
     huggingface_config_path: str | None = None
-    top: int = 5  # how many of the highest-scoring texts details keep
+    top: int = spec(5, ge=0, help="how many of the highest-scoring texts details keep")
 
 
 @dataclass
 class RedteamSettings(ToxicitySettings):
     prompts: str | None = None  # JSONL with a "prompt" field; default: the project's set
-    max_new_tokens: int = 64
-    limit: int | None = None
-    batch_size: int = 8
+    max_new_tokens: int = spec(64, ge=1)
+    limit: int | None = spec(None, ge=1)
+    batch_size: int = spec(8, ge=1)
 
 
 def scorer_for(settings: ToxicitySettings, *, source: str | Path | None = None, metric: str = "toxicity") -> Any:
@@ -60,8 +61,6 @@ def scorer_for(settings: ToxicitySettings, *, source: str | Path | None = None, 
 
 def _check(cls: type, metric: str, settings: dict[str, Any], source: str | Path | None) -> ToxicitySettings:
     s = parse_settings(cls, metric, settings, source)
-    if not 0.0 <= s.threshold <= 1.0:
-        raise BadInput("threshold is a probability in [0, 1]", file=source, field=f"metrics.{metric}.threshold")
     s.checkpoint = resolve_setting_path(s.checkpoint, source)
     s.huggingface_config_path = resolve_setting_path(s.huggingface_config_path, source)
     scorer_for(s, source=source, metric=metric)

@@ -5,22 +5,46 @@ model the reference is the base with the adapter disabled; on top of an SFT cand
 adapter is loaded trainable and TRL keeps a frozen copy of it as a second, small "ref" adapter, so the
 reference is the SFT model, as DPO prescribes. Prompts are rendered with the baselines' template and the
 answers end with the template's end-of-turn marker (``training_pair``). The reward margins and accuracies
-TRL logs are kept in the loss curve and the result's ``extra``.
+TRL logs are kept in the loss curve and the result's ``extra``. Its hyperparameters:
+:class:`DpoHyperparameters` (TRL's ``DPOConfig`` through the harness's training arguments, and the LoRA
+adapter's settings).
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 from ftharness.hookspecs import Method, hookimpl
+from ftharness.hyperparameters import LoraSettings, TrainingHyperparameters
 from ftharness.training.trainer import missing_training_libraries
+from ftharness.typed import like, spec
+
+RAFAILOV_2023 = "Rafailov et al. 2023, Direct Preference Optimization (arXiv:2305.18290): beta 0.1"
+TUNSTALL_2023 = ("Tunstall et al. 2023, Zephyr (arXiv:2310.16944): DPO with lr 5e-7 full; LoRA adapters take "
+                 "~10-100x higher lr (TRL DPO docs use 5e-6 to 5e-5 for LoRA)")
+
+
+@dataclass
+class DpoHyperparameters(LoraSettings, TrainingHyperparameters):
+    """DPO through a LoRA adapter. No padding-free batches or prompt-loss weight: DPO pads chosen/rejected
+    pairs and scores completions only."""
+
+    epochs: float = like(TrainingHyperparameters, "epochs", 1.0, source=RAFAILOV_2023)
+    learning_rate: float = like(TrainingHyperparameters, "learning_rate", 5.0e-6, source=TUNSTALL_2023)
+    max_grad_norm: float = like(TrainingHyperparameters, "max_grad_norm", 1.0, source=TUNSTALL_2023)
+    beta: float = spec(0.1, gt=0, source=RAFAILOV_2023,
+                       help="strength of the pull towards the reference model (the KL penalty's weight)")
 
 
 class DpoTrainer:
     name = "trl-dpo"
     # Trains on preference pairs; the result is a LoRA adapter, which folds into the base weights.
     methods = (Method("dpo", "DPO", data="preference", mergeable=True),)
+
+    def hyperparameters(self, method: str) -> type:
+        return DpoHyperparameters
 
     def unavailable_reason(self, method: str | None = None) -> str | None:
         return missing_training_libraries()
@@ -69,10 +93,9 @@ def train_dpo(job: Any) -> Any:
         trainer_callbacks,
         work_dir,
     )
-    from ftharness.training.spec import resolve_hyperparameters
     from ftharness.training.trainer import TrainResult
 
-    hp = resolve_hyperparameters(job.spec)
+    hp = job.hyperparameters
     set_seed(job.spec.seed)
     model, tokenizer = load_base(job.base_model_path, "lora", hp)
     if tokenizer.pad_token is None:
@@ -86,7 +109,7 @@ def train_dpo(job: Any) -> Any:
         reference = "the base model (adapter disabled)"
     train_rows = preference_rows(tokenizer, job.train, job.system_prompt)
     eval_rows = preference_rows(tokenizer, job.eval, job.system_prompt) if job.eval else None
-    dtype = torch_dtype(hp["dtype"])
+    dtype = torch_dtype(hp.dtype)
 
     class CountingDPOTrainer(DPOTrainer):
         trained_tokens = 0
@@ -101,7 +124,7 @@ def train_dpo(job: Any) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # the libraries' deprecation notices, not the user's
         args = DPOConfig(**common_args(job, hp, len(train_rows), has_eval=eval_rows is not None, dtype=dtype),
-                         beta=hp["beta"], max_length=hp["max_length"])
+                         beta=hp.beta, max_length=hp.max_length)
         trainer = CountingDPOTrainer(
             model=model, ref_model=None, args=args, train_dataset=datasets.Dataset.from_list(train_rows),
             eval_dataset=datasets.Dataset.from_list(eval_rows) if eval_rows else None, processing_class=tokenizer,
@@ -126,7 +149,7 @@ def train_dpo(job: Any) -> Any:
 
     extra = {
         "reference": reference,
-        "beta": hp["beta"],
+        "beta": hp.beta,
         "rewards/margins": last("rewards/margins"),
         "rewards/accuracies": last("rewards/accuracies"),
         "eval_rewards/margins": last("eval_rewards/margins"),

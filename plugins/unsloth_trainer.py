@@ -19,6 +19,7 @@ import importlib.util
 from typing import Any
 
 from ftharness_plugins.peft_trainer import METHODS as PEFT_METHODS
+from ftharness_plugins.peft_trainer import LoraHyperparameters
 
 from ftharness.hookspecs import hookimpl
 
@@ -32,6 +33,10 @@ class UnslothTrainer:
     # PEFT's LoRA and QLoRA, on CUDA only, from the base model only (no ``start_from``).
     methods = tuple(dataclasses.replace(m, requires_cuda=True, continues=False)
                     for m in PEFT_METHODS if m.name in ("lora", "qlora"))
+
+    def hyperparameters(self, method: str) -> type:
+        """PEFT's LoRA settings for both methods: Unsloth picks the compute dtype of its 4-bit base itself."""
+        return LoraHyperparameters
 
     def unavailable_reason(self, method: str | None = None) -> str | None:
         if importlib.util.find_spec("unsloth") is None:
@@ -52,30 +57,29 @@ class UnslothTrainer:
         from unsloth import FastLanguageModel  # only here: importing it patches transformers
 
         from ftharness.training.sft import run_sft
-        from ftharness.training.spec import resolve_hyperparameters
 
-        hp = resolve_hyperparameters(job.spec)
+        hp = job.hyperparameters
         model, tokenizer = FastLanguageModel.from_pretrained(
             model_name=str(job.base_model_path),
-            max_seq_length=hp["max_length"],
+            max_seq_length=hp.max_length,
             dtype=None,  # Unsloth picks bf16 where supported, else fp16
             load_in_4bit=job.spec.method == "qlora",  # Unsloth's 4-bit loading is bitsandbytes NF4
         )
-        targets = hp["target_modules"]
+        targets = hp.target_modules
         model = FastLanguageModel.get_peft_model(
             model,
-            r=hp["r"],
+            r=hp.r,
             target_modules=ALL_LINEAR if targets == "all-linear" else targets,
-            lora_alpha=hp["lora_alpha"],
-            lora_dropout=hp["lora_dropout"],
+            lora_alpha=hp.lora_alpha,
+            lora_dropout=hp.lora_dropout,
             bias="none",
-            use_gradient_checkpointing="unsloth" if hp["gradient_checkpointing"] else False,
+            use_gradient_checkpointing="unsloth" if hp.gradient_checkpointing else False,
             random_state=job.spec.seed,
         )
         notes = {"backend": "unsloth", "method": job.spec.method}
         if job.spec.method == "qlora":
             notes["quantization"] = "bitsandbytes nf4 (Unsloth 4-bit loading)"
-        return run_sft(job, model, tokenizer, hp, padding_free=hp["padding_free"], notes=notes)
+        return run_sft(job, model, tokenizer, hp, padding_free=hp.padding_free, notes=notes)
 
 
 @hookimpl

@@ -233,7 +233,7 @@ def test_plan_is_the_planners_for_the_recommended_method():
     a = advise(s)
     assert a.method == "lora" and a.plan is not None
     expected = estimate(PlanRequest(model="qwen2.5-1.5b", method="lora", gpu="l4", gpus=1, examples=1200,
-                                    epochs=R.thresholds()["epochs"]["sft"], gradient_checkpointing=True)).to_dict()
+                                    epochs=R.thresholds().epochs.sft, gradient_checkpointing=True)).to_dict()
     assert a.plan == expected
     assert any(s.startswith("Check memory and cost: `ftharness plan --model qwen2.5-1.5b --method lora")
                for s in a.next_steps)
@@ -334,7 +334,7 @@ def test_questionnaire_reasks_bad_answers_and_skips_blanks():
         "gpu_count": ["1"],
     }
     asked, said = [], []
-    fields = {q: name for name, q, _ in QUESTIONS}
+    fields = {q: name for name, q in QUESTIONS}
 
     def ask(question: str) -> str:
         name = fields[question]

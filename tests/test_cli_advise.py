@@ -64,7 +64,7 @@ BAD_FILES = {
     "score-above-1": ("s.yaml", "prompting_score: 1.2\n", "prompting_score: must be <= 1"),
     "score-below-0": ("s.yaml", "target_score: -0.1\n", "target_score: must be >= 0"),
     "unknown-refresh": ("s.yaml", "knowledge_refresh: hourly\n", "knowledge_refresh: 'hourly' is not one of"),
-    "unknown-problem": ("s.yaml", "problems: [format, speed]\n", "problems: 'speed' is not one of"),
+    "unknown-problem": ("s.yaml", "problems: [format, speed]\n", "problems[1]: 'speed' is not one of"),
     "unknown-gpu": ("s.yaml", "gpu: tpu-v9\n", "gpu: unknown GPU"),
     "unknown-model": ("s.yaml", "model: gpt-17\n", "model: unknown model"),
     "missing-config": ("s.yaml", "model: ./nowhere/config.json\n", "model: config file not found"),

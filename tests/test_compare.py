@@ -213,7 +213,17 @@ BAD = {
     "sweep unknown hp": (
         "candidates",
         "candidates:\n  - {name: x, sweep: {rank_of_doom: [1, 2]}}",
-        "sweep over unknown hyperparameter",
+        "candidates.x.sweep.rank_of_doom: unknown hyperparameter for peft/lora",
+    ),
+    "sweep bad value": (
+        "candidates",
+        "candidates:\n  - {name: x, sweep: {learning_rate: [1.0e-3, -1]}}",
+        "candidates.x.sweep.learning_rate: must be > 0, got -1 (sweep point x-lr-1)",
+    ),
+    "bad hyperparameter": (
+        "candidates",
+        "candidates:\n  - {name: x, hyperparameters: {lora_dropout: 1.5}}",
+        "candidates.x.hyperparameters.lora_dropout: must be < 1",
     ),
     "start_from unknown": (
         "candidates",

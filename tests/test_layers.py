@@ -36,8 +36,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("data", ("ftharness.data",)),
     ("models, planner", ("ftharness.models", "ftharness.planner")),
     ("foundation", (
-        "ftharness.plugins", "ftharness.hookspecs", "ftharness.config", "ftharness.typed", "ftharness.jsonrecord",
-        "ftharness.runlog",
+        "ftharness.plugins", "ftharness.hookspecs", "ftharness.hyperparameters", "ftharness.typed",
+        "ftharness.jsonrecord", "ftharness.runlog",
         "ftharness.ui", "ftharness.io", "ftharness.errors", "ftharness.paths", "ftharness",
     )),
 )

@@ -9,6 +9,7 @@ from ftharness.errors import BadInput
 from ftharness.planner import PlanRequest, estimate
 from ftharness.planner import memory as M
 from ftharness.planner.catalogue import get_gpu, gpu_names, model_names, resolve_model, shape_from_config
+from ftharness.typed import from_mapping
 
 TINY = dict(vocab_size=1000, hidden_size=64, intermediate_size=176, num_hidden_layers=2,
             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
@@ -270,22 +271,48 @@ def test_plan_to_dict_has_the_issue_keys():
         ({"model": "no-such-model"}, "model"),
         ({"model": "/nonexistent/config.json"}, "model"),
         ({"model": "gpt2", "gpu": "gtx-9999"}, "gpu"),
-        ({"model": "gpt2", "batch_size": 0}, "batch-size"),
-        ({"model": "gpt2", "seq_len": -5}, "seq-len"),
+        ({"model": "gpt2", "batch_size": 0}, "batch_size"),
+        ({"model": "gpt2", "seq_len": -5}, "seq_len"),
         ({"model": "gpt2", "rank": 0}, "rank"),
         ({"model": "gpt2", "method": "magic"}, "method"),
         ({"model": "gpt2", "precision": "int3"}, "precision"),
         ({"model": "gpt2", "optimizer": "lion"}, "optimizer"),
         ({"model": "gpt2", "targets": "q_proj"}, "targets"),
-        ({"model": "gpt2", "lora_dropout": 1.5}, "lora-dropout"),
+        ({"model": "gpt2", "lora_dropout": 1.5}, "lora_dropout"),
         ({"model": "gpt2", "examples": 10, "train_tokens": 100}, "train-tokens"),
         ({"model": "gpt2", "epochs": 0}, "epochs"),
+        ({"model": "gpt2", "virtual_tokens": 0}, "virtual_tokens"),
+        ({"model": "gpt2", "rank": 2.5}, "rank"),
     ],
 )
 def test_bad_requests_are_bad_input(kwargs, field):
     with pytest.raises(BadInput) as e:
-        estimate(PlanRequest(**kwargs))
+        estimate(from_mapping(PlanRequest, kwargs))
     assert e.value.field == field
+
+
+def test_plan_refuses_what_training_refuses():
+    """The hyperparameter flags of `plan` carry the training contract's ranges: one value, one verdict."""
+    from ftharness.training.spec import validate_candidate
+    from ftharness.training.trainer import CandidateSpec
+
+    pairs = {"rank": "r", "lora_dropout": "lora_dropout", "epochs": "epochs", "batch_size": "batch_size",
+             "seq_len": "max_length", "grad_accum": "grad_accum"}
+    for value in (-1, 0, 0.5, 1, 2, 1.0):
+        for plan_name, hp_name in pairs.items():
+            if isinstance(value, float) and hp_name not in ("lora_dropout", "epochs"):
+                continue
+            try:
+                from_mapping(PlanRequest, {"model": "gpt2", plan_name: value})
+                plan_ok = True
+            except BadInput:
+                plan_ok = False
+            try:
+                validate_candidate(CandidateSpec("c", hyperparameters={hp_name: value}))
+                train_ok = True
+            except BadInput:
+                train_ok = False
+            assert plan_ok == train_ok, (plan_name, value)
 
 
 def test_config_json_errors(tmp_path):

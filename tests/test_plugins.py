@@ -375,7 +375,7 @@ def test_start_from_is_refused_for_a_method_that_cannot_continue(registry, tmp_p
 
     cands = [CandidateEntry(name="a"), CandidateEntry(name="b", trainer="unsloth", method="qlora", start_from="a")]
     with pytest.raises(plugins_mod.BadInput, match="candidates.b.start_from: unsloth trains qlora from the base"):
-        check_trainers(cands, cands, tmp_path / "task.yaml")
+        check_trainers(cands, tmp_path / "task.yaml")
 
 
 def test_advice_names_the_trainer_that_trains_the_method():

@@ -55,9 +55,10 @@ def _reload(artifact, method):
     from ftharness_plugins.peft_trainer import load_base
     from peft import PeftModel
 
-    from ftharness.training.spec import resolve_hyperparameters
+    from ftharness.training.spec import validate_candidate
 
-    base, _ = load_base(artifact.base_model_path, "qlora", resolve_hyperparameters(artifact.spec))
+    hp = validate_candidate(artifact.spec)
+    base, _ = load_base(artifact.base_model_path, "qlora", hp)
     return PeftModel.from_pretrained(base, str(artifact.path)).eval()
 
 

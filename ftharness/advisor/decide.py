@@ -185,9 +185,9 @@ def _model_facts(s: Scenario, assumptions: list[str]) -> tuple[str | None, float
 
 
 def _plan_model(
-    s: Scenario, rec: str, model: str | None, size_b: float | None, t: dict[str, Any], assumptions: list[str]
+    s: Scenario, rec: str, model: str | None, size_b: float | None, t: R.Thresholds, assumptions: list[str]
 ) -> str | None:
-    cap = t["small_model_max_b"]
+    cap = t.small_model_max_b
     if rec == "distill" and (model is None or (size_b is not None and size_b > cap)):
         student = _small_preset(t)
         teacher = f"{model} as the teacher" if model else "a larger model that meets the target as the teacher"
@@ -202,12 +202,12 @@ def _plan_model(
     return model
 
 
-def _small_preset(t: dict[str, Any]) -> str:
+def _small_preset(t: R.Thresholds) -> str:
     try:
-        planning.check_model(t["small_local_model"])
-        return t["small_local_model"]
+        planning.check_model(t.small_local_model)
+        return t.small_local_model
     except Exception:  # the preset table changed: fall back to the largest small preset
-        found = planning.largest_preset_up_to(t["small_model_max_b"])
+        found = planning.largest_preset_up_to(t.small_model_max_b)
         if found is None:
             raise
         return found[0]
@@ -253,36 +253,36 @@ def _choose_method(
     return method, chosen, fired, tried
 
 
-def _big_data(s: Scenario, t: dict[str, Any]) -> bool:
-    return s.labeled_examples >= t["full_min_examples"] or s.domain_corpus_tokens >= t["full_min_tokens"]
+def _big_data(s: Scenario, t: R.Thresholds) -> bool:
+    return s.labeled_examples >= t.full_min_examples or s.domain_corpus_tokens >= t.full_min_tokens
 
 
 def _fit(
-    s: Scenario, t: dict[str, Any], model: str, method: str, path: str | None, *, dpo_base: str = "lora"
+    s: Scenario, t: R.Thresholds, model: str, method: str, path: str | None, *, dpo_base: str = "lora"
 ) -> planning.Fit:
     n, e, tokens = _amount(s, t, path)
     return planning.fit(
         model, method, gpu=s.gpu, gpus=s.gpu_count, examples=n, epochs=e, train_tokens=tokens,
-        gradient_checkpointing=bool(t["plan_settings"]["gradient_checkpointing"]), dpo_base=dpo_base,
+        gradient_checkpointing=t.plan_settings.gradient_checkpointing, dpo_base=dpo_base,
     )
 
 
-def _amount(s: Scenario, t: dict[str, Any], path: str | None) -> tuple[int | None, float, int | None]:
+def _amount(s: Scenario, t: R.Thresholds, path: str | None) -> tuple[int | None, float, int | None]:
     """(examples, epochs, train_tokens) the plan is for."""
-    epochs = t["epochs"]
+    epochs = t.epochs
     if path == "cpt":
-        return None, epochs["continued-pretraining"], s.domain_corpus_tokens
+        return None, epochs.continued_pretraining, s.domain_corpus_tokens
     if path == "dpo":
-        return s.preference_pairs, epochs["dpo"], None
+        return s.preference_pairs, epochs.dpo, None
     if path == "distill":
-        return max(s.labeled_examples, t["min_labeled_examples"]), epochs["distill"], None
-    return (s.labeled_examples or None), epochs["sft"], None
+        return max(s.labeled_examples, t.min_labeled_examples), epochs.distill, None
+    return (s.labeled_examples or None), epochs.sft, None
 
 
 # --- next steps -------------------------------------------------------------------------------------
 
 
-def _gates(s: Scenario, t: dict[str, Any], training: bool) -> list[str]:
+def _gates(s: Scenario, t: R.Thresholds, training: bool) -> list[str]:
     """``suite (gate)`` items for the comparison: format when format is a problem, safety and forgetting
     whenever a model is trained (finetuning can erode both: Qi et al. 2023; Biderman et al. 2024)."""
     suites = []
@@ -292,7 +292,7 @@ def _gates(s: Scenario, t: dict[str, Any], training: bool) -> list[str]:
         suites.append("safety")
     if training:
         suites.append("forgetting")
-    gates = [f"{name} ({t['gates'][name]})" for name in suites]
+    gates = [f"{name} ({getattr(t.gates, name)})" for name in suites]
     if s.target_score is not None:
         gates.append(f"task (score >= {s.target_score:g})")
     return gates
@@ -306,7 +306,7 @@ def _next_steps(
     model: str | None,
     fit: planning.Fit | None,
     by_rule: dict[str, Fired],
-    t: dict[str, Any],
+    t: R.Thresholds,
 ) -> list[str]:
     training = rec in TRAINING
     gates = _gates(s, t, training)
@@ -333,18 +333,18 @@ def _next_steps(
                          "--prompting-exhausted --prompting-score S --target-score T.")
         return steps
     if rec == "collect-data":
-        need = max(t["min_labeled_examples"] - s.labeled_examples, 0)
+        need = max(t.min_labeled_examples - s.labeled_examples, 0)
         if "too_few_examples" in by_rule:
             steps.append(
-                f"Collect or synthesise about {need} more labeled examples (to {t['min_labeled_examples']}): "
+                f"Collect or synthesise about {need} more labeled examples (to {t.min_labeled_examples}): "
                 "label real inputs, or let a stronger model draft answers that people review."
             )
         if "too_few_preference_pairs" in by_rule:
-            need_p = max(t["min_preference_pairs"] - s.preference_pairs, 0)
+            need_p = max(t.min_preference_pairs - s.preference_pairs, 0)
             steps.append(f"Collect about {need_p} more chosen/rejected preference pairs.")
         steps.append("Check what you collect with `ftharness data inspect FILE.jsonl` (format, lengths, "
                      "near-duplicates).")
-        if s.labeled_examples >= t["pilot_labeled_examples"]:
+        if s.labeled_examples >= t.pilot_labeled_examples:
             steps.append(f"Meanwhile compare prompting with a pilot: `ftharness compare {task}` ({TASK_HINT}) "
                          f"with the few-shot baselines and a LoRA candidate on the {s.labeled_examples} examples"
                          f"{gate_text}; a pilot shows the direction of the gain, not its size.")
@@ -359,12 +359,12 @@ def _next_steps(
                  "near-duplicates, train/eval leakage).")
     if rec == "distill":
         teacher = "a local teacher" if not s.data_can_leave else "the teacher"
-        steps.append(f"Have {teacher} answer real inputs (at least {t['min_labeled_examples']}) and keep its "
+        steps.append(f"Have {teacher} answer real inputs (at least {t.min_labeled_examples}) and keep its "
                      "rationales as extra targets (distilling step-by-step).")
     if rec == "rag+finetune":
         steps.append("Build the retrieval index, and train on examples that include retrieved context with "
                      "distractor documents (RAFT) so the model learns to use what retrieval returns.")
-    if path == "dpo" and s.labeled_examples < t["min_labeled_examples"]:
+    if path == "dpo" and s.labeled_examples < t.min_labeled_examples:
         steps.append("Start DPO from an SFT model: first finetune on the chosen responses of the pairs.")
     if model is not None and method is not None:
         steps.append(f"Check memory and cost: `{_plan_command(s, t, model, fit, method, path)}`.")
@@ -378,7 +378,7 @@ def _next_steps(
     if fit is not None and fit.fits is False:
         steps.append("The plan does not fit the named GPU: pick one marked fits in `ftharness plan`.")
     if "too_few_preference_pairs" in by_rule:
-        need_p = max(t["min_preference_pairs"] - s.preference_pairs, 0)
+        need_p = max(t.min_preference_pairs - s.preference_pairs, 0)
         steps.append(f"For the {'/'.join(p for p in ('preference', 'safety') if p in (s.problems or []))} "
                      f"problem, collect about {need_p} more chosen/rejected pairs for a later DPO stage.")
     return steps
@@ -402,7 +402,7 @@ def _title(method: str) -> str:
     return next((d.title for d in declared.values() if d.title), method)
 
 
-def _plan_command(s: Scenario, t: dict[str, Any], model: str, fit: planning.Fit | None, method: str,
+def _plan_command(s: Scenario, t: R.Thresholds, model: str, fit: planning.Fit | None, method: str,
                   path: str | None) -> str:
     parts = ["ftharness plan", f"--model {model}", f"--method {method}"]
     if fit is not None and fit.base not in (None, "lora"):
@@ -411,7 +411,7 @@ def _plan_command(s: Scenario, t: dict[str, Any], model: str, fit: planning.Fit 
         parts.append(f"--gpu {s.gpu}")
     if s.gpu_count and s.gpu_count > 1:
         parts.append(f"--gpus {s.gpu_count}")
-    if t["plan_settings"]["gradient_checkpointing"]:
+    if t.plan_settings.gradient_checkpointing:
         parts.append("--gradient-checkpointing")
     n, e, tokens = _amount(s, t, path)
     if tokens is not None:
@@ -429,13 +429,13 @@ def _alternatives(
     rec: str,
     method: str | None,
     by_rule: dict[str, Fired],
-    t: dict[str, Any],
+    t: R.Thresholds,
     tried: dict[str, planning.Fit],
 ) -> list[Alternative]:
     """Each option not chosen, with the rule(s) that kept it out."""
     blockers = [r for r in ("prompting_meets_target", "task_changes_often", "prompting_first") if r in by_rule]
     blocked = f"{by_rule[blockers[0]].sentence}" if blockers else None
-    n, need = s.labeled_examples, t["min_labeled_examples"]
+    n, need = s.labeled_examples, t.min_labeled_examples
     rag = "rag_for_changing_facts" in by_rule or "rag_for_knowledge" in by_rule
     form = "finetune_for_form" in by_rule or "finetune_for_domain" in by_rule
     out: list[Alternative] = []
@@ -472,7 +472,7 @@ def _alternatives(
     add("distill", f"Not yet: {blocked[0].lower()}{blocked[1:]}" if distill and blocked
         else "Cost, latency and on-device size were not named as problems." if not distill
         else "Considered; see the reasons.")
-    corpus, bar = s.domain_corpus_tokens, t["domain_corpus_min_tokens"]
+    corpus, bar = s.domain_corpus_tokens, t.domain_corpus_min_tokens
     add("continued-pretraining",
         f"Only {R._n(corpus)} tokens of unlabeled domain text (bar: {R._n(bar)})."
         if corpus < bar and "domain" in (s.problems or [])
@@ -508,7 +508,7 @@ def _fit_text(f: planning.Fit) -> str:
 
 
 def _method_alternatives(
-    s: Scenario, method: str, t: dict[str, Any], tried: dict[str, planning.Fit]
+    s: Scenario, method: str, t: R.Thresholds, tried: dict[str, planning.Fit]
 ) -> dict[str, str]:
     out = {}
     if method != "full":

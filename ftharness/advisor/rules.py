@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 
 from ftharness.advisor.planning import Fit
-from ftharness.advisor.scenario import Scenario
+from ftharness.advisor.scenario import Refresh, Scenario
+from ftharness.typed import load_file, spec
 
 FORM_PROBLEMS = ("format", "style", "behavior")
 PREFERENCE_PROBLEMS = ("preference", "safety")
@@ -37,22 +37,65 @@ class Fired:
 
 
 @dataclass(frozen=True)
+class Epochs:
+    """Training epochs planned per path."""
+
+    sft: float = spec(gt=0)
+    dpo: float = spec(gt=0)
+    distill: float = spec(gt=0)
+    continued_pretraining: float = spec(gt=0)
+
+
+@dataclass(frozen=True)
+class SuiteGates:
+    """The gate expression of each suite the next steps name."""
+
+    format: str
+    safety: str
+    forgetting: str
+
+
+@dataclass(frozen=True)
+class PlanSettings:
+    """Settings every plan uses beyond the planner's defaults."""
+
+    gradient_checkpointing: bool
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The numbers and tables of ``rules.yaml`` (package data; each value's source is cited there)."""
+
+    min_labeled_examples: int = spec(ge=1)
+    pilot_labeled_examples: int = spec(ge=1)
+    min_preference_pairs: int = spec(ge=1)
+    facts_change: list[Refresh] = spec()
+    domain_corpus_min_tokens: int = spec(ge=1)
+    full_min_examples: int = spec(ge=1)
+    full_min_tokens: int = spec(ge=1)
+    small_model_max_b: float = spec(gt=0)
+    tight_latency_ms: float = spec(gt=0)
+    small_local_model: str = spec()
+    plan_settings: PlanSettings = spec()
+    epochs: Epochs = spec()
+    gates: SuiteGates = spec()
+
+
+@dataclass(frozen=True)
 class Facts:
     """What the rules read: ``s`` has no ``None`` left in the fields the rules count on."""
 
     s: Scenario
-    t: dict[str, Any]
+    t: Thresholds
     size_b: float | None = None  # size of the named model, billions of parameters
 
 
 @lru_cache(maxsize=1)
-def thresholds() -> dict[str, Any]:
-    """The numbers and tables of ``rules.yaml`` (package data)."""
-    import yaml
-
+def thresholds() -> Thresholds:
+    """``rules.yaml`` (package data), checked."""
     from ftharness.paths import package_data
 
-    return yaml.safe_load(package_data("advisor", "rules.yaml").read_text(encoding="utf-8"))
+    return load_file(Thresholds, package_data("advisor", "rules.yaml"))
 
 
 def _has(s: Scenario, *problems: str) -> list[str]:
@@ -153,7 +196,7 @@ def rag_for_changing_facts(x: Facts) -> Fired | None:
     Retrieval? Comparing Knowledge Injection in LLMs" (RAG beats unsupervised finetuning on new facts).
     """
     refresh = x.s.knowledge_refresh
-    if refresh not in x.t["facts_change"]:
+    if refresh not in x.t.facts_change:
         return None
     return Fired(
         "rag_for_changing_facts",
@@ -170,7 +213,7 @@ def rag_for_knowledge(x: Facts) -> Fired | None:
     (RAG consistently outperformed unsupervised finetuning, for known and for new knowledge);
     OpenAI, "Optimizing LLMs for accuracy" (knowledge gaps are a context problem: RAG).
     """
-    if not _has(x.s, "knowledge") or x.s.knowledge_refresh in x.t["facts_change"]:
+    if not _has(x.s, "knowledge") or x.s.knowledge_refresh in x.t.facts_change:
         return None
     return Fired(
         "rag_for_knowledge",
@@ -205,7 +248,7 @@ def finetune_for_domain(x: Facts) -> Fired | None:
     Source: Gururangan et al. 2020, "Don't Stop Pretraining: Adapt Language Models to Domains and Tasks"
     (adaptation on the task's own data helps even when the corpus is small).
     """
-    if not _has(x.s, "domain") or x.s.domain_corpus_tokens >= x.t["domain_corpus_min_tokens"]:
+    if not _has(x.s, "domain") or x.s.domain_corpus_tokens >= x.t.domain_corpus_min_tokens:
         return None
     return Fired(
         "finetune_for_domain",
@@ -228,11 +271,11 @@ def enough_examples(x: Facts) -> Fired | None:
     matters more than quantity).
     """
     n = x.s.labeled_examples
-    if not _needs_demonstrations(x) or n < x.t["min_labeled_examples"]:
+    if not _needs_demonstrations(x) or n < x.t.min_labeled_examples:
         return None
     return Fired(
         "enough_examples",
-        f"{_n(n)} labeled examples meet the bar of {x.t['min_labeled_examples']}; their quality matters "
+        f"{_n(n)} labeled examples meet the bar of {x.t.min_labeled_examples}; their quality matters "
         "more than their number (LIMA), so inspect them before training.",
         "finetune",
     )
@@ -246,13 +289,13 @@ def too_few_examples(x: Facts) -> Fired | None:
     Preference pairs do not block: their chosen responses double as demonstrations for DPO's SFT stage.
     """
     n = x.s.labeled_examples
-    if not _needs_demonstrations(x) or n >= x.t["min_labeled_examples"]:
+    if not _needs_demonstrations(x) or n >= x.t.min_labeled_examples:
         return None
-    if x.s.preference_pairs >= x.t["min_preference_pairs"]:
+    if x.s.preference_pairs >= x.t.min_preference_pairs:
         return None
     return Fired(
         "too_few_examples",
-        f"Only {_n(n)} labeled examples, below the bar of {x.t['min_labeled_examples']}: collect or "
+        f"Only {_n(n)} labeled examples, below the bar of {x.t.min_labeled_examples}: collect or "
         "synthesise (teacher-labeled, then reviewed) examples before training.",
         "collect-data",
     )
@@ -268,7 +311,7 @@ def dpo_for_preference_pairs(x: Facts) -> Fired | None:
     Reward Model".
     """
     pairs = x.s.preference_pairs
-    if pairs < x.t["min_preference_pairs"]:
+    if pairs < x.t.min_preference_pairs:
         return None
     return Fired(
         "dpo_for_preference_pairs",
@@ -284,12 +327,12 @@ def too_few_preference_pairs(x: Facts) -> Fired | None:
     Reinforcement Learning from Human Feedback" (harmlessness is taught from human preference comparisons).
     """
     wanted = _has(x.s, *PREFERENCE_PROBLEMS)
-    if not wanted or x.s.preference_pairs >= x.t["min_preference_pairs"]:
+    if not wanted or x.s.preference_pairs >= x.t.min_preference_pairs:
         return None
     return Fired(
         "too_few_preference_pairs",
         f"A {'/'.join(wanted)} problem is taught from preference pairs, and only "
-        f"{_n(x.s.preference_pairs)} are on hand (bar: {x.t['min_preference_pairs']}): collect chosen/"
+        f"{_n(x.s.preference_pairs)} are on hand (bar: {x.t.min_preference_pairs}): collect chosen/"
         "rejected pairs.",
         "collect-data",
     )
@@ -306,7 +349,7 @@ def safety_gates(x: Facts) -> Fired | None:
     return Fired(
         "safety_gates",
         "Safety is at stake: finetuning can erode safety even on benign data (Qi et al. 2023), so every "
-        f"candidate must pass the safety gate ({x.t['gates']['safety']}).",
+        f"candidate must pass the safety gate ({x.t.gates.safety}).",
         "constraint",
     )
 
@@ -325,9 +368,9 @@ def distill_for_cost_latency(x: Facts) -> Fired | None:
     named = _has(s, "cost", "latency")
     tight = (
         s.latency_ms is not None
-        and s.latency_ms <= t["tight_latency_ms"]
+        and s.latency_ms <= t.tight_latency_ms
         and x.size_b is not None
-        and x.size_b > t["small_model_max_b"]
+        and x.size_b > t.small_model_max_b
     )
     if not named and not tight:
         return None
@@ -348,7 +391,7 @@ def small_model_on_device(x: Facts) -> Fired | None:
     """
     if not x.s.on_device:
         return None
-    cap = x.t["small_model_max_b"]
+    cap = x.t.small_model_max_b
     if x.size_b is not None and x.size_b > cap:
         return Fired(
             "small_model_on_device",
@@ -389,13 +432,13 @@ def continued_pretraining_for_corpus(x: Facts) -> Fired | None:
     (DAPT on 2-8B-token domain corpora improved every domain's tasks).
     """
     tokens = x.s.domain_corpus_tokens
-    if tokens < x.t["domain_corpus_min_tokens"]:
+    if tokens < x.t.domain_corpus_min_tokens:
         return None
     if x.s.problems and not _has(x.s, "domain"):
         return None
     return Fired(
         "continued_pretraining_for_corpus",
-        f"{_n(tokens)} tokens of unlabeled domain text (bar: {_n(x.t['domain_corpus_min_tokens'])}) can "
+        f"{_n(tokens)} tokens of unlabeled domain text (bar: {_n(x.t.domain_corpus_min_tokens)}) can "
         "adapt the model to the domain before any task training.",
         "continued-pretraining",
     )
@@ -485,14 +528,14 @@ def full_when_justified(x: Facts, full: Fit | None) -> Fired | None:
     continued-pretraining and instruction sets in new domains such as code and math; LoRA wins on forgetting).
     """
     s, t = x.s, x.t
-    big_data = s.labeled_examples >= t["full_min_examples"] or s.domain_corpus_tokens >= t["full_min_tokens"]
+    big_data = s.labeled_examples >= t.full_min_examples or s.domain_corpus_tokens >= t.full_min_tokens
     if not (big_data and _has(s, "domain") and full is not None and full.fits):
         return None
     if s.budget_usd is not None and (full.cost_usd is None or full.cost_usd > s.budget_usd):
         return None
     data = (
         f"{_n(s.labeled_examples)} examples"
-        if s.labeled_examples >= t["full_min_examples"]
+        if s.labeled_examples >= t.full_min_examples
         else f"{_n(s.domain_corpus_tokens)} tokens"
     )
     return Fired(

@@ -2,19 +2,19 @@
 
 The field names are a public contract: scenario files, CLI flags and the questionnaire all use
 them. Every field may be missing: a missing field is ``None`` here, and the advice states what it assumed
-instead. Files go through :func:`ftharness.config.from_mapping`, so unknown fields, wrong types and
-out-of-range numbers are one clear line naming the field.
+instead. Files, flags and answers go through :mod:`ftharness.typed` with the ranges and help declared here,
+so unknown fields, wrong types and out-of-range numbers are one clear line naming the field (or flag).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from ftharness.config import from_mapping, load_mapping, resolve_path
 from ftharness.errors import BadInput
+from ftharness.typed import from_mapping, load_mapping, resolve_path, spec
 
 Problem = Literal["format", "style", "behavior", "knowledge", "domain", "cost", "latency", "safety", "preference"]
 Refresh = Literal["static", "yearly", "quarterly", "monthly", "weekly", "daily", "realtime"]
@@ -23,31 +23,31 @@ PROBLEMS: tuple[str, ...] = get_args(Problem)
 REFRESH: tuple[str, ...] = get_args(Refresh)
 
 
-def _f(help: str, **meta: Any) -> Any:
-    return field(default=None, metadata={"help": help, **meta})
+def _f(help: str, **checks: Any) -> Any:
+    return spec(None, help=help, **checks)
 
 
 @dataclass
 class Scenario:
     """One team's situation. ``None`` means "not said"; the advice names what it assumed instead."""
 
-    problems: list[Problem] | None = _f("what is wrong with prompting today")
+    problems: list[Problem] | None = _f("what is wrong with prompting today: " + ", ".join(get_args(Problem)))
     prompting_exhausted: bool | None = _f("prompting (instructions, few-shot, retrieval of examples) was tried hard")
-    prompting_score: float | None = _f("best prompting score on your evaluation set", min=0, max=1)
-    target_score: float | None = _f("score the task needs", min=0, max=1)
-    labeled_examples: int | None = _f("high-quality input/output examples on hand", min=0)
-    preference_pairs: int | None = _f("chosen/rejected response pairs on hand", min=0)
-    domain_corpus_tokens: int | None = _f("tokens of unlabeled in-domain text", min=0)
+    prompting_score: float | None = _f("best prompting score on your evaluation set, 0..1", ge=0, le=1)
+    target_score: float | None = _f("score the task needs, 0..1", ge=0, le=1)
+    labeled_examples: int | None = _f("high-quality input/output examples on hand", ge=0)
+    preference_pairs: int | None = _f("chosen/rejected response pairs on hand", ge=0)
+    domain_corpus_tokens: int | None = _f("tokens of unlabeled in-domain text", ge=0)
     knowledge_refresh: Refresh | None = _f("how often the facts the answers need change")
     task_changes_often: bool | None = _f("the task definition itself changes often")
     on_device: bool | None = _f("the model must run on the user's device")
-    latency_ms: float | None = _f("latency budget per request in milliseconds", min=0)
+    latency_ms: float | None = _f("latency budget per request in milliseconds", ge=0)
     data_can_leave: bool | None = _f("training data may be sent to a third party")
     model: str | None = _f("planner preset name or path to a Hugging Face config.json")
-    model_params_b: float | None = _f("model size in billions of parameters, when no model is named", min=0)
-    gpu: str | None = _f("GPU catalogue name")
-    gpu_count: int | None = _f("number of GPUs", min=1)
-    budget_usd: float | None = _f("training budget in US dollars", min=0)
+    model_params_b: float | None = _f("model size in billions of parameters, when no model is named", ge=0)
+    gpu: str | None = _f("GPU catalogue name (see `ftharness plan`)")
+    gpu_count: int | None = _f("number of GPUs", ge=1)
+    budget_usd: float | None = _f("training budget in US dollars", ge=0)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -55,9 +55,6 @@ class Scenario:
     def given(self) -> dict[str, Any]:
         """The fields that were said (not ``None``)."""
         return {k: v for k, v in self.to_dict().items() if v is not None}
-
-
-FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Scenario))
 
 
 def scenario_from_mapping(data: dict[str, Any], *, source: str | Path | None = None) -> Scenario:

@@ -10,33 +10,11 @@ import argparse
 import sys
 from typing import Any
 
-# field -> (flag kind, help); the names are the scenario contract (advisor/scenario.py)
-_FLAGS: dict[str, tuple[str, str]] = {
-    "problems": ("list", "comma-separated: format,style,behavior,knowledge,domain,cost,latency,safety,preference"),
-    "prompting_exhausted": ("bool", "prompting (instructions, few-shot, retrieved examples) was pushed hard"),
-    "prompting_score": ("float", "best prompting score on your evaluation set, 0..1"),
-    "target_score": ("float", "score the task needs, 0..1"),
-    "labeled_examples": ("int", "high-quality labeled examples on hand"),
-    "preference_pairs": ("int", "chosen/rejected preference pairs on hand"),
-    "domain_corpus_tokens": ("int", "tokens of unlabeled in-domain text"),
-    "knowledge_refresh": ("str", "how often facts change: static|yearly|quarterly|monthly|weekly|daily|realtime"),
-    "task_changes_often": ("bool", "the task definition itself changes often"),
-    "on_device": ("bool", "the model must run on the user's device"),
-    "latency_ms": ("float", "latency budget per request in milliseconds"),
-    "data_can_leave": ("bool", "training data may be sent to a third party"),
-    "model": ("str", "planner preset name or path to a Hugging Face config.json"),
-    "model_params_b": ("float", "model size in billions of parameters, when no model is named"),
-    "gpu": ("str", "GPU catalogue name (see `ftharness plan`)"),
-    "gpu_count": ("int", "number of GPUs"),
-    "budget_usd": ("float", "training budget in US dollars"),
-}
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from ftharness.advisor.scenario import Scenario
+    from ftharness.typed import add_flags
+
     p = sub.add_parser(
         "advise",
         help="should we finetune at all, and how? (rules from the literature, explained)",
@@ -45,41 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--scenario", metavar="FILE", help="scenario file (YAML or JSON); flags override its fields")
     p.add_argument("--json", action="store_true", help="print one JSON document")
-    fields = p.add_argument_group("scenario fields")
-    for name, (kind, help_text) in _FLAGS.items():
-        if kind == "bool":
-            fields.add_argument(_flag(name), dest=name, action=argparse.BooleanOptionalAction, default=None,
-                                help=help_text)
-        else:
-            fields.add_argument(_flag(name), dest=name, metavar=kind.upper() if kind != "str" else "VALUE",
-                                default=None, help=help_text)
+    add_flags(p.add_argument_group("scenario fields (one flag per field of a scenario file)"), Scenario)
     p.set_defaults(func=run)
-
-
-def _flag_values(args: argparse.Namespace) -> dict[str, Any]:
-    """The fields given as flags, typed; a bad value is BadInput naming the flag."""
-    from ftharness.errors import BadInput
-
-    out: dict[str, Any] = {}
-    for name, (kind, _) in _FLAGS.items():
-        raw = getattr(args, name, None)
-        if raw is None:
-            continue
-        if kind == "list":
-            out[name] = [p.strip().lower() for p in raw.split(",") if p.strip()]
-        elif kind == "int":
-            try:
-                out[name] = int(raw)
-            except ValueError:
-                raise BadInput(f"expected a whole number, got {raw!r}", field=_flag(name)) from None
-        elif kind == "float":
-            try:
-                out[name] = float(raw)
-            except ValueError:
-                raise BadInput(f"expected a number, got {raw!r}", field=_flag(name)) from None
-        else:
-            out[name] = raw
-    return out
 
 
 def _terminal_prompt() -> tuple[Any, Any]:
@@ -97,12 +42,16 @@ def _terminal_prompt() -> tuple[Any, Any]:
 
 def build_scenario(args: argparse.Namespace, *, interactive: bool | None = None):
     """The scenario from the file, the flags (which win), or the questionnaire."""
-    import dataclasses
-
-    from ftharness.advisor.scenario import Scenario, load_scenario, scenario_from_mapping
+    from ftharness.advisor.scenario import (
+        Scenario,
+        load_scenario,
+        scenario_from_mapping,
+        validate_catalogue_names,
+    )
     from ftharness.errors import BadInput
+    from ftharness.typed import flag_name, flag_values
 
-    flags = _flag_values(args)
+    flags = flag_values(Scenario, args)
     if args.scenario is None and not flags:
         if interactive is None:
             interactive = sys.stdin.isatty()
@@ -118,12 +67,10 @@ def build_scenario(args: argparse.Namespace, *, interactive: bool | None = None)
     if not flags:
         return base
     try:
-        given = scenario_from_mapping(flags)
+        validate_catalogue_names(Scenario(**{k: v for k, v in flags.items() if k in ("model", "gpu")}))
     except BadInput as e:
-        field = e.field or ""
-        head, bracket, rest = field.partition("[")
-        raise BadInput(e.reason, field=_flag(head) + bracket + rest if head in _FLAGS else field) from None
-    return dataclasses.replace(base, **{k: getattr(given, k) for k in flags})
+        raise BadInput(e.reason, field=flag_name(e.field) if e.field else None) from None
+    return scenario_from_mapping({**base.given(), **flags})
 
 
 def run(args: argparse.Namespace) -> int:

@@ -48,8 +48,8 @@ def run(args: argparse.Namespace) -> int:
         suite_needs_model,
         write_results,
     )
-    from ftharness.suites.json_extract import load_json_schema
     from ftharness.suites.suite import load_suite
+    from ftharness.typed import load_json_schema, text_or_file
 
     if args.predictions and (args.model or args.adapter or args.data or args.base_model):
         raise BadInput("give either --predictions or --model/--adapter/--data, not both", field="--predictions")
@@ -58,8 +58,7 @@ def run(args: argparse.Namespace) -> int:
                        field="--data")
     if args.limit is not None and args.limit < 1:
         raise BadInput(f"must be at least 1, got {args.limit}", field="--limit")
-    if args.instruction and args.instruction_file:
-        raise BadInput("give --instruction or --instruction-file, not both", field="--instruction-file")
+    instruction = text_or_file(args.instruction, args.instruction_file, names=("--instruction", "--instruction-file"))
 
     if args.out:
         check_out(args.out)
@@ -70,12 +69,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         from ftharness.models.generation import GenerationSettings
 
-        instruction = args.instruction
-        if args.instruction_file:
-            path = Path(args.instruction_file)
-            if not path.is_file():
-                raise BadInput("instruction file not found", file=path)
-            instruction = path.read_text(encoding="utf-8").strip()
         data = Path(args.data)
         if not data.is_file():
             raise BadInput("data file not found; check the path", file=data)

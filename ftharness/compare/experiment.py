@@ -276,25 +276,29 @@ class Backend:
         from ftharness.models.loading import local_model_dir
         from ftharness.planner import PlanRequest, estimate
         from ftharness.planner.memory import MODELLED_METHODS
+        from ftharness.training.spec import validate_candidate
+        from ftharness.training.trainer import CandidateSpec
 
-        method = option.entry.method
-        if method not in MODELLED_METHODS:
+        c = option.entry
+        if c.method not in MODELLED_METHODS:
             return None
-        hp = option.entry.hyperparameters
-        targets = hp.get("target_modules", "all-linear")
+        # the values the trainer trains with (its contract's defaults filled in); a trainer whose class has
+        # no such field is planned with the planner's own default
+        hp = validate_candidate(CandidateSpec(c.name, c.trainer, c.method, hyperparameters=c.hyperparameters))
+        targets = getattr(hp, "target_modules", None) or "all-linear"
         if isinstance(targets, list):
             targets = ",".join(targets)
         train = data.preference if option.spec["data"] == "preference" else data.train
         req = PlanRequest(
             model=str(local_model_dir(self._base_spec()) / "config.json"),
-            method=method,
-            rank=int(hp.get("r", 16)),
-            targets=str(targets),
+            method=c.method,
+            rank=getattr(hp, "r", 16),
+            targets=targets,
             precision="fp32",
-            batch_size=int(hp.get("batch_size", hp.get("per_device_train_batch_size", 8))),
+            batch_size=getattr(hp, "batch_size", 8),
             seq_len=seq_len,
             examples=len(train),
-            epochs=float(hp.get("epochs", 1.0)),
+            epochs=getattr(hp, "epochs", 1.0),
             gpu=self.task.spec.decision.gpu,
         )
         return estimate(req).to_dict()

@@ -1,9 +1,11 @@
 """The task file of ``ftharness compare``: what to compare, on which data, judged by which gates.
 
-A task file is YAML (or JSON) read strictly through :func:`ftharness.config.from_mapping`; every mistake
-a user can make in it (an unknown field, trainer or method, a missing data file, a sweep over a
-hyperparameter the trainer does not know, ``start_from`` naming an unknown candidate or making a cycle, a
-gate that cannot be read) is a :class:`~ftharness.errors.BadInput` naming the file and field.
+A task file is YAML (or JSON) read strictly through :func:`ftharness.typed.from_mapping`; every mistake
+a user can make in it (an unknown field, trainer or method, a missing data file, a hyperparameter the
+candidate's trainer does not accept, at any point of a sweep, ``start_from`` naming an unknown candidate or
+making a cycle, a gate that cannot be read) is a :class:`~ftharness.errors.BadInput` naming the file and
+field, before any work starts. Hyperparameters are checked by
+:func:`ftharness.training.spec.validate_candidate`, as ``ftharness train`` and the training itself check them.
 
 A sweep is one line: ``sweep: {r: [4, 8, 16, 32]}`` on a candidate expands into one candidate per value
 (``lora-r4``, ``lora-r8``...; several keys give their product). Every point is trained, and the validation
@@ -19,10 +21,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from ftharness.config import from_mapping, load_mapping, resolve_path
 from ftharness.errors import BadInput
 from ftharness.paths import package_data
 from ftharness.suites.gates import Gate, parse_gate
+from ftharness.typed import from_mapping, load_json_schema, load_mapping, resolve_path, spec, text_or_file
 
 DEFAULT_TASK = package_data("bundled", "extraction", "task.yaml")  # examples/extraction/, packaged
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
@@ -39,23 +41,22 @@ class DataFiles:
 class GenerationSpec:
     """Generation settings shared by every option (ftharness.models.generation.GenerationSettings)."""
 
-    max_new_tokens: int = field(default=256, metadata={"min": 1})
-    batch_size: int = field(default=16, metadata={"min": 1})
+    max_new_tokens: int = spec(256, ge=1)
+    batch_size: int = spec(16, ge=1)
     do_sample: bool = False
-    temperature: float = field(default=1.0, metadata={"min": 0.0})
-    top_p: float = field(default=1.0, metadata={"min": 0.0, "max": 1.0})
-    stop: list[str] = field(default_factory=list)
+    temperature: float = spec(1.0, ge=0)
+    top_p: float = spec(1.0, ge=0, le=1)
+    stop: list[str] = spec(factory=list)
 
 
 @dataclass
 class BaselineEntry:
     name: str
     kind: Literal["zero-shot", "few-shot", "retrieved"] = "zero-shot"
-    k: int = field(default=5, metadata={"min": 1})
+    k: int = spec(5, ge=1)
     seed: int | None = None  # None: the task's seed
-    constrained: Literal["json-schema"] | None = field(
-        default=None,
-        metadata={"help": "json-schema: decoding may only produce JSON valid under the task's schema"},
+    constrained: Literal["json-schema"] | None = spec(
+        None, help="json-schema: decoding may only produce JSON valid under the task's schema"
     )
 
 
@@ -69,8 +70,8 @@ class ValidationSpec:
     one; the eval set, not validation, carries the reported statistics.
     """
 
-    fraction: float = field(default=0.1, metadata={"min": 0.0, "max": 0.5})
-    min: int = field(default=16, metadata={"min": 1})
+    fraction: float = spec(0.1, ge=0, le=0.5)
+    min: int = spec(16, ge=1)
     file: str | None = None  # a JSONL file of validation rows (relative to the task file)
 
 
@@ -79,15 +80,15 @@ class CandidateEntry:
     name: str
     trainer: str = "peft"
     method: str = "lora"
-    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    hyperparameters: dict[str, Any] = spec(factory=dict, help="checked against the trainer's class for the method")
     start_from: str | None = None
     data: Literal["train", "preference"] | None = None  # None: what its method trains on (data_kind)
-    sweep: dict[str, list[Any]] = field(default_factory=dict)
+    sweep: dict[str, list[Any]] = spec(factory=dict, help="hyperparameter (or prompt) -> the values to try")
     seed: int | None = None
-    prompt: Literal["instruction", "bare"] = field(
-        default="instruction",
-        metadata={"help": "instruction: the task instruction is the system turn at train and serve time; "
-                          "bare: the input alone, the instruction baked into the weights by training"},
+    prompt: Literal["instruction", "bare"] = spec(
+        "instruction",
+        help="instruction: the task instruction is the system turn at train and serve time; "
+             "bare: the input alone, the instruction baked into the weights by training",
     )
     constrained: Literal["json-schema"] | None = None
 
@@ -103,12 +104,12 @@ class DecisionSpec:
     metric: str = "format.parse_rate"  # what "better" is judged on (validation choice and the decision)
     higher_is_better: bool = True
     gpu: str | None = None  # planner catalogue name: price a GPU training by it
-    cpu_usd_per_hour: float = field(default=0.10, metadata={"min": 0.0})
-    requests_per_month: int = field(default=100_000, metadata={"min": 0})
-    usd_per_million_prompt_tokens: float = field(default=0.10, metadata={"min": 0.0})
-    confidence: float = field(default=0.95, metadata={"min": 0.5, "max": 0.999})
-    bootstrap_samples: int = field(default=10_000, metadata={"min": 100})
-    merged_latency_prompts: int = field(default=8, metadata={"min": 0})
+    cpu_usd_per_hour: float = spec(0.10, ge=0)
+    requests_per_month: int = spec(100_000, ge=0)
+    usd_per_million_prompt_tokens: float = spec(0.10, ge=0)
+    confidence: float = spec(0.95, ge=0.5, le=0.999)
+    bootstrap_samples: int = spec(10_000, ge=100)
+    merged_latency_prompts: int = spec(8, ge=0)
 
 
 @dataclass
@@ -179,27 +180,9 @@ def check_task(spec: TaskSpec, path: Path, *, check_plugins: bool = True) -> Tas
     preference_path = need_file(spec.data.preference, "data.preference")
     schema_path = need_file(spec.schema, "schema")
     validation_path = need_file(spec.validation.file, "validation.file")
-    instruction_path = need_file(spec.instruction_file, "instruction_file")
-    if spec.instruction and instruction_path:
-        raise BadInput("give instruction or instruction_file, not both", file=path, field="instruction")
-    instruction = spec.instruction
-    if instruction_path:
-        instruction = instruction_path.read_text(encoding="utf-8").strip()
-    schema = None
-    if schema_path:
-        import json
-
-        try:
-            schema = json.loads(schema_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise BadInput(f"schema is not valid JSON: {e}", file=schema_path) from None
-        from jsonschema import validators
-        from jsonschema.exceptions import SchemaError
-
-        try:
-            validators.validator_for(schema).check_schema(schema)
-        except SchemaError as e:
-            raise BadInput(f"not a valid JSON Schema: {e.message}", file=schema_path) from None
+    instruction = text_or_file(spec.instruction, spec.instruction_file, names=("instruction", "instruction_file"),
+                               source=path)
+    schema = load_json_schema(schema_path, source=path, field="schema") if schema_path else None
 
     if not spec.baselines and not spec.candidates:
         raise BadInput("nothing to compare: add baselines and/or candidates", file=path)
@@ -209,7 +192,7 @@ def check_task(spec: TaskSpec, path: Path, *, check_plugins: bool = True) -> Tas
     _check_names([b.name for b in spec.baselines], [c.name for c in candidates], path)
     _check_constraints(spec, candidates, schema, path)
     candidates = order_candidates(candidates, path)
-    check_trainers(candidates, spec.candidates, path)
+    check_trainers(spec.candidates, path)
     for c in candidates:
         if data_kind(c) == "preference" and preference_path is None:
             raise BadInput(
@@ -376,55 +359,29 @@ def order_candidates(candidates: list[CandidateEntry], path: Path) -> list[Candi
     return ordered
 
 
-def known_hyperparameters(trainer: Any, method: str) -> set[str] | None:
-    """The hyperparameter names a trainer accepts for a method, or None when that is unknown.
-
-    A trainer may declare ``hyperparameters`` as a mapping of names to defaults, a mapping of methods to
-    such mappings, or a callable taking the method; otherwise the built-in trainers' defaults table
-    (``ftharness.training.spec.hyperparameter_table``) is the list.
-    """
-    declared = getattr(trainer, "hyperparameters", None)
-    if callable(declared):
-        declared = declared(method)
-    if isinstance(declared, dict) and method in declared and isinstance(declared[method], dict):
-        declared = declared[method]
-    if isinstance(declared, dict | set | list | tuple | frozenset):
-        return {str(k) for k in declared}
-    try:  # the built-in trainers' table (ftharness/training/defaults.yaml)
-        from ftharness.training.spec import hyperparameter_table
-    except ImportError:
-        return None
-    return set(hyperparameter_table(method))
-
-
-def check_trainers(candidates: list[CandidateEntry], written: list[CandidateEntry], path: Path) -> None:
+def check_trainers(written: list[CandidateEntry], path: Path) -> None:
     """Each candidate names an installed trainer that trains its method (from ``start_from`` too, when it
-    has one); sweeps and hyperparameters name what the trainer knows (when it declares that)."""
-    from ftharness.plugins import get_plugins
+    has one), and every point of its sweep passes that trainer's hyperparameter contract
+    (:func:`ftharness.training.spec.validate_candidate`)."""
+    from ftharness.training.spec import validate_candidate
+    from ftharness.training.trainer import CandidateSpec
 
-    plugins = get_plugins()
-    swept = {c.name: set(c.sweep) for c in written}
-    for c in candidates:
-        plugins.training_method(c.trainer, c.method, start_from=bool(c.start_from), file=path,
-                                field_prefix=f"candidates.{c.name}.")
-        known = known_hyperparameters(plugins.trainer(c.trainer).obj, c.method)
-        if known is None:
-            continue
-        for key in c.hyperparameters:
-            if key not in known:
-                origin = next((n for n, keys in swept.items() if key in keys and c.name.startswith(n)), None)
-                where = (
-                    f"candidates.{origin}.sweep.{key}"
-                    if origin
-                    else f"candidates.{c.name}.hyperparameters.{key}"
-                )
-                what = "sweep over" if origin else "hyperparameter"
-                raise BadInput(
-                    f"{what} unknown hyperparameter {key!r} for {c.trainer}/{c.method} "
-                    f"(known: {', '.join(sorted(known))})",
-                    file=path,
-                    field=where,
-                )
+    for c in written:
+        where = f"candidates.{c.name}."
+        for point in _sweep_points(c) if c.sweep else [c]:
+            spec = CandidateSpec(name=point.name, trainer=c.trainer, method=c.method, start_from=c.start_from,
+                                 hyperparameters=point.hyperparameters)
+            try:
+                validate_candidate(spec, source=path, prefix=where)
+            except BadInput as e:  # a sweep point's error names the sweep (and the line) it comes from
+                key = (e.field or "").removeprefix(f"{where}hyperparameters.").split(".")[0].split("[")[0]
+                if point is c:
+                    raise
+                if key in c.sweep:
+                    raise BadInput(f"{e.reason} (sweep point {point.name})", file=path,
+                                   line=getattr(c.sweep, "lines", {}).get(key), field=f"{where}sweep.{key}") from None
+                raise BadInput(e.reason, file=path, line=getattr(c.hyperparameters, "lines", {}).get(key),
+                               field=e.field) from None
 
 
 def data_kind(c: CandidateEntry) -> str:

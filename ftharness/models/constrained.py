@@ -215,16 +215,9 @@ def library_version() -> str | None:
 
 def check_schema(schema: Any, *, field: str = "json_schema") -> None:
     """BadInput unless ``schema`` is a valid JSON Schema object (for the draft its ``$schema`` names)."""
-    from jsonschema import SchemaError
-    from jsonschema.validators import validator_for
+    from ftharness.typed import check_json_schema
 
-    if not isinstance(schema, dict):
-        raise BadInput(f"a JSON Schema object is needed, got {type(schema).__name__}", field=field)
-    try:
-        validator_for(schema).check_schema(schema)
-    except SchemaError as e:
-        where = "/".join(map(str, e.path)) or "(top)"
-        raise BadInput(f"not a valid JSON Schema at {where}: {e.message}", field=field) from None
+    check_json_schema(schema, field=field)
 
 
 # -- compiling ---------------------------------------------------------------------------------------

@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ftharness.errors import BadInput
+from ftharness.hyperparameters import LoraSettings, PromptLearningSettings, TrainingHyperparameters
 from ftharness.planner import memory as M
 from ftharness.planner.catalogue import Gpu, ModelShape, get_gpu, gpu_names, resolve_model
+from ftharness.typed import like, spec
 
 __all__ = ["Plan", "PlanRequest", "estimate"]
 
@@ -20,28 +22,31 @@ DPO_BASES = ("lora", "qlora", "full")
 
 @dataclass
 class PlanRequest:
-    """One `ftharness plan` question; fields are named as the command's flags."""
+    """One `ftharness plan` question; fields are named as the command's flags (``--seq-len``), and the ones
+    that are training hyperparameters carry the ranges of :mod:`ftharness.hyperparameters`, so the
+    planner refuses what a training refuses. Checked where it is read (:func:`ftharness.typed.flag_values`,
+    :func:`ftharness.typed.from_mapping`); :func:`estimate` trusts it."""
 
-    model: str
-    method: str = "lora"
-    rank: int = 16
-    targets: str = "all-linear"
-    precision: str = "bf16"
-    optimizer: str = "adamw"
-    batch_size: int = 8
-    seq_len: int = 512
-    grad_accum: int = 1
-    gradient_checkpointing: bool = False
-    gpu: str | None = None
-    gpus: int = 1
-    attention: str = "sdpa"
-    lora_dropout: float = 0.0
-    examples: int | None = None
-    epochs: float = 1.0
-    train_tokens: int | None = None
-    # optional extensions
-    virtual_tokens: int = 20  # prefix / prompt tuning
-    dpo_base: str = "lora"  # what DPO trains: lora adapters (reference = adapters off), qlora, or full
+    model: str = spec(help="preset name (e.g. llama-3-8b) or a Hugging Face config.json")
+    method: str = spec("lora", help="a training method the installed trainers declare (`ftharness plugins`)")
+    rank: int = like(LoraSettings, "r", 16, help="LoRA/QLoRA/DoRA rank")
+    targets: str = spec("all-linear", help="q_proj,v_proj,... or all-linear")
+    precision: str = spec("bf16", choices=tuple(M.PRECISION_BYTES), help="weights and activations")
+    optimizer: str = spec("adamw", choices=tuple(M.OPTIMIZER_STATE_BYTES), help="optimizer state kept per weight")
+    batch_size: int = like(TrainingHyperparameters, "batch_size", 8, help="sequences per GPU per step")
+    seq_len: int = like(TrainingHyperparameters, "max_length", 512, help="tokens per sequence")
+    grad_accum: int = like(TrainingHyperparameters, "grad_accum", 1)
+    gradient_checkpointing: bool = like(TrainingHyperparameters, "gradient_checkpointing", False)
+    gpu: str | None = spec(None, help="one catalogue GPU (default: every GPU of the catalogue)")
+    gpus: int = spec(1, ge=1, help="GPUs, data parallel")
+    attention: str = spec("sdpa", choices=ATTENTIONS, help="attention kernel")
+    lora_dropout: float = like(LoraSettings, "lora_dropout", 0.0)
+    examples: int | None = spec(None, ge=1, help="training examples (time and cost)")
+    epochs: float = like(TrainingHyperparameters, "epochs", 1.0, help="epochs over --examples")
+    train_tokens: int | None = spec(None, ge=1, help="total training tokens (instead of --examples)")
+    virtual_tokens: int = like(PromptLearningSettings, "num_virtual_tokens", 20, help="prefix / prompt tuning")
+    dpo_base: str = spec("lora", choices=DPO_BASES,
+                         help="what DPO trains (lora: the reference is the adapter-disabled model)")
 
 
 @dataclass
@@ -90,35 +95,10 @@ class Plan:
 
 
 def _check(req: PlanRequest) -> None:
-    def positive(name: str, value: Any, *, allow_none: bool = False) -> None:
-        if value is None and allow_none:
-            return
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise BadInput(f"must be a positive number, got {value!r}", field=name.replace("_", "-"))
-
+    """What no single field says: a method the planner models, and one measure of the training's length."""
     if req.method not in M.MODELLED_METHODS:
         raise BadInput(f"the planner has no memory model for {req.method!r}; it models: "
                        f"{', '.join(M.MODELLED_METHODS)}", field="method")
-    if req.precision not in M.PRECISION_BYTES:
-        raise BadInput(f"unknown precision {req.precision!r}; one of: {', '.join(M.PRECISION_BYTES)}",
-                       field="precision")
-    if req.optimizer not in M.OPTIMIZER_STATE_BYTES:
-        raise BadInput(f"unknown optimizer {req.optimizer!r}; one of: {', '.join(M.OPTIMIZER_STATE_BYTES)}",
-                       field="optimizer")
-    if req.attention not in ATTENTIONS:
-        raise BadInput(f"unknown attention {req.attention!r}; one of: {', '.join(ATTENTIONS)}", field="attention")
-    if req.dpo_base not in DPO_BASES:
-        raise BadInput(f"unknown DPO base {req.dpo_base!r}; one of: {', '.join(DPO_BASES)}", field="dpo-base")
-    for name in ("rank", "batch_size", "seq_len", "grad_accum", "gpus", "virtual_tokens"):
-        value = getattr(req, name)
-        positive(name, value)
-        if not isinstance(value, int):
-            raise BadInput(f"must be a whole number, got {value!r}", field=name.replace("_", "-"))
-    positive("epochs", req.epochs)
-    positive("examples", req.examples, allow_none=True)
-    positive("train_tokens", req.train_tokens, allow_none=True)
-    if not 0 <= req.lora_dropout < 1:
-        raise BadInput(f"must be in [0, 1), got {req.lora_dropout!r}", field="lora-dropout")
     if req.examples is not None and req.train_tokens is not None:
         raise BadInput("give --examples (with --epochs) or --train-tokens, not both", field="train-tokens")
 

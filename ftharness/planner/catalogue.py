@@ -1,21 +1,24 @@
 """The planner's catalogue: model shapes (presets or a local config.json) and GPUs, read from data files.
 
+Entries of ``data/models.yaml`` and ``data/gpus.yaml`` are read as :class:`ModelShape` and :class:`Gpu`
+records through :func:`ftharness.typed.from_mapping`, so a broken entry names its file and field.
 Nothing heavy is imported here: only PyYAML (C loader when present) and the standard library, so
 `ftharness plan` answers without torch.
 """
 
 from __future__ import annotations
 
-import difflib
 import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ftharness.errors import BadInput
 from ftharness.paths import package_data
+from ftharness.typed import close_match, from_mapping, load_mapping, spec
 
+Arch = Literal["llama", "qwen2", "gemma2", "phi3", "gpt2"]
 # model_type in a Hugging Face config.json -> the planner's arch (same module names and layer layout)
 _MODEL_TYPES = {
     "llama": "llama",
@@ -43,16 +46,16 @@ class ModelShape:
     """The shape of a decoder-only transformer: everything the memory and time models read."""
 
     name: str
-    arch: str
-    hidden: int
-    intermediate: int
-    layers: int
-    heads: int
-    kv_heads: int
-    vocab: int
-    tied: bool
-    max_positions: int
-    head_dim: int | None = None
+    arch: Arch
+    hidden: int = spec(ge=1)
+    intermediate: int = spec(ge=1)
+    layers: int = spec(ge=1)
+    heads: int = spec(ge=1)
+    kv_heads: int = spec(ge=1)
+    vocab: int = spec(ge=1)
+    tied: bool = spec()
+    max_positions: int = spec(ge=1)
+    head_dim: int | None = spec(None, ge=1)
     source: str = ""
 
     @property
@@ -155,32 +158,30 @@ class ModelShape:
 
 @dataclass(frozen=True)
 class Gpu:
+    """One GPU of ``data/gpus.yaml`` (the file's header says what each field means)."""
+
     name: str
-    vram_gb: float
-    bf16_tflops: float
-    usd_per_hour: float | None
-    price_source: str
-    price_date: str | None
+    vram_gb: float = spec(gt=0)
+    bf16_tflops: float = spec(gt=0)
+    usd_per_hour: float | None = spec(ge=0)
+    price_source: str = spec()
+    price_date: str | None = spec()
     tflops_source: str = ""
     notes: str = ""
 
 
-def _load_yaml(name: str) -> dict[str, Any]:
-    import yaml
-
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    with open(package_data("planner", "data", name), encoding="utf-8") as f:
-        return yaml.load(f, Loader=loader)  # noqa: S506 (a safe loader)
+def _data_file(name: str) -> Path:
+    return package_data("planner", "data", name)
 
 
 @lru_cache(maxsize=1)
 def _presets() -> dict[str, dict[str, Any]]:
-    return _load_yaml("models.yaml")
+    return load_mapping(_data_file("models.yaml"))
 
 
 @lru_cache(maxsize=1)
 def _gpus() -> dict[str, dict[str, Any]]:
-    return _load_yaml("gpus.yaml")
+    return load_mapping(_data_file("gpus.yaml"))
 
 
 def model_names() -> list[str]:
@@ -196,8 +197,12 @@ def _norm(name: str) -> str:
 
 
 def _close(name: str, choices: list[str]) -> str:
-    near = difflib.get_close_matches(_norm(name), choices, n=3, cutoff=0.5)
-    return f"; did you mean {', '.join(near)}?" if near else f"; known: {', '.join(choices)}"
+    near = close_match(_norm(name), choices)
+    return f"; did you mean {near}?" if near else f"; known: {', '.join(choices)}"
+
+
+def _entry(cls: type, file: str, key: str, data: dict[str, Any]) -> Any:
+    return from_mapping(cls, {"name": key, **data}, source=_data_file(file), prefix=f"{key}.")
 
 
 def resolve_model(name_or_config_path: str) -> ModelShape:
@@ -207,7 +212,7 @@ def resolve_model(name_or_config_path: str) -> ModelShape:
     presets = _presets()
     key = _norm(raw)
     if key in presets:
-        return _shape(key, presets[key], source=presets[key].get("source", ""))
+        return _entry(ModelShape, "models.yaml", key, presets[key])
     path = Path(raw).expanduser()
     looks_like_path = path.suffix == ".json" or "/" in raw or raw.startswith(".") or path.exists()
     if not looks_like_path:
@@ -258,24 +263,7 @@ def shape_from_config(config: dict[str, Any], *, name: str, source: str = "") ->
         data["tied"] = bool(config.get("tie_word_embeddings", False))
         if config.get("head_dim"):
             data["head_dim"] = int(config["head_dim"])
-    return _shape(name, data, source=source)
-
-
-def _shape(name: str, d: dict[str, Any], *, source: str) -> ModelShape:
-    return ModelShape(
-        name=name,
-        arch=d["arch"],
-        hidden=int(d["hidden"]),
-        intermediate=int(d["intermediate"]),
-        layers=int(d["layers"]),
-        heads=int(d["heads"]),
-        kv_heads=int(d["kv_heads"]),
-        vocab=int(d["vocab"]),
-        tied=bool(d["tied"]),
-        max_positions=int(d["max_positions"]),
-        head_dim=int(d["head_dim"]) if d.get("head_dim") else None,
-        source=source,
-    )
+    return ModelShape(name=name, source=source, **data)
 
 
 def get_gpu(name: str) -> Gpu:
@@ -284,14 +272,4 @@ def get_gpu(name: str) -> Gpu:
     key = _norm(str(name))
     if key not in gpus:
         raise BadInput(f"unknown GPU {name!r}{_close(str(name), list(gpus))}", field="gpu")
-    d = gpus[key]
-    return Gpu(
-        name=key,
-        vram_gb=float(d["vram_gb"]),
-        bf16_tflops=float(d["bf16_tflops"]),
-        usd_per_hour=None if d.get("usd_per_hour") is None else float(d["usd_per_hour"]),
-        price_source=str(d.get("price_source", "")),
-        price_date=None if d.get("price_date") is None else str(d["price_date"]),
-        tflops_source=str(d.get("tflops_source", "")),
-        notes=str(d.get("notes", "")),
-    )
+    return _entry(Gpu, "gpus.yaml", key, gpus[key])

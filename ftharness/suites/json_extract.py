@@ -12,10 +12,9 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from ftharness.errors import BadInput
+from ftharness.typed import loads_json
 
 _FENCE = re.compile(r"```[ \t]*json[ \t]*\r?\n(.*?)```", re.IGNORECASE | re.DOTALL)
 _CLOSE = {"{": "}", "[": "]"}
@@ -31,21 +30,12 @@ class Parsed:
     how: str = ""  # "whole", "fence", "scan"
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def loads_strict(text: str) -> Any:
-    """``json.loads`` without the Python extensions (NaN, Infinity)."""
-    return json.loads(text, parse_constant=_reject_constant)
-
-
 def parse_strict(output: str) -> Parsed:
     text = output.strip()
     if not text:
         return Parsed(False, error="empty output")
     try:
-        return Parsed(True, loads_strict(text), how="whole")
+        return Parsed(True, loads_json(text), how="whole")
     except (json.JSONDecodeError, ValueError) as e:
         return Parsed(False, error=f"not one JSON document: {e}")
 
@@ -59,12 +49,12 @@ def parse_lenient(output: str) -> Parsed:
     fence = _FENCE.search(output)
     if fence:
         try:
-            return Parsed(True, loads_strict(fence.group(1).strip()), how="fence")
+            return Parsed(True, loads_json(fence.group(1).strip()), how="fence")
         except (json.JSONDecodeError, ValueError) as e:
             return Parsed(False, error=f"fenced json block does not parse: {e}")
     for start, end in balanced_spans(output):
         try:
-            return Parsed(True, loads_strict(output[start:end]), how="scan")
+            return Parsed(True, loads_json(output[start:end]), how="scan")
         except (json.JSONDecodeError, ValueError):
             continue
     if not output.strip():
@@ -111,25 +101,3 @@ def _match(text: str, start: int) -> int | None:
             if not stack:
                 return j + 1
     return None
-
-
-def load_json_schema(path: str | Path, *, field: str | None = None) -> dict:
-    """Read a JSON Schema file and check it is a valid schema (for the draft its ``$schema`` names)."""
-    from jsonschema import SchemaError
-    from jsonschema.validators import validator_for
-
-    path = Path(path)
-    if not path.is_file():
-        raise BadInput("JSON Schema file not found; check the path", file=path, field=field)
-    try:
-        schema = loads_strict(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, ValueError, UnicodeDecodeError) as e:
-        raise BadInput(f"not valid JSON: {e}", file=path, field=field) from None
-    if not isinstance(schema, dict | bool):
-        raise BadInput("a JSON Schema is an object (or true/false)", file=path, field=field)
-    try:
-        validator_for(schema).check_schema(schema)
-    except SchemaError as e:
-        where = "/".join(map(str, e.path)) or "(top)"
-        raise BadInput(f"not a valid JSON Schema at {where}: {e.message}", file=path, field=field) from None
-    return schema

@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ftharness.config import from_mapping, resolve_path
+from ftharness.typed import from_mapping, resolve_path
 
 T = TypeVar("T")
 

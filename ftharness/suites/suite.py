@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ftharness.config import from_mapping, load_mapping
 from ftharness.errors import BadInput
 from ftharness.paths import package_data
 from ftharness.suites.gates import Gate, parse_gate
+from ftharness.typed import from_mapping, load_mapping
 
 SUFFIXES = (".yaml", ".yml")
 

@@ -69,17 +69,16 @@ def merge_artifact(artifact: Artifact, out_dir: str | Path, *, dtype: str = "flo
 def combine_adapters(spec: CandidateSpec, parts: list[Artifact]) -> Artifact:
     """One adapter from ``parts`` (LoRA artifacts on the same base) with ``spec.hyperparameters``:
     ``weights`` (default equal), ``combination_type`` (default ``linear``), ``density`` (ties/dare)."""
-    from ftharness.training.spec import _check_combination
+    from ftharness.training.spec import combine_settings
 
-    _check_combination(spec, None)
+    settings = combine_settings(spec)
     if len(parts) < 2:
         raise BadInput("combining needs at least two adapters", field="combine")
-    hp = spec.hyperparameters
-    weights = [float(w) for w in hp.get("weights", [1.0 / len(parts)] * len(parts))]
+    weights = settings.weights if settings.weights is not None else [1.0 / len(parts)] * len(parts)
     if len(weights) != len(parts):
         raise BadInput(f"{len(weights)} weights for {len(parts)} adapters", field="hyperparameters.weights")
-    ctype = hp.get("combination_type", "linear")
-    density = hp.get("density")
+    ctype = settings.combination_type
+    density = settings.density
     if ctype.startswith(("ties", "dare", "magnitude")) and density is None:
         density = 0.5  # TIES-Merging's reported sweet spot: keep the top 20-50 % (Yadav et al. 2023)
     bases = {str(p.base_model_path) for p in parts}

@@ -163,13 +163,15 @@ def train_candidate(
     Raises BadInput for an unknown trainer/method/hyperparameter, EnvironmentProblem (before any work) when
     the trainer cannot run here. ``callbacks`` are extra transformers TrainerCallbacks (tests, tools).
     """
-    from ftharness.training.spec import check_spec, resolve_hyperparameters
+    from ftharness.plugins import get_plugins
+    from ftharness.training.spec import COMBINE_METHOD, hyperparameter_values, validate_candidate
 
-    trainer = check_spec(spec)
-    if trainer is None:
+    if spec.method == COMBINE_METHOD:
         raise BadInput("`method: combine` candidates are built by ftharness.training.merging.combine_adapters",
                        field="method")
-    hyperparameters = resolve_hyperparameters(spec)
+    typed_hyperparameters = validate_candidate(spec)
+    trainer = get_plugins().trainer(spec.trainer).obj
+    hyperparameters = hyperparameter_values(typed_hyperparameters)
     if not train.examples:
         raise BadInput("the training data has no examples", file=train.file or None)
     base_path = Path(start_from.path) if start_from is not None and start_from.kind == "model" else None
@@ -185,8 +187,6 @@ def train_candidate(
     if (out_dir / "candidate.json").is_file():
         return load_artifact(out_dir, spec)
 
-    from ftharness.plugins import get_plugins
-
     reason = get_plugins().unavailable_reason("trainers", spec.trainer, spec.method)
     if reason:
         raise EnvironmentProblem(f"trainer {spec.trainer!r} cannot train {spec.method} here: {reason}")
@@ -195,7 +195,8 @@ def train_candidate(
     start_adapter = Path(start_from.path) if start_from is not None and start_from.kind == "adapter" else None
     job = TrainJob(
         spec=spec, base_model_path=base_path, train=list(train.examples),
-        eval=list(eval.examples) if eval is not None else [], out_dir=out_dir, system_prompt=system_prompt,
+        eval=list(eval.examples) if eval is not None else [], out_dir=out_dir,
+        hyperparameters=typed_hyperparameters, system_prompt=system_prompt,
         start_adapter=start_adapter, resume=True, progress=progress, callbacks=list(callbacks or []),
     )
     started = time.time()

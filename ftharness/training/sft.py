@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from ftharness.hyperparameters import SftHyperparameters, TrainingHyperparameters
 from ftharness.training.trainer import TrainJob, TrainResult
 
 CHECKPOINT_PREFIX = "checkpoint-"
@@ -63,52 +64,46 @@ def use_cuda() -> bool:
 
 
 def torch_dtype(name: str) -> Any:
-    """``auto``: float32 on CPU (bf16 generation measured ~2x slower than fp32 on the 2-core CPU), bfloat16 on CUDA
-    when supported (else float16)."""
+    """A :data:`~ftharness.hyperparameters.Dtype` name as a torch dtype. ``auto``: float32 on CPU (bf16
+    generation measured ~2x slower than fp32 on the 2-core CPU), bfloat16 on CUDA when supported (else float16)."""
     import torch
 
     if name == "auto":
         if use_cuda():
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.float32
-    try:
-        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
-    except KeyError:
-        from ftharness.errors import BadInput
-
-        raise BadInput(f"{name!r} is not one of: auto, float32, bfloat16, float16",
-                       field="hyperparameters.dtype") from None
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
-def steps_per_epoch(n_rows: int, hp: dict[str, Any], world_size: int = 1) -> int:
-    per_step = hp["batch_size"] * hp["grad_accum"] * max(world_size, 1)
+def steps_per_epoch(n_rows: int, hp: TrainingHyperparameters, world_size: int = 1) -> int:
+    per_step = hp.batch_size * hp.grad_accum * max(world_size, 1)
     return max(1, math.ceil(n_rows / per_step))
 
 
-def common_args(job: TrainJob, hp: dict[str, Any], n_rows: int, *, has_eval: bool, dtype: Any) -> dict[str, Any]:
+def common_args(job: TrainJob, hp: TrainingHyperparameters, n_rows: int, *, has_eval: bool, dtype: Any) -> dict[str, Any]:
     """``TrainingArguments`` fields shared by the SFT and DPO configs."""
     import torch
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     per_epoch = steps_per_epoch(n_rows, hp, world)
-    save_steps = hp.get("checkpoint_steps") or min(per_epoch, MAX_CHECKPOINT_STEPS)
+    save_steps = hp.checkpoint_steps or min(per_epoch, MAX_CHECKPOINT_STEPS)
     cuda = use_cuda()
     return dict(
         output_dir=str(work_dir(job)),
-        num_train_epochs=hp["epochs"],
-        max_steps=hp["max_steps"] or -1,
-        per_device_train_batch_size=hp["batch_size"],
-        per_device_eval_batch_size=hp["eval_batch_size"],
-        gradient_accumulation_steps=hp["grad_accum"],
-        learning_rate=hp["learning_rate"],
-        lr_scheduler_type=hp["lr_scheduler"],
-        warmup_steps=hp["warmup_ratio"],  # a float < 1 is a ratio of the total steps (transformers 5)
-        weight_decay=hp["weight_decay"],
-        max_grad_norm=hp["max_grad_norm"],
-        optim=hp["optimizer"],
-        logging_steps=hp["logging_steps"],
-        eval_strategy=("steps" if hp.get("eval_steps") else "epoch") if has_eval else "no",
-        eval_steps=hp.get("eval_steps"),
+        num_train_epochs=hp.epochs,
+        max_steps=hp.max_steps or -1,
+        per_device_train_batch_size=hp.batch_size,
+        per_device_eval_batch_size=hp.eval_batch_size,
+        gradient_accumulation_steps=hp.grad_accum,
+        learning_rate=hp.learning_rate,
+        lr_scheduler_type=hp.lr_scheduler,
+        warmup_steps=hp.warmup_ratio,  # a float < 1 is a ratio of the total steps (transformers 5)
+        weight_decay=hp.weight_decay,
+        max_grad_norm=hp.max_grad_norm,
+        optim=hp.optimizer,
+        logging_steps=hp.logging_steps,
+        eval_strategy=("steps" if hp.eval_steps else "epoch") if has_eval else "no",
+        eval_steps=hp.eval_steps,
         save_strategy="steps",
         save_steps=save_steps,
         save_total_limit=1,
@@ -116,7 +111,7 @@ def common_args(job: TrainJob, hp: dict[str, Any], n_rows: int, *, has_eval: boo
         use_cpu=not cuda,
         bf16=cuda and dtype == torch.bfloat16,
         fp16=cuda and dtype == torch.float16,
-        gradient_checkpointing=hp["gradient_checkpointing"],
+        gradient_checkpointing=hp.gradient_checkpointing,
         seed=job.spec.seed,
         data_seed=job.spec.seed,
         disable_tqdm=True,
@@ -126,11 +121,11 @@ def common_args(job: TrainJob, hp: dict[str, Any], n_rows: int, *, has_eval: boo
     )
 
 
-def trainer_callbacks(job: TrainJob, hp: dict[str, Any], label: str) -> tuple[Any, list[Any]]:
+def trainer_callbacks(job: TrainJob, hp: TrainingHyperparameters, label: str) -> tuple[Any, list[Any]]:
     """Early stopping that restores the best weights, the progress bar, then the job's own callbacks."""
     from ftharness.training.callbacks import best_eval_callback, progress_callback
 
-    best = best_eval_callback(hp["early_stopping_patience"], work_dir(job) / "best_trainable.pt")
+    best = best_eval_callback(hp.early_stopping_patience, work_dir(job) / "best_trainable.pt")
     callbacks = [best, *([progress_callback(label)] if job.progress else []), *job.callbacks]
     return best, callbacks
 
@@ -280,7 +275,7 @@ def make_sft_trainer_class() -> type:
     return HarnessSFTTrainer
 
 
-def run_sft(job: TrainJob, model: Any, tokenizer: Any, hp: dict[str, Any], *, padding_free: bool,
+def run_sft(job: TrainJob, model: Any, tokenizer: Any, hp: SftHyperparameters, *, padding_free: bool,
             notes: dict[str, Any] | None = None) -> TrainResult:
     """Train ``model`` (already wrapped for its method) on ``job`` and save it to ``job.out_dir``."""
     import datasets
@@ -302,13 +297,13 @@ def run_sft(job: TrainJob, model: Any, tokenizer: Any, hp: dict[str, Any], *, pa
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
-    train_rows, stats = sft_rows(tokenizer, job.train, job.system_prompt, max_length=hp["max_length"],
-                                 prompt_loss_weight=hp["prompt_loss_weight"])
+    train_rows, stats = sft_rows(tokenizer, job.train, job.system_prompt, max_length=hp.max_length,
+                                 prompt_loss_weight=hp.prompt_loss_weight)
     eval_rows = None
     if job.eval:
-        eval_rows, _ = sft_rows(tokenizer, job.eval, job.system_prompt, max_length=hp["max_length"])
+        eval_rows, _ = sft_rows(tokenizer, job.eval, job.system_prompt, max_length=hp.max_length)
         eval_rows = [{k: r[k] for k in ("input_ids", "labels")} for r in eval_rows]  # completion-only eval loss
-    dtype = torch_dtype(hp["dtype"])
+    dtype = torch_dtype(hp.dtype)
     best, callbacks = trainer_callbacks(job, hp, f"training {job.spec.name}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # the libraries' deprecation notices, not the user's

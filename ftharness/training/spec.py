@@ -1,108 +1,55 @@
-"""Candidate specs: hyperparameter defaults (``defaults.yaml``), their checking, and candidate files.
+"""Candidate specs: checking one against its trainer's hyperparameter contract, and candidate files.
+
+:func:`validate_candidate` is the one hyperparameter check: compare's task check (every sweep point),
+``ftharness train`` (candidate files) and ``train_candidate`` call it, so the same values are accepted or
+refused everywhere. It checks the hyperparameters against the class the candidate's *own* trainer declares
+for its method (``trainer.hyperparameters(method)``), never against another trainer's.
 
 A candidate file is what ``ftharness train CANDIDATE.yaml`` reads: a :class:`CandidateSpec` plus the data
-to train on and the task instruction. ``compare`` builds :class:`CandidateSpec` objects from its task file
-instead and calls :func:`resolve_hyperparameters` the same way, so both reject the same mistakes.
+to train on and the task instruction.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from ftharness.config import from_mapping, load_mapping, resolve_path
 from ftharness.errors import BadInput
+from ftharness.hyperparameters import NoHyperparameters
 from ftharness.training.trainer import CandidateSpec
+from ftharness.typed import from_mapping, load_mapping, resolve_path, spec, text_or_file
 
 COMBINE_METHOD = "combine"  # an adapter combination (merging.combine_adapters), not a training method
 
 
-@lru_cache(maxsize=1)
-def _defaults() -> dict[str, Any]:
-    import yaml
-
-    return yaml.safe_load(Path(__file__).with_name("defaults.yaml").read_text(encoding="utf-8"))
-
-
-def hyperparameter_table(method: str) -> dict[str, dict[str, Any]]:
-    """Every hyperparameter ``method`` accepts: ``{name: {value, type, source}}`` (common ones first)."""
-    data = _defaults()
-    own = dict(data["methods"].get(method) or {})
-    drop = set(own.pop("drop", []) or [])
-    table = {k: dict(v) for k, v in data["common"].items() if k not in drop}
-    for name, entry in own.items():
-        table[name] = dict(entry)
-    for entry in table.values():
-        entry["source_text"] = data["sources"].get(entry.get("source"), entry.get("source"))
-    return table
+def hyperparameter_class(trainer: Any, method: str) -> type:
+    """The dataclass of what ``trainer`` accepts for ``method`` (nothing, when it declares no classes)."""
+    declared = getattr(trainer, "hyperparameters", None)
+    return NoHyperparameters if declared is None else declared(method)
 
 
-def resolve_hyperparameters(spec: CandidateSpec, *, source: str | Path | None = None) -> dict[str, Any]:
-    """The spec's hyperparameters on top of the method's defaults, each checked for name and type."""
-    table = hyperparameter_table(spec.method)
-    values = {name: entry["value"] for name, entry in table.items()}
-    for name, value in (spec.hyperparameters or {}).items():
-        if name not in table:
-            known = ", ".join(sorted(table))
-            raise BadInput(
-                f"unknown hyperparameter for method {spec.method!r}; known: {known}",
-                file=source,
-                field=f"hyperparameters.{name}",
-            )
-        values[name] = _check_type(value, table[name]["type"], source, f"hyperparameters.{name}")
-    for name in ("epochs", "learning_rate"):
-        if name in values and values[name] <= 0:
-            raise BadInput(f"must be > 0, got {values[name]}", file=source, field=f"hyperparameters.{name}")
-    for name in ("batch_size", "grad_accum", "eval_batch_size", "max_length", "logging_steps", "r"):
-        if name in values and values[name] < 1:
-            raise BadInput(f"must be >= 1, got {values[name]}", file=source, field=f"hyperparameters.{name}")
-    for name in ("eval_steps", "max_steps", "checkpoint_steps"):
-        if values.get(name) is not None and values[name] < 1:
-            raise BadInput(f"must be >= 1 (or null), got {values[name]}", file=source, field=f"hyperparameters.{name}")
-    w = values.get("prompt_loss_weight")
-    if w is not None and not 0.0 <= w <= 1.0:
-        raise BadInput(f"must be between 0 and 1, got {w}", file=source, field="hyperparameters.prompt_loss_weight")
-    return values
+def validate_candidate(spec: CandidateSpec, *, source: str | Path | None = None, prefix: str = "") -> Any:
+    """``spec``'s hyperparameters typed by the class its trainer declares for its method, defaults filled in.
 
-
-def _check_type(value: Any, kind: str, source: Any, name: str) -> Any:
-    kinds = kind.split("|")
-    if value is None:
-        if "null" in kinds:
-            return None
-        raise BadInput(f"expected {kinds[0]}, got nothing (null)", file=source, field=name)
-    for k in kinds:
-        if k == "int" and isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if k == "float" and isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if k == "bool" and isinstance(value, bool):
-            return value
-        if k == "str" and isinstance(value, str):
-            return value
-        if k == "targets" and (
-            isinstance(value, str) or (isinstance(value, list) and value and all(isinstance(v, str) for v in value))
-        ):
-            return value
-    wanted = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "text",
-              "targets": "a module name, a list of them, or all-linear"}
-    said = " or ".join(wanted.get(k, k) for k in kinds if k != "null")
-    raise BadInput(f"expected {said}, got {type(value).__name__} ({value!r})", file=source, field=name)
-
-
-def check_spec(spec: CandidateSpec, *, source: str | Path | None = None) -> Any:
-    """Check that the spec's trainer exists and trains its method (from ``start_from`` too, when it has
-    one); returns the trainer object."""
+    BadInput (file ``source``, field ``{prefix}trainer``, ``{prefix}method``, ``{prefix}start_from`` or
+    ``{prefix}hyperparameters.NAME``) when the trainer is unknown or does not train the method (from
+    ``start_from``, when the spec has one), or a hyperparameter is unknown, mistyped or out of range.
+    """
     from ftharness.plugins import get_plugins
 
-    if spec.method == COMBINE_METHOD:
-        return None
     plugins = get_plugins()
-    plugins.training_method(spec.trainer, spec.method, start_from=bool(spec.start_from), file=source)
-    resolve_hyperparameters(spec, source=source)
-    return plugins.trainer(spec.trainer).obj
+    plugins.training_method(spec.trainer, spec.method, start_from=bool(spec.start_from), file=source,
+                            field_prefix=prefix)
+    return from_mapping(hyperparameter_class(plugins.trainer(spec.trainer).obj, spec.method), spec.hyperparameters,
+                        source=source, prefix=f"{prefix}hyperparameters.",
+                        kind=f"hyperparameter for {spec.trainer}/{spec.method}")
+
+
+def hyperparameter_values(hyperparameters: Any) -> dict[str, Any]:
+    """The typed hyperparameters as a plain mapping (artifact keys and records, reports)."""
+    return dataclasses.asdict(hyperparameters)
 
 
 # -- candidate files ----------------------------------------------------------------------------------
@@ -125,7 +72,7 @@ class CandidateFileFields:
     base_model: str | None = None
     start_from: str | None = None  # another candidate file: train on top of its artifact
     combine: list[str] = field(default_factory=list)  # candidate files whose adapters `method: combine` merges
-    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    hyperparameters: dict[str, Any] = field(default_factory=dict)  # checked against the trainer's class
     seed: int = 0
     data: CandidateData = field(default_factory=CandidateData)
     system_prompt: str | None = None  # the task instruction, exactly as the baselines get it
@@ -150,7 +97,7 @@ def load_candidate_file(path: str | Path, *, _seen: tuple[Path, ...] = ()) -> Ca
     fields = from_mapping(CandidateFileFields, load_mapping(path), source=path)
     spec = CandidateSpec(
         name=fields.name, trainer=fields.trainer, method=fields.method, base_model=fields.base_model,
-        start_from=fields.start_from, hyperparameters=dict(fields.hyperparameters), seed=fields.seed,
+        start_from=fields.start_from, hyperparameters=fields.hyperparameters, seed=fields.seed,
     )
     here = path.resolve()
     if here in _seen:
@@ -169,21 +116,15 @@ def load_candidate_file(path: str | Path, *, _seen: tuple[Path, ...] = ()) -> Ca
         if len(combine) < 2:
             raise BadInput("`method: combine` needs at least two candidate files under `combine`", file=path,
                            field="combine")
-        _check_combination(spec, path)
+        combine_settings(spec, source=path)
     else:
         if combine:
             raise BadInput("`combine` is only for `method: combine`", file=path, field="combine")
-        check_spec(spec, source=path)
+        validate_candidate(spec, source=path)
         if not fields.data.train:
             raise BadInput("required: the training data file", file=path, field="data.train")
-    system_prompt = fields.system_prompt
-    if fields.system_prompt_file:
-        if system_prompt is not None:
-            raise BadInput("give system_prompt or system_prompt_file, not both", file=path, field="system_prompt_file")
-        prompt_path = resolve_path(fields.system_prompt_file, path)
-        if prompt_path is None or not prompt_path.is_file():
-            raise BadInput(f"file not found: {prompt_path}", file=path, field="system_prompt_file")
-        system_prompt = prompt_path.read_text(encoding="utf-8").strip()
+    system_prompt = text_or_file(fields.system_prompt, fields.system_prompt_file,
+                                 names=("system_prompt", "system_prompt_file"), source=path)
     train_path = resolve_path(fields.data.train, path)
     eval_path = resolve_path(fields.data.eval, path)
     for value, p, name in ((fields.data.train, train_path, "data.train"), (fields.data.eval, eval_path, "data.eval")):
@@ -195,16 +136,19 @@ def load_candidate_file(path: str | Path, *, _seen: tuple[Path, ...] = ()) -> Ca
     )
 
 
-COMBINATION_TYPES = ("linear", "ties", "dare_ties", "dare_linear", "cat", "svd", "ties_svd", "magnitude_prune")
+CombinationType = Literal["linear", "ties", "dare_ties", "dare_linear", "cat", "svd", "ties_svd", "magnitude_prune"]
 
 
-def _check_combination(spec: CandidateSpec, source: Any) -> None:
-    allowed = {"weights", "combination_type", "density"}
-    for name in spec.hyperparameters:
-        if name not in allowed:
-            raise BadInput(f"unknown setting for combine; known: {', '.join(sorted(allowed))}", file=source,
-                           field=f"hyperparameters.{name}")
-    ctype = spec.hyperparameters.get("combination_type", "linear")
-    if ctype not in COMBINATION_TYPES:
-        raise BadInput(f"{ctype!r} is not one of: {', '.join(COMBINATION_TYPES)}", file=source,
-                       field="hyperparameters.combination_type")
+@dataclass
+class CombineSettings:
+    """The ``hyperparameters`` of a ``method: combine`` candidate (PEFT's ``add_weighted_adapter``)."""
+
+    weights: list[float] | None = spec(None, help="one weight per combined adapter; null: equal weights")
+    combination_type: CombinationType = spec("linear", source="PEFT add_weighted_adapter's default")
+    density: float | None = spec(None, gt=0, le=1, help="share of each adapter's weights kept (ties, dare, "
+                                 "magnitude_prune); null: 0.5 (ftharness.training.merging)")
+
+
+def combine_settings(spec: CandidateSpec, *, source: str | Path | None = None) -> CombineSettings:
+    return from_mapping(CombineSettings, spec.hyperparameters, source=source, prefix="hyperparameters.",
+                        kind="setting for combine")

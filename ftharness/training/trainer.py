@@ -4,6 +4,11 @@ the artifact folder) in, a :class:`TrainResult` out.
 The trainer protocol itself, and the ``Method`` declarations through which a trainer says what it trains,
 are in :mod:`ftharness.hookspecs`; the core reads those declarations through the plugin registry
 (:mod:`ftharness.plugins`) and never tests a trainer's or a method's name.
+
+A trainer's ``hyperparameters(method)`` (:class:`~ftharness.hookspecs.Trainer`) is the dataclass of what it
+accepts for a method (the shared bases are in :mod:`ftharness.hyperparameters`). A candidate's
+hyperparameters are checked against that class only (:func:`ftharness.training.spec.validate_candidate`),
+and ``train`` receives them typed, defaults filled, as :attr:`TrainJob.hyperparameters`.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ class TrainJob:
     train: list[Example]
     eval: list[Example]
     out_dir: Path  # the artifact folder to write
+    hyperparameters: Any  # an instance of trainer.hyperparameters(spec.method): checked, defaults filled
     system_prompt: str | None = None  # the task instruction, rendered exactly as for the baselines
     start_adapter: Path | None = None  # artifact of ``spec.start_from``
     resume: bool = True
