@@ -2,11 +2,18 @@
 
 Raise these from anywhere in the core or a plugin; `ftharness.cli.main` prints ``str(error)`` as one
 line on stderr and exits with ``error.exit_code``. Never let a traceback reach a user for bad input.
+
+Any other exception is an internal error (a bug, or a library failing): exit code 4, kept apart from 1
+("a gate failed") so that CI can tell a crash from a verdict. Its traceback goes to a log file
+(:func:`ftharness.runlog.log_traceback`) and the terminal gets one line naming that file.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+INTERNAL_ERROR = 4  # exit code of an uncaught exception (pytest's 3 is taken here by EnvironmentProblem)
+INTERRUPTED = 130  # exit code after Ctrl-C: 128 + SIGINT, as a shell reports it
 
 
 class FtharnessError(Exception):
@@ -53,3 +60,11 @@ class EnvironmentProblem(FtharnessError):
 
     exit_code = 3
 
+
+def exit_code(error: BaseException) -> int:
+    """The exit code a command ends with when ``error`` ends it."""
+    if isinstance(error, FtharnessError):
+        return error.exit_code
+    if isinstance(error, KeyboardInterrupt):
+        return INTERRUPTED
+    return INTERNAL_ERROR

@@ -1,14 +1,21 @@
-"""Small file helpers every writer shares: atomic writes, JSONL streaming, content hashes."""
+"""Small file helpers every writer shares: atomic writes, JSONL streaming, content hashes, file locks."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
+import shlex
+import sys
 import tempfile
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ftharness import faults
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -28,7 +35,12 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 def atomic_write_json(path: str | Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
+    atomic_write_text(path, json_text(data))
+
+
+def json_text(data: Any) -> str:
+    """The text every JSON file the harness writes has: indented, keys in their order, a final newline."""
+    return json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n"
 
 
 def _json_default(obj: Any) -> Any:
@@ -40,30 +52,60 @@ def _json_default(obj: Any) -> Any:
 
 
 def append_jsonl(path: str | Path, records: Iterable[dict]) -> None:
-    """Append records and flush, so that a killed run keeps every line it wrote."""
+    """Append records and flush, so that a killed run keeps every line it wrote. A kill can still cut the
+    last line short: whoever appends to the file again calls :func:`repair_jsonl` first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    text = "".join(json.dumps(r, ensure_ascii=False, default=_json_default) + "\n" for r in records)
     with open(path, "a", encoding="utf-8") as f:
-        for record in records:
-            f.write(json.dumps(record, ensure_ascii=False, default=_json_default) + "\n")
+        if faults.hit("jsonl-append"):  # test hook: die half-way through the write, as a kill -9 can
+            f.write(text[: len(text) // 2])
+            f.flush()
+            faults.act()
+        f.write(text)
         f.flush()
 
 
-def read_jsonl(path: str | Path) -> list[dict]:
-    """Read a JSONL file the harness wrote itself (user files go through ftharness.data)."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    out = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
+def _complete_lines(path: Path) -> tuple[list[dict], int]:
+    """The records of the file's complete, readable lines up to the first that is not, and the byte
+    length of those lines."""
+    out: list[dict] = []
+    good = 0
+    with open(path, "rb") as f:
+        for raw in f:
+            if not raw.endswith(b"\n"):
+                break  # the last line, cut short by a kill before its newline
+            line = raw.strip()
             if line:
                 try:
                     out.append(json.loads(line))
-                except json.JSONDecodeError:
+                except (json.JSONDecodeError, UnicodeDecodeError):
                     break  # a line cut short by a kill: everything before it is good
-    return out
+            good += len(raw)
+    return out, good
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """Read a JSONL file the harness wrote itself (user files go through ftharness.data): every complete
+    line up to the first that is not (a line cut short by a kill)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    return _complete_lines(path)[0]
+
+
+def repair_jsonl(path: str | Path) -> list[dict]:
+    """:func:`read_jsonl`, and the file cut back to those lines when a kill left a torn line behind, so
+    that the next :func:`append_jsonl` starts on a line of its own (never glued to the fragment)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    records, good = _complete_lines(path)
+    if good < path.stat().st_size:
+        with open(path, "rb") as f:
+            kept = f.read(good)
+        atomic_write_text(path, kept.decode("utf-8"))
+    return records
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -78,3 +120,81 @@ def sha256_json(data: Any) -> str:
     """A stable hash of JSON-able data (sorted keys): cache keys for specs and settings."""
     blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=_json_default)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@dataclass
+class FileLock:
+    """An exclusive ``flock`` held on ``path`` until :meth:`release` (or until the process ends, however
+    it ends: the operating system drops the lock of a killed process, so no lock is ever left stale).
+    While held, the file names the holder: ``{"pid", "since", "command"}`` (:func:`lock_holder`)."""
+
+    path: Path
+    fd: int
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)  # closing the descriptor releases the lock
+            self.fd = -1
+
+    def __enter__(self) -> FileLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def try_lock(path: str | Path) -> FileLock | None:
+    """Take the lock on ``path`` (created if missing) now, or None when another process holds it."""
+    fd = _open_lock_file(Path(path))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return _held(Path(path), fd)
+
+
+def wait_lock(path: str | Path, on_wait: Callable[[dict[str, Any] | None], None] | None = None) -> FileLock:
+    """Take the lock on ``path``, waiting for its holder to release it (or die). ``on_wait(holder)`` is
+    called once, before waiting, when another process holds it."""
+    lock = try_lock(path)
+    if lock is not None:
+        return lock
+    if on_wait is not None:
+        on_wait(lock_holder(path))
+    fd = _open_lock_file(Path(path))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except BaseException:  # interrupted while waiting
+        os.close(fd)
+        raise
+    return _held(Path(path), fd)
+
+
+def lock_holder(path: str | Path) -> dict[str, Any] | None:
+    """Who holds (or last held) the lock on ``path``, as its holder wrote it; None when unknown."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def describe_holder(holder: dict[str, Any] | None) -> str:
+    """``pid 123 (since 2025-01-01 10:00:00): ftharness compare task.yaml``, or what is known of it."""
+    if not holder:
+        return "another process"
+    return f"pid {holder.get('pid')} (since {holder.get('since')}): {holder.get('command')}"
+
+
+def _open_lock_file(path: Path) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+
+
+def _held(path: Path, fd: int) -> FileLock:
+    """The lock just taken on ``fd``, its file rewritten to name this process."""
+    holder = {"pid": os.getpid(), "since": time.strftime("%Y-%m-%d %H:%M:%S"), "command": shlex.join(sys.argv)}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+    return FileLock(path=path, fd=fd)

@@ -8,6 +8,11 @@ ftharness installed. It therefore imports nothing heavy here and collects nothin
 ``--ftharness-model`` or ``--ftharness-predictions`` is given: an ordinary ``pytest`` run is unaffected.
 Each suite is evaluated once, when its first gate item runs; its items then report the measured value
 and threshold, and ``--junitxml`` records them like any test.
+
+A gate the run gives nothing to measure is skipped with the reason, not failed: every gate of a suite
+that needs the model (forgetting, redteam) when only predictions are given, and a gate whose metric says
+why it could not measure the value (``details["missing"]``: no reference answers, no latencies, no base
+model). A value that was measured and misses its threshold, or is not a finite number, fails.
 """
 
 from __future__ import annotations
@@ -88,8 +93,15 @@ class SuiteFile(pytest.File):
 
     def evaluation(self) -> Any:
         """Run the suite once for all of its gate items."""
+        from ftharness.suites.evaluate import model_only
+
         if self._error:
             raise SuiteError(self._error)
+        if self.config.getoption("ftharness_predictions") and model_only(self.suite):
+            pytest.skip(
+                f"suite {self.suite.name!r} measures the model ({', '.join(self.suite.metrics)}), and this run "
+                "has only predictions; run it with --ftharness-model"
+            )
         if self._evaluation is None:
             from ftharness.errors import FtharnessError
 
@@ -146,6 +158,16 @@ class GateFailure(Exception):
     pass
 
 
+def _nothing_to_measure(result: Any, gate: Any) -> bool:
+    """The gate's metric was skipped, or said why it could not measure the gated value (the metric
+    protocol's ``details["missing"]``): the run gave it nothing to measure."""
+    if gate.metric in result.skipped:
+        return True
+    metric = result.metrics.get(gate.metric)
+    details = metric.details if metric is not None else {}
+    return isinstance(details, dict) and gate.value in details.get("missing", {})
+
+
 class GateItem(pytest.Item):
     def __init__(self, *, gate: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -159,6 +181,8 @@ class GateItem(pytest.Item):
         outcome = next(g for g in ev.result.gates if g.name == self.gate.name)
         self.user_properties.append(("measured", "" if outcome.value is None else repr(outcome.value)))
         self.user_properties.append(("threshold", f"{outcome.op} {outcome.threshold:g}"))
+        if outcome.value is None and _nothing_to_measure(ev.result, self.gate):
+            pytest.skip(outcome.message)
         if not outcome.passed:
             raise GateFailure(outcome.message)
 

@@ -61,14 +61,12 @@ def tiny_model_dir(tmp_path_factory, embedded_dir):
 
 
 @pytest.fixture(scope="session")
-def varied_tiny_lm(tiny_model_dir, tmp_path_factory):
-    """The tiny Llama with untied embeddings and a wide initialisation, loaded through ``load_model``: its
-    greedy outputs differ from prompt to prompt (the shared tiny model, initialised at 0.02 with tied
-    embeddings, answers every prompt with newlines, which would make equal outputs prove nothing)."""
+def varied_tiny_model_dir(tiny_model_dir, tmp_path_factory):
+    """The tiny Llama with untied embeddings and a wide initialisation: its greedy outputs differ from
+    prompt to prompt (the shared tiny model, initialised at 0.02 with tied embeddings, answers every prompt
+    with newlines, which would make equal outputs prove nothing)."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from ftharness.models.loading import load_model
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     torch.manual_seed(0)
@@ -80,7 +78,15 @@ def varied_tiny_lm(tiny_model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("varied-tiny-llama")
     LlamaForCausalLM(config).save_pretrained(out)
     tok.save_pretrained(out)
-    return load_model(str(out))
+    return out
+
+
+@pytest.fixture(scope="session")
+def varied_tiny_lm(varied_tiny_model_dir):
+    """:func:`varied_tiny_model_dir` loaded through ``load_model``."""
+    from ftharness.models.loading import load_model
+
+    return load_model(str(varied_tiny_model_dir))
 
 
 @pytest.fixture

@@ -370,7 +370,12 @@ def test_resume_after_injected_failure_reuses_finished_work(tmp_path, fake, caps
     with pytest.raises(RuntimeError, match="fake failure"):
         run_mod.run_compare(path, out=out, progress=False)
     (run_dir,) = out.iterdir()
-    assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
+    manifest = json.loads((run_dir / "run.json").read_text())
+    assert manifest["status"] == "failed"
+    assert manifest["failure"] == {
+        "error": "RuntimeError", "message": "fake failure injected", "exit_code": 4, "log": str(run_dir / "run.log")
+    }
+    assert "fake failure injected" in (run_dir / "run.log").read_text()  # the traceback
     assert (run_dir / "state" / "eval-zero-shot.json").exists()
     assert not (run_dir / "state" / "eval-lora.json").exists()
     assert len((run_dir / "samples" / "lora.jsonl").read_text().splitlines()) == 4  # one batch was kept
@@ -379,6 +384,8 @@ def test_resume_after_injected_failure_reuses_finished_work(tmp_path, fake, caps
     FakeBackend.fail_on = None
     outcome = run_mod.run_compare(path, out=out, progress=False)  # the same command again
     assert outcome.run.root == run_dir and outcome.run.resumed
+    manifest = json.loads((run_dir / "run.json").read_text())
+    assert manifest["status"] == "finished" and "failure" not in manifest
     generated = FakeBackend.calls["generate"] - before["generate"]
     assert generated == 5  # only the candidate's 20 remaining samples, in batches of 4
     events = outcome.results.timing.events
@@ -391,6 +398,63 @@ def test_resume_after_injected_failure_reuses_finished_work(tmp_path, fake, caps
     again = run_mod.run_compare(path, out=out, progress=False)
     assert again.run.root != run_dir and len(list(out.iterdir())) == 2
     assert FakeBackend.calls.get("generate", 0) > 0
+
+
+def test_resume_drops_a_samples_line_cut_short_and_generates_its_rows_again(tmp_path, fake):
+    path = write_task(tmp_path)
+    out = tmp_path / "reports"
+    FakeBackend.fail_on = "lora"
+    with pytest.raises(RuntimeError, match="fake failure"):
+        run_mod.run_compare(path, out=out, progress=False)
+    (run_dir,) = out.iterdir()
+    samples = run_dir / "samples" / "lora.jsonl"
+    lines = samples.read_text().splitlines(keepends=True)
+    assert len(lines) == 4
+    samples.write_text("".join(lines[:3]) + lines[3][:40])  # a kill -9 in the middle of the fourth row
+    FakeBackend.fail_on = None
+    outcome = run_mod.run_compare(path, out=out, progress=False)
+    rows = [json.loads(line) for line in samples.read_text().splitlines()]  # every line whole
+    assert sorted(r["id"] for r in rows) == list(range(24))  # the torn row again, once, and no other twice
+    assert all(row.outputs["lora"] is not None for row in outcome.results.samples)
+    assert len(outcome.results.samples) == 24
+    lora = next(o for o in outcome.results.options if o.name == "lora")
+    assert len(lora.per_sample["format.parse_rate"]) == 24
+
+
+def test_an_internal_error_exits_4_with_one_line_and_the_traceback_in_the_run_log(tmp_path, fake, capsys):
+    path = write_task(tmp_path)
+    out = tmp_path / "reports"
+    FakeBackend.fail_on = "lora"
+    assert main(["compare", str(path), "--out", str(out), "--no-progress"]) == 4
+    err = capsys.readouterr().err.strip()
+    (run_dir,) = out.iterdir()
+    log = run_dir / "run.log"
+    assert err == (
+        f"ftharness compare: internal error (a bug, not a verdict): RuntimeError: fake failure injected; "
+        f"the traceback is in {log}"
+    )
+    text = log.read_text()
+    assert "Traceback (most recent call last)" in text and "in generate" in text
+    manifest = json.loads((run_dir / "run.json").read_text())
+    assert manifest["status"] == "failed" and manifest["failure"]["exit_code"] == 4
+    FakeBackend.fail_on = None  # the same command again resumes the failed run and finishes it
+    assert main(["compare", str(path), "--out", str(out), "--no-progress"]) == 0
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
+
+
+def test_an_internal_error_outside_a_run_logs_its_traceback_in_the_cache(tmp_path, fake, monkeypatch, capsys):
+    monkeypatch.setenv("FTHARNESS_CACHE", str(tmp_path / "cache"))
+
+    def broken(*args, **kwargs):
+        raise KeyError("no such thing")
+
+    monkeypatch.setattr(run_mod, "load_task", broken)
+    assert main(["compare", str(write_task(tmp_path)), "--out", str(tmp_path / "r"), "--no-progress"]) == 4
+    err = capsys.readouterr().err
+    (log,) = (tmp_path / "cache" / "logs").iterdir()
+    assert len(err.strip().splitlines()) == 1 and f"KeyError: 'no such thing'; the traceback is in {log}" in err
+    assert "in broken" in log.read_text()
+    assert not (tmp_path / "r").exists()
 
 
 def test_run_id_of_finished_run_is_refused(tmp_path, fake, capsys):
@@ -458,6 +522,10 @@ def test_a_slice_field_no_eval_row_has_is_bad_input_before_any_work(tmp_path, fa
     err = capsys.readouterr().err.strip()
     assert "slice field 'colour'" in err and "task.yaml" in err and len(err.splitlines()) == 1
     assert FakeBackend.calls == {}  # nothing trained or generated
+    (run_dir,) = (tmp_path / "r").iterdir()  # found after the run started: the run says it failed, and why
+    failure = json.loads((run_dir / "run.json").read_text())["failure"]
+    assert failure["error"] == "BadInput" and failure["exit_code"] == 2 and failure["log"] is None
+    assert "slice field 'colour'" in failure["message"]
 
 
 # --- resuming a run whose state was written by the previous version ------------------------------

@@ -3,8 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 
-from ftharness.io import append_jsonl, atomic_write_json, read_jsonl, sha256_json
+from ftharness.io import (
+    append_jsonl,
+    atomic_write_json,
+    lock_holder,
+    read_jsonl,
+    repair_jsonl,
+    sha256_json,
+    try_lock,
+)
 
 
 def test_atomic_write_leaves_no_temp_files(tmp_path):
@@ -21,6 +33,51 @@ def test_jsonl_survives_a_line_cut_short(tmp_path):
     with open(path, "a") as f:
         f.write('{"i": 2, "out')  # a kill in the middle of a write
     assert read_jsonl(path) == [{"i": 0}, {"i": 1}]
+
+
+def test_repair_drops_the_torn_line_so_the_next_append_starts_clean(tmp_path):
+    path = tmp_path / "samples.jsonl"
+    append_jsonl(path, [{"i": 0}, {"i": 1}])
+    with open(path, "a") as f:
+        f.write('{"i": 2, "output": "cut')  # killed before the rest of the line and its newline
+    assert repair_jsonl(path) == [{"i": 0}, {"i": 1}]
+    append_jsonl(path, [{"i": 2}, {"i": 3}])
+    assert read_jsonl(path) == [{"i": 0}, {"i": 1}, {"i": 2}, {"i": 3}]
+    assert path.read_text().count("\n") == 4
+
+
+def test_a_line_without_its_newline_is_not_complete(tmp_path):
+    """A kill can stop a write right before the newline: the line parses, but the next append would be glued
+    to it, so it is dropped too (its row is generated again)."""
+    path = tmp_path / "samples.jsonl"
+    path.write_text('{"i": 0}\n{"i": 1}')
+    assert read_jsonl(path) == [{"i": 0}]
+    assert repair_jsonl(path) == [{"i": 0}] and path.read_text() == '{"i": 0}\n'
+    before = path.stat().st_mtime_ns
+    assert repair_jsonl(path) == [{"i": 0}] and path.stat().st_mtime_ns == before  # whole: left alone
+
+
+def test_a_lock_is_exclusive_names_its_holder_and_dies_with_it(tmp_path):
+    path = tmp_path / "run.lock"
+    lock = try_lock(path)
+    assert lock is not None and lock_holder(path)["pid"] == os.getpid()
+    assert try_lock(path) is None  # another open of the file: the lock is taken
+    lock.release()
+    again = try_lock(path)
+    assert again is not None
+    again.release()
+
+    code = f"import sys, time; from ftharness.io import try_lock; try_lock({str(path)!r}); print('held', flush=True); time.sleep(60)"
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert try_lock(path) is None and lock_holder(path)["pid"] == holder.pid
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    after = try_lock(path)  # kill -9 leaves no stale lock
+    assert after is not None
+    after.release()
 
 
 def test_hash_ignores_key_order():

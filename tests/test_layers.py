@@ -37,7 +37,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("models, planner", ("ftharness.models", "ftharness.planner")),
     ("foundation", (
         "ftharness.plugins", "ftharness.hookspecs", "ftharness.hyperparameters", "ftharness.typed",
-        "ftharness.jsonrecord", "ftharness.runlog",
+        "ftharness.jsonrecord", "ftharness.runlog", "ftharness.faults",
         "ftharness.ui", "ftharness.io", "ftharness.errors", "ftharness.paths", "ftharness",
     )),
 )

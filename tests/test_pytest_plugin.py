@@ -77,6 +77,32 @@ def test_nothing_collected_without_the_options(pytester):
     assert result.ret == pytest_no_tests_collected()
 
 
+def test_gates_with_nothing_to_measure_are_skipped_with_the_reason(pytester):
+    """Predictions only, without references: the model's suites and the reference gates are skips, and
+    the one gate that measured something and missed is the one failure."""
+    pytester.mkdir("suites")
+    (pytester.path / "suites" / "forgetting.yaml").write_text(
+        "name: forgetting\nmetrics: {forgetting: {}}\n"
+        "gates: {forgetting.ppl_delta_pct: '< 5', forgetting.qa_accuracy_delta: '>= -0.05'}\n"
+    )
+    (pytester.path / "suites" / "mini.yaml").write_text(SUITE)
+    preds = pytester.path / "preds.jsonl"
+    preds.write_text('{"output": "{\\"a\\": 1}"}\n{"output": "no idea"}\n')
+    junit = pytester.path / "junit.xml"
+    result = pytester.runpytest("suites", f"--ftharness-predictions={preds}", f"--junitxml={junit}", "-rs",
+                                "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1, skipped=3)
+    result.stdout.fnmatch_lines([
+        "*format.parse_rate = 0.5 (gate >= 0.98): FAILED*",
+        "*suite 'forgetting' measures the model (forgetting), and this run has only predictions*",
+        "*task.exact_match >= 0.5: not measured (no evaluated record has a reference answer)*",
+    ])
+    cases = {c.get("name"): c for c in ET.parse(junit).getroot().iter("testcase")}
+    skipped = cases["task.exact_match"].find("skipped")
+    assert skipped is not None and "no evaluated record has a reference answer" in skipped.get("message")
+    assert cases["format.parse_rate"].find("failure") is not None
+
+
 def test_bad_suite_is_a_collection_error_naming_the_field(pytester):
     pytester.mkdir("suites")
     (pytester.path / "suites" / "bad.yaml").write_text("name: bad\nmetrics: {format: {}}\ngates: {format.parse_rate: '>= abc'}\n")

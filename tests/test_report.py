@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
@@ -227,6 +228,9 @@ def test_run_folder_never_overwrites(tmp_path):
 
     with pytest.raises(BadInput):
         a.write("report.html", "x")
+    with pytest.raises(BadInput, match=f"in use by pid {os.getpid()} "):  # b's process still works in it
+        open_run(tmp_path, task_name="t", task_hash="h", task_file="t.yaml")
+    b.close()
     c = open_run(tmp_path, task_name="t", task_hash="h", task_file="t.yaml")
     assert c.root == b.root and c.resumed  # unfinished: the same command resumes it
     d = open_run(tmp_path, task_name="t", task_hash="other", task_file="t.yaml")

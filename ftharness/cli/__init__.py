@@ -5,7 +5,8 @@ Each subcommand is a module of this package with ``add_parser(subparsers)``, whi
 ``advise`` and ``plan`` must answer well under a second without torch. :func:`main` installs the
 command's progress display (:func:`ftharness.cli.render.terminal_ui`) for the core to report through.
 
-Exit codes (README): 0 success, 1 a gate failed, 2 bad input or usage, 3 environment problem.
+Exit codes (README): 0 success, 1 a gate failed, 2 bad input or usage, 3 environment problem, 4 internal
+error (an uncaught exception: one line here, the traceback in the run's log or the cache's ``logs/``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import os
 import sys
 
 from ftharness import __version__
-from ftharness.errors import FtharnessError
+from ftharness.errors import FtharnessError, exit_code
 
 SUBCOMMANDS = ("advise", "plan", "compare", "eval", "train", "data", "plugins")
 
@@ -59,6 +60,28 @@ def main(argv: list[str] | None = None) -> int:
     except FtharnessError as e:
         sys.stderr.write(f"ftharness {args.command}: {e}\n")
         return e.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         sys.stderr.write("ftharness: interrupted; finished work is kept, run the same command to resume\n")
-        return 130
+        return exit_code(e)
+    except Exception as e:
+        _internal_error(args.command, e)
+        return exit_code(e)
+
+
+def _internal_error(command: str, error: Exception) -> None:
+    """One line on stderr saying what failed and where its traceback is (the run's log when the error
+    happened in a run, else a new file in the cache's ``logs/``; stderr itself if no file can be written)."""
+    from ftharness import runlog
+
+    lines = str(error).strip().splitlines()
+    what = type(error).__name__ + (f": {lines[0]}" if lines else "")
+    log = runlog.traceback_log(error)
+    if log is None:
+        try:
+            log = runlog.log_traceback(runlog.crash_log_file(), error)
+        except OSError:
+            import traceback
+
+            traceback.print_exception(error, file=sys.stderr)
+    where = f"the traceback is in {log}" if log else "the traceback is above"
+    sys.stderr.write(f"ftharness {command}: internal error (a bug, not a verdict): {what}; {where}\n")

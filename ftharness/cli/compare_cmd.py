@@ -1,8 +1,11 @@
 """`ftharness compare [TASK.yaml] [--run-id ID | --resume] [--out reports/] [--json]`.
 
 Runs every prompting baseline and trained candidate of a task through the same suites and gates, and
-decides. With no task file it runs the bundled example (examples/extraction/task.yaml). Exit codes:
-0 the recommended option passes every gate, 1 nothing passes, 2 bad input, 3 environment problem.
+decides. With no task file it runs the bundled example (examples/extraction/task.yaml). Running the same
+command again resumes the task's unfinished (interrupted or failed) run. One process works in a run at a
+time: if another process holds the run, this one exits 2 naming it (pid, since when, command) instead of
+waiting. Exit codes: 0 the recommended option passes every gate, 1 nothing passes, 2 bad input or a run in
+use, 3 environment problem, 4 internal error (the traceback is in the run's run.log).
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ Per-sample outputs stream to ``samples/NAME.jsonl`` as they are produced, and ea
 and validation is recorded in the run's ``state/`` under a key that hashes everything the result depends
 on (option spec and its ``start_from`` chain, data hashes, base model, generation settings, suites, gates,
 instruction, schema, seed). A rerun after a kill reuses every finished evaluation, and every sample
-already generated for a half-finished one; trainings are reused from the artifact cache. The state files
+already generated for a half-finished one (a samples line a kill cut short is dropped and its row
+generated again); trainings are reused from the artifact cache. The state files
 hold the records of ``ftharness.report.records`` as JSON and read them back, those an earlier version
 wrote included (``from_older``). Each phase's wall time and peak memory is recorded
 (``ftharness.compare.phases``), and each candidate's model is freed when its evaluation ends.
@@ -31,11 +32,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ftharness import ui
+from ftharness import faults, ui
 from ftharness.compare.phases import Phases, release_memory
 from ftharness.compare.selection import choose
 from ftharness.compare.task import BaselineEntry, CandidateEntry, Task, data_kind
-from ftharness.io import append_jsonl, read_jsonl, sha256_file, sha256_json
+from ftharness.io import append_jsonl, repair_jsonl, sha256_file, sha256_json
 from ftharness.jsonrecord import doc, from_json, to_json
 from ftharness.report.records import (
     MERGED_LATENCY,
@@ -245,10 +246,9 @@ class Backend:
 
     def model_only(self, suite: Any) -> bool:
         """True when every metric of the suite reads the model, not the outputs (forgetting)."""
-        from ftharness.plugins import metrics
+        from ftharness.suites.evaluate import model_only
 
-        installed = metrics()
-        return all(getattr(installed.get(m), "needs_model", False) for m in suite.metrics)
+        return model_only(suite)
 
     def run_suite(self, suite: Any, samples: list[Any], model: Any, option: str, wall_s: float) -> SuiteResult:
         from ftharness.suites.metric import MetricContext
@@ -630,6 +630,7 @@ class Experiment:
                 )
                 continue
             self._status(f"scoring {option.name} with suite {name}")
+            faults.reached("score")  # test hook (ftharness.faults)
             with self.phases(f"score: {name}", option.name):
                 res = b.run_suite(suite, samples, lm, option.name, gen_wall)
             if shared:
@@ -671,9 +672,10 @@ class Experiment:
         self, option: Option, lm: Any, prompts: list[str], key: str
     ) -> tuple[list[dict], float]:
         """Generate in batches of similar length, appending each finished batch to the samples file;
-        samples already in the file for this key are kept, not generated again."""
+        samples already in the file for this key are kept, not generated again. A line a kill cut short is
+        dropped from the file first (its row is generated again), so no row is ever glued to it."""
         path = self.run_dir.samples_file(option.name)
-        done = {r["id"]: r for r in read_jsonl(path) if r.get("key") == key}
+        done = {r["id"]: r for r in repair_jsonl(path) if r.get("key") == key}
         if path.exists() and not done:
             path.unlink()  # samples of an older key: start the file again
         todo = [i for i in range(len(prompts)) if i not in done]
@@ -687,6 +689,7 @@ class Experiment:
         with ui.progress(f"generating {option.name}", len(prompts), completed=len(done), show=self.progress) as step:
             for start in range(0, len(todo), size):
                 batch = todo[start : start + size]
+                faults.reached("generate")  # test hook (ftharness.faults)
                 t0 = time.perf_counter()
                 outs = self.backend.generate(lm, [prompts[i] for i in batch], constrained)
                 took = time.perf_counter() - t0

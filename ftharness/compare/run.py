@@ -8,16 +8,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ftharness import faults
 from ftharness.compare.decision import decide
 from ftharness.compare.experiment import Backend, Experiment, attempt, task_hash
 from ftharness.compare.stats import bootstrap_ci, paired_compare
 from ftharness.compare.task import Task, load_task
-from ftharness.io import atomic_write_json, read_jsonl
+from ftharness.errors import INTERNAL_ERROR, exit_code
+from ftharness.io import read_jsonl
 from ftharness.jsonrecord import from_json, to_json
 from ftharness.report.records import Decision, Interval, OptionRecord, PairedComparison
 from ftharness.report.results import CompareResults, Constraints, Settings, Timing, side_by_side, task_record
 from ftharness.report.run_dir import RunDir, open_run
-from ftharness.runlog import third_party_to_log
+from ftharness.runlog import log_traceback, third_party_to_log
 
 LOG_NAME = "run.log"
 
@@ -81,15 +83,41 @@ def run_compare(
     progress: bool = True,
     backend_factory: Callable[[Task], Any] | None = None,
 ) -> CompareOutcome:
-    from ftharness.report.html import render_html
-    from ftharness.report.junit import junit_xml
-
+    """Run the task in its run folder (``ftharness.report.run_dir``: new, or the unfinished one resumed),
+    which this process holds locked until it returns. A run that ends in an exception (bad input found
+    after the start, a crash, Ctrl-C) is marked failed in run.json with the reason and the exit code; the
+    traceback of an internal error (``ftharness.errors.INTERNAL_ERROR``) is appended to its run.log."""
     started = time.time()
     task = load_task(task_path)
     thash = task_hash(task)
     run = open_run(
         out, task_name=task.name, task_hash=thash, task_file=str(task.file), run_id=run_id, resume=resume
     )
+    try:
+        outcome = _run(task, thash, run, started, progress, backend_factory)
+    except BaseException as e:  # marked failed, with the reason; a rerun resumes or starts over
+        log = None
+        if exit_code(e) == INTERNAL_ERROR:
+            log = str(log_traceback(run.root / LOG_NAME, e))
+        run.fail(e, exit_code(e), log=log)
+        raise
+    finally:
+        run.close()
+    return outcome
+
+
+def _run(
+    task: Task,
+    thash: str,
+    run: RunDir,
+    started: float,
+    progress: bool,
+    backend_factory: Callable[[Task], Any] | None,
+) -> CompareOutcome:
+    """The comparison in its (locked) run folder: experiment, statistics, decision, reports."""
+    from ftharness.report.html import render_html
+    from ftharness.report.junit import junit_xml
+
     backend = (backend_factory or Backend)(task)
     exp = Experiment(task, run, backend, progress=progress)
     with third_party_to_log(run.root / LOG_NAME):  # library warnings and bars: the log, not the terminal
@@ -144,7 +172,8 @@ def run_compare(
         samples=side_by_side([o.name for o in measured.options], samples, task.schema),
         timing=timing,
     )
-    atomic_write_json(run.root / "results.json", to_json(results))
+    run.write_json("results.json", to_json(results))
+    faults.reached("report")  # test hook (ftharness.faults)
     run.write("junit.xml", junit_xml(results))
     run.write("report.html", render_html(results))
     run.finish()

@@ -83,6 +83,15 @@ def suite_needs_model(suite: Suite) -> tuple[bool, bool]:
     )
 
 
+def model_only(suite: Suite) -> bool:
+    """Every metric of the suite reads the model, none the outputs (forgetting, redteam): outputs made
+    elsewhere (predictions) give it nothing to measure."""
+    from ftharness.plugins import metrics
+
+    installed = metrics()
+    return all(getattr(installed.get(m), "needs_model", False) for m in suite.metrics)
+
+
 def load_models(
     model: str | None, adapter: str | None = None, base_model: str | None = None, *, need_base: bool = False
 ) -> tuple[Any, Any]:

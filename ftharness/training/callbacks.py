@@ -7,7 +7,7 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-from ftharness import ui
+from ftharness import faults, ui
 
 
 def progress_callback(description: str) -> Any:
@@ -94,6 +94,17 @@ def best_eval_callback(patience: int | None, store: Path) -> Any:
             self.restored_from_step = int(saved["step"])
 
     return _BestEval()
+
+
+def fault_callback() -> Any:
+    """The ``train-step`` point of the test hook :mod:`ftharness.faults`, reached after each optimiser step."""
+    from transformers import TrainerCallback
+
+    class _Fault(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            faults.reached("train-step")
+
+    return _Fault()
 
 
 def loss_curve(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:

@@ -8,6 +8,12 @@ starts from. Asking for the same candidate again returns the artifact (``cached=
 A folder is complete when ``candidate.json`` exists: it is written last and atomically. A folder without it
 is an interrupted training: the next call resumes from its last checkpoint under ``work/``. The
 checkpoints are removed once ``candidate.json`` is written.
+
+One process trains an artifact at a time: the training holds an exclusive lock on
+``<cache>/locks/artifact-<key>.lock``. A second process asking for the same artifact waits for the lock (saying which process it
+waits for), then finds the finished artifact and reuses it. The operating system drops the lock of a
+process that dies, even by ``kill -9``; the next process then resumes the interrupted training. In a
+distributed launch only the main process takes the lock (the others train with it).
 """
 
 from __future__ import annotations
@@ -18,13 +24,15 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ftharness import ui
 from ftharness.data.records import Dataset, Example
 from ftharness.errors import BadInput, EnvironmentProblem
-from ftharness.io import atomic_write_json, sha256_file, sha256_json
+from ftharness.io import atomic_write_json, describe_holder, sha256_file, sha256_json, wait_lock
 from ftharness.paths import artifacts_dir, cache_dir
 from ftharness.training.trainer import CandidateSpec, TrainJob, TrainResult
 
@@ -135,6 +143,14 @@ def load_artifact(path: str | Path, spec: CandidateSpec | None = None) -> Artifa
                     kind=record.get("kind", "adapter"), base_model_path=Path(base) if base else None, record=record)
 
 
+def _seed(seed: int) -> None:
+    """Seed every random generator a trainer draws from (Python, NumPy, torch) with the spec's seed, so that
+    the same request trains the same weights in any process."""
+    from transformers import set_seed
+
+    set_seed(seed)
+
+
 def _is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
@@ -191,43 +207,61 @@ def train_candidate(
     if reason:
         raise EnvironmentProblem(f"trainer {spec.trainer!r} cannot train {spec.method} here: {reason}")
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    start_adapter = Path(start_from.path) if start_from is not None and start_from.kind == "adapter" else None
-    job = TrainJob(
-        spec=spec, base_model_path=base_path, train=list(train.examples),
-        eval=list(eval.examples) if eval is not None else [], out_dir=out_dir,
-        hyperparameters=typed_hyperparameters, system_prompt=system_prompt,
-        start_adapter=start_adapter, resume=True, progress=progress, callbacks=list(callbacks or []),
-    )
-    started = time.time()
-    result = trainer.train(job)
-    kind = "adapter" if (out_dir / "adapter_config.json").is_file() else "model"
-    record = {
-        "format": FORMAT,
-        "key": key,
-        "kind": kind,
-        "spec": dataclasses.asdict(spec),
-        "hyperparameters": hyperparameters,
-        "seed": spec.seed,
-        "base_model": {"name": spec.base_model or "embedded", "path": str(base_path), "sha256": base_hash},
-        "data": {
-            "train": {"file": train.file, "sha256": train_hash, "file_sha256": train.sha256,
-                      "examples": len(train.examples)},
-            "eval": None if eval is None else {"file": eval.file, "sha256": eval_hash, "file_sha256": eval.sha256,
-                                               "examples": len(eval.examples)},
-        },
-        "system_prompt": system_prompt,
-        "start_from": None if start_from is None else {"key": start_from.key, "path": str(start_from.path),
-                                                       "name": start_from.spec.name},
-        "libraries": library_versions(),
-        "started_at": started,
-        "finished_at": time.time(),
-        "result": result.to_dict(),
-    }
-    if _is_main_process():
-        atomic_write_json(out_dir / "loss_curve.json", result.loss_curve)
-        atomic_write_json(out_dir / "candidate.json", record)  # last: marks the folder complete
-        shutil.rmtree(out_dir / "work", ignore_errors=True)
-    _barrier()
-    return Artifact(path=out_dir, spec=spec, result=result, cached=False, key=key, kind=kind,
-                    base_model_path=base_path if kind == "adapter" else None, record=record)
+    with _artifact_lock(out_dir, spec.name):
+        if (out_dir / "candidate.json").is_file():  # trained by the process we waited for
+            return load_artifact(out_dir, spec)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        start_adapter = Path(start_from.path) if start_from is not None and start_from.kind == "adapter" else None
+        job = TrainJob(
+            spec=spec, base_model_path=base_path, train=list(train.examples),
+            eval=list(eval.examples) if eval is not None else [], out_dir=out_dir,
+            hyperparameters=typed_hyperparameters, system_prompt=system_prompt,
+            start_adapter=start_adapter, resume=True, progress=progress, callbacks=list(callbacks or []),
+        )
+        started = time.time()
+        _seed(spec.seed)  # before the trainer builds anything: the adapter's initial weights come from it
+        result = trainer.train(job)
+        kind = "adapter" if (out_dir / "adapter_config.json").is_file() else "model"
+        record = {
+            "format": FORMAT,
+            "key": key,
+            "kind": kind,
+            "spec": dataclasses.asdict(spec),
+            "hyperparameters": hyperparameters,
+            "seed": spec.seed,
+            "base_model": {"name": spec.base_model or "embedded", "path": str(base_path), "sha256": base_hash},
+            "data": {
+                "train": {"file": train.file, "sha256": train_hash, "file_sha256": train.sha256,
+                          "examples": len(train.examples)},
+                "eval": None if eval is None else {"file": eval.file, "sha256": eval_hash, "file_sha256": eval.sha256,
+                                                   "examples": len(eval.examples)},
+            },
+            "system_prompt": system_prompt,
+            "start_from": None if start_from is None else {"key": start_from.key, "path": str(start_from.path),
+                                                           "name": start_from.spec.name},
+            "libraries": library_versions(),
+            "started_at": started,
+            "finished_at": time.time(),
+            "result": result.to_dict(),
+        }
+        if _is_main_process():
+            atomic_write_json(out_dir / "loss_curve.json", result.loss_curve)
+            atomic_write_json(out_dir / "candidate.json", record)  # last: marks the folder complete
+            shutil.rmtree(out_dir / "work", ignore_errors=True)
+        _barrier()
+        return Artifact(path=out_dir, spec=spec, result=result, cached=False, key=key, kind=kind,
+                        base_model_path=base_path if kind == "adapter" else None, record=record)
+
+
+@contextlib.contextmanager
+def _artifact_lock(out_dir: Path, name: str) -> Iterator[None]:
+    """Hold ``<cache>/locks/artifact-<key>.lock`` while inside, waiting (and saying so) while another
+    process trains the same artifact. Only the main process of a distributed launch takes it."""
+    if not _is_main_process():
+        yield
+        return
+    with wait_lock(cache_dir() / "locks" / f"artifact-{out_dir.name}.lock", on_wait=lambda holder: ui.status(
+        f"waiting for {describe_holder(holder)}, which trains the same candidate as {name}; its artifact "
+        "will be reused"
+    )):
+        yield

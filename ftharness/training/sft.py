@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from ftharness import faults
 from ftharness.hyperparameters import SftHyperparameters, TrainingHyperparameters
 from ftharness.training.trainer import TrainJob, TrainResult
 
@@ -102,8 +103,11 @@ def common_args(job: TrainJob, hp: TrainingHyperparameters, n_rows: int, *, has_
         max_grad_norm=hp.max_grad_norm,
         optim=hp.optimizer,
         logging_steps=hp.logging_steps,
-        eval_strategy=("steps" if hp.eval_steps else "epoch") if has_eval else "no",
-        eval_steps=hp.eval_steps,
+        # "Once per epoch" counted in steps: the evaluation then runs in the same step end as a checkpoint
+        # that falls there, and before it, so the checkpoint holds that evaluation (its loss in the log
+        # history, the random state after it) and a run resumed from it goes on exactly as one never stopped.
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=hp.eval_steps or per_epoch,
         save_strategy="steps",
         save_steps=save_steps,
         save_total_limit=1,
@@ -123,10 +127,12 @@ def common_args(job: TrainJob, hp: TrainingHyperparameters, n_rows: int, *, has_
 
 def trainer_callbacks(job: TrainJob, hp: TrainingHyperparameters, label: str) -> tuple[Any, list[Any]]:
     """Early stopping that restores the best weights, the progress bar, then the job's own callbacks."""
-    from ftharness.training.callbacks import best_eval_callback, progress_callback
+    from ftharness.training.callbacks import best_eval_callback, fault_callback, progress_callback
 
     best = best_eval_callback(hp.early_stopping_patience, work_dir(job) / "best_trainable.pt")
     callbacks = [best, *([progress_callback(label)] if job.progress else []), *job.callbacks]
+    if faults.armed("train-step"):  # test hook (ftharness.faults): absent unless a test sets it
+        callbacks.append(fault_callback())
     return best, callbacks
 
 
