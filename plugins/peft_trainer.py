@@ -160,7 +160,8 @@ def load_base(path: Any, method: str, hp: TrainingHyperparameters) -> tuple[Any,
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ftharness.training.sft import torch_dtype, use_cuda
+    from ftharness.plugins import cuda_available
+    from ftharness.training.sft import torch_dtype
 
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     dtype = torch_dtype(hp.dtype)
@@ -175,7 +176,7 @@ def load_base(path: Any, method: str, hp: TrainingHyperparameters) -> tuple[Any,
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=compute,
         )
-        if use_cuda():
+        if cuda_available():
             import os
 
             kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}

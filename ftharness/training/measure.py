@@ -40,7 +40,9 @@ class Measure:
 
     def __enter__(self) -> Measure:
         if self._cuda is None:
-            self._cuda = _cuda_available()
+            from ftharness.plugins import cuda_available
+
+            self._cuda = cuda_available()
         if self._cuda:
             import torch
 
@@ -79,14 +81,6 @@ class Measure:
             self._thread.join()
             rss = self._proc.memory_info().rss  # one last sample at the end of the block
             self.result.peak_memory_bytes = max(self.result.peak_memory_bytes, rss)
-
-
-def _cuda_available() -> bool:
-    try:
-        import torch
-    except ImportError:
-        return False
-    return bool(torch.cuda.is_available())
 
 
 def tokens_per_s(tokens: int, seconds: float) -> float:

@@ -18,6 +18,7 @@ from typing import Any
 
 from ftharness import faults
 from ftharness.hyperparameters import SftHyperparameters, TrainingHyperparameters
+from ftharness.plugins import cuda_available
 from ftharness.training.trainer import TrainJob, TrainResult
 
 CHECKPOINT_PREFIX = "checkpoint-"
@@ -58,19 +59,13 @@ def varlen_attention(model: Any) -> bool:
     return attention_implementation(model).startswith("flash")
 
 
-def use_cuda() -> bool:
-    import torch
-
-    return bool(torch.cuda.is_available())
-
-
 def torch_dtype(name: str) -> Any:
     """A :data:`~ftharness.hyperparameters.Dtype` name as a torch dtype. ``auto``: float32 on CPU (bf16
     generation measured ~2x slower than fp32 on the 2-core CPU), bfloat16 on CUDA when supported (else float16)."""
     import torch
 
     if name == "auto":
-        if use_cuda():
+        if cuda_available():
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.float32
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
@@ -88,7 +83,7 @@ def common_args(job: TrainJob, hp: TrainingHyperparameters, n_rows: int, *, has_
     world = int(os.environ.get("WORLD_SIZE", "1"))
     per_epoch = steps_per_epoch(n_rows, hp, world)
     save_steps = hp.checkpoint_steps or min(per_epoch, MAX_CHECKPOINT_STEPS)
-    cuda = use_cuda()
+    cuda = cuda_available()
     return dict(
         output_dir=str(work_dir(job)),
         num_train_epochs=hp.epochs,
