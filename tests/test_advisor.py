@@ -368,5 +368,6 @@ def test_scenario_fields_match_the_contract():
         "problems", "prompting_exhausted", "prompting_score", "target_score", "labeled_examples",
         "preference_pairs", "domain_corpus_tokens", "knowledge_refresh", "task_changes_often", "on_device",
         "latency_ms", "data_can_leave", "model", "model_params_b", "gpu", "gpu_count", "budget_usd",
+        "requests_per_month",
     ]
     assert [q[0] for q in QUESTIONS] == [f.name for f in dataclasses.fields(Scenario)]

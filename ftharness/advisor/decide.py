@@ -9,6 +9,12 @@ retrieve the facts, and train on examples that carry retrieved documents (Zhang 
 Language Model to Domain Specific RAG"; OpenAI, "Optimizing LLMs for accuracy": the two are additive).
 The method is LoRA unless the plan says it does not fit (QLoRA) or large data, a domain shift and the
 compute justify full. Each rule and its source is in :mod:`ftharness.advisor.rules`.
+
+With a run (``advise --from-run``, :mod:`ftharness.advisor.measured`), the run's measured facts replace the
+scenario's assumptions where they answer the same field, and the measured rules outrank the scenario rules:
+a candidate that beat prompting outside the noise makes the answer finetune (with its method), prompting that
+passes every gate makes it prompt, training that did not help rules finetuning out; an inconclusive run leaves
+the scenario rules to decide and sizes the experiment that would settle it.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import Any
 
 from ftharness.advisor import planning
 from ftharness.advisor import rules as R
+from ftharness.advisor.measured import Measured, MeasuredFact, next_experiments, run_facts, scenario_facts
 from ftharness.advisor.rules import Facts, Fired
 from ftharness.advisor.scenario import Scenario
 
@@ -66,9 +73,13 @@ class Advice:
     alternatives: list[Alternative]
     plan_model: str | None = None  # the model the plan is for (a preset or config path)
     fit: planning.Fit | None = field(default=None, repr=False)
+    run: str | None = None  # the run whose measurements the advice read (advise --from-run)
+    measured: list[MeasuredFact] = field(default_factory=list)  # what the run measured, with its source
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """The ``--json`` document; ``run`` and ``measured`` are there when the advice read a run, and then
+        ``assumptions`` holds only what the run did not measure."""
+        out = {
             "recommendation": self.recommendation,
             "method": self.method,
             "reasons": [r.to_dict() for r in self.reasons],
@@ -77,6 +88,10 @@ class Advice:
             "plan": self.plan,
             "alternatives": [a.to_dict() for a in self.alternatives],
         }
+        if self.run is not None:
+            out["run"] = self.run
+            out["measured"] = [f.to_dict() for f in self.measured]
+        return out
 
 
 def fill_defaults(s: Scenario) -> tuple[Scenario, list[str]]:
@@ -89,10 +104,33 @@ def fill_defaults(s: Scenario) -> tuple[Scenario, list[str]]:
     return dataclasses.replace(s, **filled), notes
 
 
-def advise(s: Scenario) -> Advice:
-    """Decide for one scenario (already validated: see :func:`ftharness.advisor.load_scenario`)."""
+def with_measured(s: Scenario, m: Measured) -> tuple[Scenario, list[MeasuredFact], list[str]]:
+    """The scenario with every field the run measured set to the measurement, the facts used, and a note for
+    each field the user said that the run measured differently (the run wins)."""
+    facts = scenario_facts(m)
+    updates: dict[str, Any] = {}
+    notes: list[str] = []
+    for f in facts:
+        said = getattr(s, f.field)
+        value = f.value
+        if f.field == "problems":  # a measured problem joins the ones the user named
+            value = list(dict.fromkeys([*(said or []), *f.value]))
+        elif said is not None and said != value:
+            notes.append(f"{f.field}: you said {said!r}; run {m.run_id} measured {value!r}, which is used")
+        updates[f.field] = value
+    return dataclasses.replace(s, **updates), facts, notes
+
+
+def advise(s: Scenario, measured: Measured | None = None) -> Advice:
+    """Decide for one scenario (already validated: see :func:`ftharness.advisor.load_scenario`), and with a
+    run's measurements when given (``ftharness.report.advice`` reads them from a results.json)."""
     t = R.thresholds()
+    facts: list[MeasuredFact] = []
+    notes: list[str] = []
+    if measured is not None:
+        s, facts, notes = with_measured(s, measured)
     eff, assumptions = fill_defaults(s)
+    assumptions = notes + assumptions
     model, size_b = _model_facts(eff, assumptions)
     x = Facts(eff, t, size_b)
     fired = [f for rule in R.SCENARIO_RULES if (f := rule(x)) is not None]
@@ -100,11 +138,19 @@ def advise(s: Scenario) -> Advice:
     votes = {f.vote for f in fired}
 
     rec, path = _recommend(eff, by_rule, votes)
+    measured_fired: list[Fired] = []
+    chosen_method = None
+    if measured is not None:
+        measured_fired = [f for rule in R.MEASURED_RULES if (f := rule(measured)) is not None]
+        rec, path, chosen_method = _measured_recommendation(rec, path, measured_fired, measured, "rag" in votes)
 
     method, fit, plan_model, method_fired, tried = None, None, None, [], {}
     if rec in TRAINING:
         plan_model = _plan_model(eff, rec, model, size_b, t, assumptions)
-        method, fit, method_fired, tried = _choose_method(x, path, plan_model, assumptions)
+        if chosen_method is not None:
+            method, fit = chosen_method, _measured_fit(eff, t, plan_model, chosen_method, path)
+        else:
+            method, fit, method_fired, tried = _choose_method(x, path, plan_model, assumptions)
     if fit is not None:
         assumptions += [f"planner: {w}" for w in fit.plan.get("warnings", [])]
     for name, note in UNSET_NOTES.items():
@@ -112,19 +158,56 @@ def advise(s: Scenario) -> Advice:
             assumptions.append(note)
 
     deciding = _deciding_votes(rec, path)
-    reasons = [f for f in fired if f.vote in deciding] + method_fired
+    reasons = measured_fired + [f for f in fired if f.vote in deciding] + method_fired
     reasons += [f for f in fired if f.vote == "constraint"]
+    steps = _next_steps(eff, rec, path, method, plan_model, fit, by_rule, t)
+    if measured is not None:
+        steps = next_experiments(measured) + [st for st in steps if "ftharness compare" not in st]
     return Advice(
         recommendation=rec,
         method=method,
         reasons=reasons,
         assumptions=assumptions,
-        next_steps=_next_steps(eff, rec, path, method, plan_model, fit, by_rule, t),
+        next_steps=steps,
         plan=fit.plan if fit is not None else None,
         alternatives=_alternatives(eff, rec, method, by_rule, t, tried),
         plan_model=plan_model,
         fit=fit,
+        run=measured.run_id if measured is not None else None,
+        measured=facts + run_facts(measured, s.requests_per_month) if measured is not None else [],
     )
+
+
+def _measured_recommendation(
+    rec: str, path: str | None, fired: list[Fired], m: Measured, rag: bool
+) -> tuple[str, str | None, str | None]:
+    """(recommendation, training path, method) once the run's measurements have spoken; the method is the
+    winning candidate's, None when the scenario rules choose it."""
+    rules = {f.rule for f in fired}
+    if rules & {"measured_candidate_wins", "measured_candidate_wins_with_losses"}:
+        assert m.comparison is not None
+        cand = m.option(m.comparison.option)
+        method = cand.method if cand is not None else None
+        return ("rag+finetune" if rag else "finetune"), ("dpo" if method == "dpo" else "sft"), method
+    if "measured_prompting_suffices" in rules:
+        return ("rag" if rag else "prompt"), None, None
+    if "measured_training_no_gain" in rules and rec in TRAINING:
+        return "collect-data", None, None
+    return rec, path, None
+
+
+def _measured_fit(s: Scenario, t: R.Thresholds, model: str | None, method: str, path: str | None
+                  ) -> planning.Fit | None:
+    """The plan for the method the run measured (None: no model to plan on, or a method the planner does
+    not price)."""
+    from ftharness.errors import BadInput
+
+    if model is None:
+        return None
+    try:
+        return _fit(s, t, model, method, path)
+    except BadInput:
+        return None
 
 
 # --- the recommendation ---------------------------------------------------------------------------

@@ -35,6 +35,7 @@ QUESTIONS: tuple[tuple[str, str], ...] = (
     ("gpu", "GPU (catalogue name, e.g. A100-80GB)"),
     ("gpu_count", "How many GPUs?"),
     ("budget_usd", "Training budget in US dollars"),
+    ("requests_per_month", "Requests served per month"),
 )
 
 

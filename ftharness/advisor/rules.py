@@ -8,6 +8,10 @@ assumptions, the model's size, the thresholds of ``rules.yaml``). Plan rules als
 Votes: ``prompt``, ``rag``, ``finetune``, ``dpo``, ``distill``, ``continued-pretraining``,
 ``collect-data``, ``no-finetune`` (blocks task-specific training), ``lora``/``qlora``/``full``
 (method), ``constraint`` (shapes the advice without choosing it).
+
+Measured rules (``MEASURED_RULES``, for ``advise --from-run``) read what a comparison run measured
+(:class:`~ftharness.advisor.measured.Measured`) and outrank the scenario rules: a measurement on the user's
+own data is better evidence than a rule of thumb from the literature.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
+from ftharness.advisor.measured import Measured
 from ftharness.advisor.planning import Fit
 from ftharness.advisor.scenario import Refresh, Scenario
 from ftharness.typed import load_file, spec
@@ -462,6 +467,80 @@ SCENARIO_RULES: tuple[Callable[[Facts], Fired | None], ...] = (
     small_model_on_device,
     keep_data_local,
     continued_pretraining_for_corpus,
+)
+
+
+# --- measured: what a comparison run showed (advise --from-run) ---------------------------------
+# A difference counts only when its interval excludes zero (the comparison's paired bootstrap); a candidate
+# that wins but fails a gate is not ready, whatever it scores.
+
+
+def _vs(m: Measured) -> str:
+    c = m.comparison
+    assert c is not None
+    return (f"{c.option} vs {c.reference} on {m.metric}: {c.diff:+.2f} "
+            f"({c.confidence:.0%} CI [{c.ci_low:+.2f}, {c.ci_high:+.2f}], n={c.n})")
+
+
+def measured_candidate_wins(m: Measured) -> Fired | None:
+    """A trained candidate beats the best prompting option outside the noise and passes every gate."""
+    c = m.comparison
+    cand = m.option(c.option) if c is not None else None
+    if c is None or c.verdict != "better" or cand is None or not cand.passed:
+        return None
+    return Fired("measured_candidate_wins",
+                 f"Measured in run {m.run_id}: {_vs(m)}, and {cand.name} passes every gate.", "finetune")
+
+
+def measured_candidate_wins_with_losses(m: Measured) -> Fired | None:
+    """A trained candidate beats prompting outside the noise but fails a gate: finetuning is the way to
+    the target, and what it lost is the next thing to fix."""
+    c = m.comparison
+    cand = m.option(c.option) if c is not None else None
+    if c is None or c.verdict != "better" or cand is None or cand.passed:
+        return None
+    return Fired("measured_candidate_wins_with_losses",
+                 f"Measured in run {m.run_id}: {_vs(m)}, but {cand.name} fails {'; '.join(cand.failed)}: "
+                 "fix that before shipping it.", "finetune")
+
+
+def measured_prompting_suffices(m: Measured) -> Fired | None:
+    """The best prompting option passes every gate and no candidate beats it outside the noise: keep the
+    prompt (cheaper to change, nothing to train or serve)."""
+    best = m.option(m.best_baseline)
+    if best is None or not best.passed or (m.comparison is not None and m.comparison.verdict == "better"):
+        return None
+    return Fired("measured_prompting_suffices",
+                 f"Measured in run {m.run_id}: {best.name} passes every gate"
+                 + (f" and {_vs(m)} is not a win." if m.comparison is not None else "."), "prompt")
+
+
+def measured_training_no_gain(m: Measured) -> Fired | None:
+    """The trained candidate is no better than prompting (worse, or the same on every row): training as
+    run adds nothing yet."""
+    c = m.comparison
+    if c is None or c.verdict not in ("worse", "same"):
+        return None
+    return Fired("measured_training_no_gain",
+                 f"Measured in run {m.run_id}: {_vs(m)}: {c.verdict}, so this training does not help yet.",
+                 "no-finetune")
+
+
+def measured_inconclusive(m: Measured) -> Fired | None:
+    """The interval contains zero: the run cannot tell the options apart, so the scenario rules decide and
+    the next experiment is sized to settle it."""
+    c = m.comparison
+    if c is None or c.verdict != "inconclusive":
+        return None
+    return Fired("measured_inconclusive", f"Measured in run {m.run_id}: {_vs(m)}: inconclusive.", "constraint")
+
+
+MEASURED_RULES: tuple[Callable[[Measured], Fired | None], ...] = (
+    measured_candidate_wins,
+    measured_candidate_wins_with_losses,
+    measured_prompting_suffices,
+    measured_training_no_gain,
+    measured_inconclusive,
 )
 
 

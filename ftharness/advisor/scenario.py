@@ -48,6 +48,9 @@ class Scenario:
     gpu: str | None = _f("GPU catalogue name (see `ftharness plan`)")
     gpu_count: int | None = _f("number of GPUs", ge=1)
     budget_usd: float | None = _f("training budget in US dollars", ge=0)
+    requests_per_month: int | None = _f(
+        "requests served per month: prices each measured option (with --from-run; default: the task's)", ge=1
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -1,7 +1,8 @@
 """`ftharness advise`: should we finetune at all, and how?
 
 Input: ``--scenario FILE``, a flag per scenario field (flags override the file), or, in a terminal with
-neither, a questionnaire. Nothing heavy is imported: advise answers in well under a second without torch.
+neither, a questionnaire. ``--from-run`` adds what a comparison run measured: its facts replace the
+scenario's assumptions, and the advice names the run (:mod:`ftharness.report.advice`). Nothing heavy is imported: advise answers in well under a second without torch.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "collecting data, with the rules that fired, the assumptions made and a memory/cost plan.",
     )
     p.add_argument("--scenario", metavar="FILE", help="scenario file (YAML or JSON); flags override its fields")
+    p.add_argument("--from-run", metavar="RUN", help="a `ftharness compare` run folder (reports/RUN-ID) or its "
+                   "results.json: its measured facts replace the scenario's assumptions")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     add_flags(p.add_argument_group("scenario fields (one flag per field of a scenario file)"), Scenario)
     p.set_defaults(func=run)
@@ -52,6 +55,8 @@ def build_scenario(args: argparse.Namespace, *, interactive: bool | None = None)
     from ftharness.typed import flag_name, flag_values
 
     flags = flag_values(Scenario, args)
+    if args.scenario is None and not flags and getattr(args, "from_run", None) is not None:
+        return Scenario()  # the run answers what it measured; the rest is assumed and said
     if args.scenario is None and not flags:
         if interactive is None:
             interactive = sys.stdin.isatty()
@@ -76,7 +81,12 @@ def build_scenario(args: argparse.Namespace, *, interactive: bool | None = None)
 def run(args: argparse.Namespace) -> int:
     from ftharness.advisor import advise
 
-    advice = advise(build_scenario(args))
+    if args.from_run is not None:
+        from ftharness.report.advice import advice_for_run
+
+        advice = advice_for_run(args.from_run, build_scenario(args))
+    else:
+        advice = advise(build_scenario(args))
     if args.json:
         from ftharness.cli.render import print_json
 
@@ -86,8 +96,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def render(advice) -> None:
-    """The rich view: headline, reasons, assumptions, next steps, plan summary, alternatives."""
+def render(advice, *, brief: bool = False) -> None:
+    """The rich view: headline, what a run measured, reasons, assumptions, next steps, plan summary,
+    alternatives. ``brief`` (the end of `ftharness compare`) keeps the headline, the measured facts, the
+    reasons and the next steps."""
     from rich.markup import escape
     from rich.panel import Panel
     from rich.table import Table
@@ -98,7 +110,13 @@ def render(advice) -> None:
     head = f"[bold]{advice.recommendation}[/bold]"
     if advice.method:
         head += f"  (method: [bold]{advice.method}[/bold])"
+    if advice.run is not None:
+        head += f"\nfrom run {escape(advice.run)}"
     out.print(Panel(head, title="ftharness advise", title_align="left", expand=False))
+    if advice.measured:
+        out.print("[bold]Measured[/bold]")
+        for f in advice.measured:
+            out.print(f"  - {escape(f.text)}")
 
     reasons = Table(title="Why", title_justify="left", show_lines=False)
     reasons.add_column("rule", style="cyan", no_wrap=True)
@@ -107,14 +125,16 @@ def render(advice) -> None:
         reasons.add_row(r.rule, escape(r.sentence))
     out.print(reasons)
 
-    if advice.assumptions:
-        out.print("[bold]Assumptions[/bold]")
+    if advice.assumptions and not brief:
+        out.print("[bold]Assumed[/bold] (not measured)" if advice.run is not None else "[bold]Assumptions[/bold]")
         for a in advice.assumptions:
             out.print(f"  - {escape(a)}")
     if advice.next_steps:
         out.print("[bold]Next steps[/bold]")
         for i, step in enumerate(advice.next_steps, 1):
             out.print(f"  {i}. {escape(step)}")
+    if brief:
+        return
     if advice.fit is not None:
         out.print("[bold]Plan[/bold]")
         out.print(f"  {escape(_plan_summary(advice))}")

@@ -47,5 +47,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(to_json(outcome.results))
     else:
+        from ftharness.cli.advise_cmd import render
+        from ftharness.report.advice import advice_for_results
+
         print_summary(outcome.results, str(outcome.report_path), console=console())
+        render(advice_for_results(outcome.results, outcome.run.root / "results.json"), brief=True)
     return outcome.exit_code

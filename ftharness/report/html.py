@@ -254,10 +254,12 @@ def view_model(results: CompareResults) -> dict[str, Any]:
             sections.append({"title": sec.title, "html": _plugin_html(sec, document)})
     except Exception as e:  # a broken plugin section is reported, never fatal
         sections.append({"title": "report sections", "html": None, "error": f"{type(e).__name__}: {e}"})
+    from ftharness.report.advice import advice_for_results
     from ftharness.report.units import usd
 
     return {
         "r": results,
+        "advice": advice_for_results(results, "results.json"),
         "decision": decision,
         "monthly": {n: usd(c.monthly_prompt_usd) for n, c in decision.costs.items()},
         "selection": selection_view(results),

@@ -1,0 +1,159 @@
+"""Advice from evidence: a run's results.json read as the advisor's measured facts.
+
+``ftharness advise --from-run`` and the end of every ``ftharness compare`` call :func:`advice_for_run`: the
+run's figures (:class:`~ftharness.advisor.measured.Measured`) replace the scenario's assumptions where they
+exist, and the advice names the run and separates measured from assumed facts. This module only translates
+the report's records into those plain figures; what they mean for the advice is decided in
+:mod:`ftharness.advisor`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from statistics import stdev
+
+from ftharness.advisor import Advice, Scenario, advise
+from ftharness.advisor.measured import Measured, MeasuredComparison, MeasuredOption
+from ftharness.errors import BadInput
+from ftharness.report.records import OptionRecord
+from ftharness.report.results import CompareResults, read_results
+
+
+def results_path(source: str | Path) -> Path:
+    """The results.json a ``--from-run`` value names: the file itself, or a run folder holding it."""
+    path = Path(source)
+    if path.is_dir():
+        path = path / "results.json"
+        if not path.exists():
+            raise BadInput("no results.json in this folder; pass a run folder under reports/ or its "
+                           "results.json", file=source)
+    return path
+
+
+def load_run(source: str | Path) -> tuple[CompareResults, Path]:
+    """The comparison results a ``--from-run`` value names (BadInput for anything else)."""
+    path = results_path(source)
+    results = read_results(path)
+    if not isinstance(results, CompareResults):
+        raise BadInput("this results.json was written by `ftharness eval`; advice reads a `ftharness compare` "
+                       "run", file=path)
+    return results, path
+
+
+def measured_from_results(results: CompareResults, source: str | Path) -> Measured:
+    """The figures of one run that the advice reads."""
+    d = results.decision
+    metric = d.metric
+    higher = bool(results.task.decision_settings.get("higher_is_better", True))
+    c = d.comparison
+    comparison = None
+    if c is not None:
+        comparison = MeasuredComparison(
+            option=c.option, reference=c.reference, n=c.n, diff=c.diff, ci_low=c.ci_low, ci_high=c.ci_high,
+            confidence=c.confidence, verdict=c.verdict,
+            sd=_paired_sd(results, c.option, c.reference, metric))
+    data = results.data
+    train = data.get("train")
+    validation = data.get("validation")
+    trained_on = validation.trained_on if validation is not None and validation.trained_on else None
+    preference = data.get("preference")
+    return Measured(
+        run_id=results.run_id,
+        source=str(source),
+        metric=metric,
+        higher_is_better=higher,
+        target=_target(results.task.gates, metric),
+        verdict=d.verdict,
+        recommended=d.recommended,
+        best_baseline=d.best_baseline,
+        options=tuple(_option(o, results) for o in results.options),
+        comparison=comparison,
+        train_examples=trained_on or (train.n if train is not None else None),
+        preference_pairs=preference.n if preference is not None else None,
+        has_schema=results.task.schema is not None,
+        requests_per_month=int(results.task.decision_settings.get("requests_per_month") or 0),
+        usd_per_prompt_token=next(iter(d.costs.values())).usd_per_prompt_token if d.costs else 0.0,
+        model=_planner_model(results.task.base_model),
+    )
+
+
+def advice_for_run(source: str | Path, scenario: Scenario | None = None) -> Advice:
+    """``advise --from-run``: the advice for ``scenario`` (empty by default) with the run's measurements."""
+    results, path = load_run(source)
+    return advise(scenario or Scenario(), measured_from_results(results, path))
+
+
+def advice_for_results(results: CompareResults, path: str | Path) -> Advice:
+    """The advice a finished comparison reports: its measurements and nothing assumed beyond them."""
+    return advise(Scenario(), measured_from_results(results, path))
+
+
+def _option(o: OptionRecord, results: CompareResults) -> MeasuredOption:
+    cost = results.decision.costs.get(o.name)
+    failed = [g for g in o.gates if not g.passed]
+    spec = o.spec
+    return MeasuredOption(
+        name=o.name,
+        kind=o.kind,
+        score=o.metrics.get(results.decision.metric),
+        passed=o.passed,
+        failed=tuple(g.message for g in failed),
+        failed_suites=tuple(g.suite or "task" for g in failed),
+        prompt_tokens_mean=cost.prompt_tokens_mean if cost is not None else o.cost.prompt_tokens_mean,
+        training_s=cost.training_s if cost is not None else 0.0,
+        training_usd=cost.training_usd if cost is not None else 0.0,
+        prompting=spec.get("kind") if o.kind == "baseline" else None,
+        method=spec.get("method") if o.kind == "candidate" else None,
+        hyperparameters=dict(spec.get("hyperparameters") or {}),
+        still_improving=_still_improving(o),
+    )
+
+
+def _still_improving(o: OptionRecord) -> bool | None:
+    """The validation loss was lowest at the last evaluation (None: not evaluated twice)."""
+    if o.training is None:
+        return None
+    losses = [row["eval_loss"] for row in o.training.loss_curve if row.get("eval_loss") is not None]
+    if len(losses) < 2:
+        return None
+    return losses[-1] <= min(losses)
+
+
+def _paired_sd(results: CompareResults, option: str, reference: str, metric: str) -> float | None:
+    by_name = {o.name: o for o in results.options}
+    a = by_name[option].per_sample.get(metric) if option in by_name else None
+    b = by_name[reference].per_sample.get(metric) if reference in by_name else None
+    if not a or not b or len(a) != len(b):
+        return None
+    diffs = [x - y for x, y in zip(a, b, strict=True) if x is not None and y is not None]
+    return stdev(diffs) if len(diffs) >= 2 else None
+
+
+def _target(gates: list[str], metric: str) -> float | None:
+    """The threshold of the task's own ``METRIC >= X`` (or ``<=``) gate on the decision metric."""
+    for gate in gates:
+        parts = gate.split()
+        if len(parts) == 3 and parts[0] == metric and parts[1] in (">=", ">", "<=", "<"):
+            try:
+                return float(parts[2])
+            except ValueError:
+                return None
+    return None
+
+
+def _planner_model(base_model: dict | None) -> str | None:
+    """The run's base model as the planner can read it: the config.json of the folder it was loaded from
+    (when it is still there), else a planner preset of the same name."""
+    if not base_model:
+        return None
+    folder = base_model.get("path")
+    if folder and (Path(folder) / "config.json").exists():
+        return str(Path(folder) / "config.json")
+    from ftharness.advisor import planning
+
+    name = str(base_model.get("spec") or "")
+    try:
+        planning.check_model(name)
+    except BadInput:
+        return None
+    return name
