@@ -363,13 +363,20 @@ def _all_correct(self, lm, prompts, constrained=None):
     ]
 
 
-def test_resume_after_injected_failure_reuses_finished_work(tmp_path, fake, capsys):
+def _interrupted_run(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """(task, reports folder, run folder) of a run that died in the candidate's second batch, after the
+    baselines finished."""
     path = write_task(tmp_path)
     out = tmp_path / "reports"
-    FakeBackend.fail_on = "lora"  # dies in the candidate's second batch, after the baselines finished
+    FakeBackend.fail_on = "lora"
     with pytest.raises(RuntimeError, match="fake failure"):
         run_mod.run_compare(path, out=out, progress=False)
     (run_dir,) = out.iterdir()
+    return path, out, run_dir
+
+
+def test_resume_after_injected_failure_reuses_finished_work(tmp_path, fake, capsys):
+    path, out, run_dir = _interrupted_run(tmp_path)
     manifest = json.loads((run_dir / "run.json").read_text())
     assert manifest["status"] == "failed"
     assert manifest["failure"] == {
@@ -401,12 +408,7 @@ def test_resume_after_injected_failure_reuses_finished_work(tmp_path, fake, caps
 
 
 def test_resume_drops_a_samples_line_cut_short_and_generates_its_rows_again(tmp_path, fake):
-    path = write_task(tmp_path)
-    out = tmp_path / "reports"
-    FakeBackend.fail_on = "lora"
-    with pytest.raises(RuntimeError, match="fake failure"):
-        run_mod.run_compare(path, out=out, progress=False)
-    (run_dir,) = out.iterdir()
+    path, out, run_dir = _interrupted_run(tmp_path)
     samples = run_dir / "samples" / "lora.jsonl"
     lines = samples.read_text().splitlines(keepends=True)
     assert len(lines) == 4
@@ -547,12 +549,7 @@ def as_schema_1(record: dict) -> dict:
 
 
 def test_resume_reads_state_written_by_schema_1(tmp_path, fake):
-    path = write_task(tmp_path)
-    out = tmp_path / "reports"
-    FakeBackend.fail_on = "lora"
-    with pytest.raises(RuntimeError, match="fake failure"):
-        run_mod.run_compare(path, out=out, progress=False)
-    (run_dir,) = out.iterdir()
+    path, out, run_dir = _interrupted_run(tmp_path)
     for state in (run_dir / "state").glob("eval-*.json"):
         doc = json.loads(state.read_text())
         state.write_text(json.dumps({**doc, "record": as_schema_1(doc["record"])}))
