@@ -49,7 +49,10 @@ class Cost:
 
     prompt_tokens_mean: float = doc("prompt tokens per request")
     new_tokens_mean: float = doc("generated tokens per request")
-    latency_s_mean: float | None = doc("seconds per request (each batch's time shared by its rows)")
+    latency_s_mean: float | None = doc(
+        "seconds per request: a request is answered when its batch ends, so each row counts its batch's wall "
+        "time (ftharness.models.generation)"
+    )
     latency_s_p50: float | None = doc("median seconds per request")
     generation_wall_s: float = doc("seconds spent generating every eval row")
     tokens_per_s: float | None = doc("generated tokens per second of generation")
