@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from statistics import NormalDist
 from typing import Any, Literal
 
 POWER = 0.8  # the conventional power for sizing an experiment (Cohen 1988, ch. 2)
@@ -175,6 +174,8 @@ def payback_months(
 def rows_to_resolve(c: MeasuredComparison, power: float = POWER) -> tuple[int, int] | None:
     """Eval rows for an interval that excludes zero when the true difference is the measured one:
     ``(at 50 % power, at ``power``)``; None when there is no difference to resolve."""
+    from statistics import NormalDist  # statistics imports random, fractions and decimal: only when used
+
     if c.sd is None or c.diff == 0 or c.sd == 0:
         return None
     z = NormalDist().inv_cdf(1 - (1 - c.confidence) / 2)
