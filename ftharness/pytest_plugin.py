@@ -28,15 +28,10 @@ _MODELS_KEY = pytest.StashKey[dict]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("ftharness", "ftharness evaluation suites as tests")
-    group.addoption("--ftharness-model", help="model to evaluate (folder, GGUF, cached hub id, 'embedded')")
-    group.addoption("--ftharness-adapter", help="PEFT adapter folder to load on the model")
-    group.addoption("--ftharness-base-model", help="base model for forgetting (default: the adapter's base)")
-    group.addoption("--ftharness-data", help="evaluation data for --ftharness-model")
-    group.addoption("--ftharness-predictions", help="JSONL of outputs produced elsewhere, scored instead of a model")
-    group.addoption("--ftharness-schema", help="JSON Schema the outputs must follow")
-    group.addoption("--ftharness-instruction", help="task instruction (system turn)")
-    group.addoption("--ftharness-limit", type=int, help="evaluate only the first N records")
-    group.addoption("--ftharness-max-new-tokens", type=int, default=256, help="generation length limit")
+    from ftharness.suites.options import OPTIONS
+
+    for option in OPTIONS:
+        group.addoption(f"--ftharness-{option.name}", **option.kwargs())
     group.addoption("--ftharness-out", help="write each suite's results.json under this folder")
 
 

@@ -12,6 +12,8 @@ from typing import Any
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from ftharness.suites.options import OPTIONS
+
     p = sub.add_parser(
         "eval",
         help="run an evaluation suite on a model or on predictions; exit 1 if a gate fails",
@@ -21,16 +23,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--suite", required=True, help="suite name (suites/NAME.yaml) or path to a suite YAML file")
     src = p.add_argument_group("what to evaluate (a model on data, or predictions)")
-    src.add_argument("--model", help="local model folder, GGUF file, cached hub id, or 'embedded' (default)")
-    src.add_argument("--adapter", help="PEFT adapter folder to load on top of --model")
-    src.add_argument("--base-model", help="base model to measure forgetting against (default: the adapter's base)")
-    src.add_argument("--data", help="evaluation data (JSONL/JSON: alpaca, prompt-completion or chat)")
-    src.add_argument("--predictions", help="JSONL of outputs made elsewhere: output, optional reference, input, slice fields")
-    p.add_argument("--schema", help="JSON Schema the outputs must follow (overrides the suite's)")
-    p.add_argument("--instruction", help="task instruction, given to the model as the system turn")
+    for option in OPTIONS:
+        (src if option.source else p).add_argument(f"--{option.name}", **option.kwargs())
     p.add_argument("--instruction-file", help="read the task instruction from this file")
-    p.add_argument("--limit", type=int, help="evaluate only the first N records")
-    p.add_argument("--max-new-tokens", type=int, default=256, help="generation length limit (default 256)")
     p.add_argument("--batch-size", type=int, default=16, help="generation batch size (default 16)")
     p.add_argument("--out", help="folder for results.json (default: a new reports/eval-TIMESTAMP/)")
     p.add_argument("--json", action="store_true", help="print the results as one JSON document on stdout")
