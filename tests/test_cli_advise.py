@@ -46,6 +46,15 @@ def test_rich_output_has_the_sections(capsys):
         assert part in out
 
 
+def test_names_as_people_type_them_become_the_catalogue_entries(tmp_path, capsys):
+    scenario = _bad(tmp_path, "s.yaml", "model: llama3.1 8b\ngpu: H100 SXM\n")
+    d = run_json(capsys, "--scenario", scenario, "--problems", "format",
+                 "--labeled-examples", "2000", "--prompting-exhausted")
+    assert d["plan"]["model"] == "llama-3.1-8b" and [r["name"] for r in d["plan"]["gpus"]] == ["h100"]
+    d = run_json(capsys, "--scenario", TICKETS, "--gpu", "a100 80GB")
+    assert [r["name"] for r in d["plan"]["gpus"]] == ["a100-80gb"]
+
+
 def _bad(tmp_path: Path, name: str, text: str) -> str:
     p = tmp_path / name
     p.write_text(text)
@@ -67,6 +76,7 @@ BAD_FILES = {
     "unknown-problem": ("s.yaml", "problems: [format, speed]\n", "problems[1]: 'speed' is not one of"),
     "unknown-gpu": ("s.yaml", "gpu: tpu-v9\n", "gpu: unknown GPU"),
     "unknown-model": ("s.yaml", "model: gpt-17\n", "model: unknown model"),
+    "ambiguous-gpu": ("s.yaml", "gpu: A100\n", "gpu: GPU 'A100' matches 2 catalogue entries; did you mean"),
     "missing-config": ("s.yaml", "model: ./nowhere/config.json\n", "model: config file not found"),
     "zero-gpus": ("s.yaml", "gpu_count: 0\n", "gpu_count: must be >= 1"),
     "empty": ("s.yaml", "", "empty"),
@@ -95,6 +105,7 @@ BAD_FLAGS = {
     "refresh-flag": (["--knowledge-refresh", "hourly"], "--knowledge-refresh: 'hourly' is not one of"),
     "gpu-flag": (["--gpu", "tpu-v9"], "--gpu: unknown GPU"),
     "model-flag": (["--model", "gpt-17"], "--model: unknown model"),
+    "ambiguous-gpu-flag": (["--gpu", "a100"], "--gpu: GPU 'a100' matches 2 catalogue entries"),
 }
 
 

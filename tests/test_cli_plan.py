@@ -37,6 +37,12 @@ def test_plan_table_output(capsys):
     assert "peak (max_memory_allocated)" in out and "t4" in out and "--examples" in out
 
 
+def test_plan_takes_names_as_people_type_them(capsys):
+    assert main(["plan", "--model", "Llama-3.1-8B", "--method", "qlora", "--gpu", "RTX 4090", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["model"] == "llama-3.1-8b" and [r["name"] for r in plan["gpus"]] == ["rtx-4090"]
+
+
 def test_plan_reads_a_config_json(tmp_path, capsys):
     config = {"model_type": "llama", "hidden_size": 64, "intermediate_size": 176, "num_hidden_layers": 2,
               "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 1000,
@@ -54,6 +60,7 @@ def test_plan_reads_a_config_json(tmp_path, capsys):
         (["--model", "llama-9-1b"], "unknown model"),
         (["--model", "/no/such/config.json"], "config file not found"),
         (["--model", "gpt2", "--gpu", "rtx-9090"], "unknown GPU"),
+        (["--model", "gpt2", "--gpu", "a100"], "did you mean a100-40gb or a100-80gb?"),
         (["--model", "gpt2", "--batch-size", "0"], "--batch-size"),
         (["--model", "gpt2", "--seq-len", "-3"], "--seq-len"),
         (["--model", "gpt2", "--rank", "0"], "--rank"),

@@ -191,6 +191,13 @@ def test_default_task_loads(monkeypatch):
     assert "JSON" in task.instruction
 
 
+def test_a_task_names_its_gpu_as_people_type_it(tmp_path, monkeypatch):
+    builtin_plugins(monkeypatch)
+    path = write_task(tmp_path)
+    path.write_text(path.read_text().replace("decision: {", "decision: {gpu: NVIDIA GeForce RTX 4090, "))
+    assert load_task(path).spec.decision.gpu == "rtx-4090"
+
+
 def test_full_task_expands_sweep_and_orders_start_from(monkeypatch):
     task = load_task(EXAMPLE / "task-full.yaml", check_plugins=False)
     names = [c.name for c in task.candidates]
@@ -240,6 +247,7 @@ BAD = {
     "duplicate names": ("candidates", "candidates:\n  - {name: zero-shot}", "unique"),
     "unknown suite": ("extra", "", None),
     "unknown gpu": ("extra", "", None),
+    "ambiguous gpu": ("extra", "", None),
 }
 
 
@@ -252,9 +260,10 @@ def test_bad_task_files_exit_2_with_one_line(case, tmp_path, monkeypatch, capsys
     if case == "unknown suite":
         path.write_text(path.read_text().replace("suites: [fmt.yaml]", "suites: [no-such-suite]"))
         expected = "no suite named"
-    if case == "unknown gpu":
-        path.write_text(path.read_text().replace("decision: {", "decision: {gpu: abacus-9000, "))
-        expected = "decision.gpu"
+    if case in ("unknown gpu", "ambiguous gpu"):
+        gpu = "abacus-9000" if case == "unknown gpu" else "A100"
+        path.write_text(path.read_text().replace("decision: {", f"decision: {{gpu: {gpu}, "))
+        expected = "decision.gpu: unknown GPU" if case == "unknown gpu" else "decision.gpu: GPU 'A100' matches 2"
     code = main(["compare", str(path), "--out", str(tmp_path / "reports"), "--no-progress"])
     err = capsys.readouterr().err.strip()
     assert code == 2, err

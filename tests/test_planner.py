@@ -8,7 +8,15 @@ import pytest
 from ftharness.errors import BadInput
 from ftharness.planner import PlanRequest, estimate
 from ftharness.planner import memory as M
-from ftharness.planner.catalogue import get_gpu, gpu_names, model_names, resolve_model, shape_from_config
+from ftharness.planner.catalogue import (
+    get_gpu,
+    gpu_name,
+    gpu_names,
+    model_name,
+    model_names,
+    resolve_model,
+    shape_from_config,
+)
 from ftharness.typed import from_mapping
 
 TINY = dict(vocab_size=1000, hidden_size=64, intermediate_size=176, num_hidden_layers=2,
@@ -164,6 +172,38 @@ def test_known_parameter_counts():
     assert resolve_model("llama-3-8b").total_params() == 8_030_261_248
     assert resolve_model("gpt2").total_params() == 124_439_808
     assert resolve_model("Llama_3_8B").name == "llama-3-8b"
+
+
+@pytest.mark.parametrize(("typed", "entry"), [
+    ("rtx4090", "rtx-4090"), ("RTX 4090", "rtx-4090"), ("4090", "rtx-4090"), ("NVIDIA GeForce RTX 4090", "rtx-4090"),
+    ("h100-80gb", "h100"), ("H100 SXM", "h100"), ("NVIDIA H100 80GB HBM3", "h100"), ("a100 80GB", "a100-80gb"),
+    ("A100_40GB", "a100-40gb"), ("l40s", "l40s"), ("L40S", "l40s"), ("M2 Max", "apple-m2-max-96gb"),
+])
+def test_gpu_names_as_people_type_them(typed, entry):
+    assert gpu_name(typed) == entry
+    assert get_gpu(typed).name == entry
+
+
+@pytest.mark.parametrize(("typed", "entry"), [
+    ("Llama-3.1-8B", "llama-3.1-8b"), ("llama3.1 8b", "llama-3.1-8b"), ("LLAMA_3_8B", "llama-3-8b"),
+    ("Qwen2.5 0.5B", "qwen2.5-0.5b"), ("GPT-2", "gpt2"), ("SmolLM2-135M-Instruct", "smollm2-135m"),
+])
+def test_model_names_as_people_type_them(typed, entry):
+    assert model_name(typed) == entry
+    assert resolve_model(typed).name == entry
+
+
+def test_a_name_of_several_entries_lists_them_and_an_unknown_one_names_the_closest():
+    with pytest.raises(BadInput, match="did you mean a100-40gb or a100-80gb") as e:
+        gpu_name("a100")
+    assert e.value.field == "gpu"
+    with pytest.raises(BadInput, match="unknown GPU 'h100 40gb'"):
+        gpu_name("h100 40gb")  # the card is known, that size of it is not
+    with pytest.raises(BadInput, match="did you mean rtx-4090"):
+        gpu_name("rtx-4099")
+    assert model_name("llama-3.1-7b") is None  # no preset: resolve_model reads it as a path or refuses
+    with pytest.raises(BadInput, match="did you mean llama-3.1-8b"):
+        resolve_model("llama-3.1-7b")
 
 
 @pytest.mark.e2e

@@ -11,18 +11,20 @@ from functools import lru_cache
 from typing import Any
 
 
-def check_model(name: str) -> None:
-    """BadInput(field="model") for a name that is neither a preset nor a readable config.json."""
-    from ftharness.planner.catalogue import resolve_model
+def check_model(name: str) -> str:
+    """The catalogue's name of a preset (``name`` itself for a config.json path); BadInput(field="model") for
+    a name that is neither, or that could mean several presets."""
+    from ftharness.planner.catalogue import model_name, resolve_model
 
     resolve_model(name)
+    return model_name(name) or name
 
 
-def check_gpu(name: str) -> None:
-    """BadInput(field="gpu") for a GPU the catalogue does not know."""
-    from ftharness.planner.catalogue import get_gpu
+def check_gpu(name: str) -> str:
+    """The catalogue's name of a GPU; BadInput(field="gpu") for one it does not know, or could mean several."""
+    from ftharness.planner.catalogue import gpu_name
 
-    get_gpu(name)
+    return gpu_name(name)
 
 
 @lru_cache(maxsize=64)
@@ -85,7 +87,7 @@ def fit(
 ) -> Fit:
     """Plan ``method`` on ``model`` and read off whether it fits the named GPU(s) and what it costs."""
     plan = _plan_dict(model, method, gpu, gpus, examples, epochs, train_tokens, gradient_checkpointing, dpo_base)
-    row = _gpu_row(plan, gpu) if gpu else None
+    row = _gpu_row(plan) if gpu else None
     return Fit(
         method=method,
         model=model,
@@ -127,17 +129,7 @@ def _plan_dict(*key: Any) -> dict[str, Any]:
     return copy.deepcopy(_plan_cached(*key))
 
 
-def _gpu_row(plan: dict[str, Any], gpu: str) -> dict[str, Any] | None:
-    """The per-GPU row for ``gpu`` (the plan has one row per GPU it was asked about)."""
+def _gpu_row(plan: dict[str, Any]) -> dict[str, Any] | None:
+    """The row of the one GPU the plan was asked about."""
     rows = plan.get("gpus")
-    if not isinstance(rows, list) or not rows:
-        return None
-    wanted = _norm(gpu)
-    for row in rows:
-        if _norm(str(row.get("name", ""))) == wanted:
-            return row
-    return rows[0] if len(rows) == 1 else None
-
-
-def _norm(name: str) -> str:
-    return name.strip().lower().replace("_", "-").replace(" ", "-")
+    return rows[0] if isinstance(rows, list) and len(rows) == 1 else None

@@ -80,16 +80,17 @@ def load_scenario(path: str | Path) -> Scenario:
 
 
 def validate_catalogue_names(scenario: Scenario, *, source: str | Path | None = None) -> None:
-    """Unknown models and GPUs are bad input: checked against the planner's catalogue."""
+    """Unknown and ambiguous models and GPUs are bad input: checked against the planner's catalogue, whose
+    names then replace the ones given (``RTX 4090`` becomes ``rtx-4090``), so the advice names its entries."""
     if scenario.model is None and scenario.gpu is None:
         return
     from ftharness.advisor import planning
 
     try:
         if scenario.model is not None:
-            planning.check_model(scenario.model)
+            scenario.model = planning.check_model(scenario.model)
         if scenario.gpu is not None:
-            planning.check_gpu(scenario.gpu)
+            scenario.gpu = planning.check_gpu(scenario.gpu)
     except BadInput as e:
         if source is None:
             raise

@@ -203,10 +203,10 @@ def check_task(spec: TaskSpec, path: Path, *, check_plugins: bool = True) -> Tas
     suites = [_suite_ref(name, path) for name in spec.suites]
     if check_plugins:
         if spec.decision.gpu:
-            from ftharness.planner.catalogue import get_gpu
+            from ftharness.planner.catalogue import gpu_name
 
             try:
-                get_gpu(spec.decision.gpu)
+                spec.decision.gpu = gpu_name(spec.decision.gpu)
             except BadInput as e:
                 raise BadInput(e.reason, file=path, field="decision.gpu") from None
         from ftharness.suites.suite import load_suite

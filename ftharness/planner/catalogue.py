@@ -2,6 +2,16 @@
 
 Entries of ``data/models.yaml`` and ``data/gpus.yaml`` are read as :class:`ModelShape` and :class:`Gpu`
 records through :func:`ftharness.typed.from_mapping`, so a broken entry names its file and field.
+
+Names as people type them: :func:`model_name` and :func:`gpu_name` are the one lookup every command uses
+(``plan``, ``advise``'s scenario files, flags and questionnaire, a task file's ``decision.gpu``). A name
+matches an entry when both read the same after normalising: case, spaces, dashes and underscores are
+ignored (``Llama-3.1-8B`` = ``llama3.1 8b`` = ``llama-3.1-8b``); for GPUs also the vendor and product-line
+words of :data:`GPU_VENDOR_WORDS` (``NVIDIA GeForce RTX 4090`` = ``rtx4090`` = ``4090``), and a memory size
+(``80GB``) selects among the entries of one card by the size in the entry's name or its ``vram_gb``
+(``a100 80GB`` is ``a100-80gb``, ``h100-80gb`` is ``h100``). Names no normalisation derives (``H100 SXM``)
+are the entries' ``aliases`` in the data files. A name matching several entries (``a100``) is bad input
+listing them; an unknown one names the closest entry.
 Nothing heavy is imported here: only PyYAML (C loader when present) and the standard library, so
 `ftharness plan` answers without torch.
 """
@@ -9,6 +19,7 @@ Nothing heavy is imported here: only PyYAML (C loader when present) and the stan
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -57,6 +68,7 @@ class ModelShape:
     max_positions: int = spec(ge=1)
     head_dim: int | None = spec(None, ge=1)
     source: str = ""
+    aliases: list[str] = spec(factory=list)
 
     @property
     def hd(self) -> int:
@@ -168,6 +180,7 @@ class Gpu:
     price_date: str | None = spec()
     tflops_source: str = ""
     notes: str = ""
+    aliases: list[str] = spec(factory=list)
 
 
 def _data_file(name: str) -> Path:
@@ -192,13 +205,71 @@ def gpu_names() -> list[str]:
     return list(_gpus())
 
 
-def _norm(name: str) -> str:
-    return name.strip().lower().replace("_", "-").replace(" ", "-")
+# Words that name a vendor or a product line, not one GPU (`nvidia-smi` prints "NVIDIA GeForce RTX 4090").
+GPU_VENDOR_WORDS = frozenset({"nvidia", "geforce", "rtx", "tesla", "apple"})
+_WORDS = re.compile(r"[a-z]+|[0-9]+(?:\.[0-9]+)*")  # runs of letters, and numbers with their dots
+
+
+def _words(name: str) -> tuple[str, ...]:
+    """``name`` as its runs of letters and numbers: case, spaces, dashes and underscores fall away, and a
+    letter-digit boundary separates as a dash does (``llama3.1 8b`` and ``Llama-3.1-8B`` read the same)."""
+    return tuple(_WORDS.findall(name.lower()))
+
+
+def _gpu_words(name: str) -> tuple[tuple[str, ...], float | None]:
+    """A GPU name's words without vendor words, and the memory size it states (``80GB``), if any."""
+    words = [w for w in _words(name) if w not in GPU_VENDOR_WORDS]
+    for i in range(len(words) - 1):
+        if words[i + 1] == "gb" and words[i][0].isdigit():
+            return (*words[:i], *words[i + 2:]), float(words[i])
+    return tuple(words), None
+
+
+def _matches(name: str, entries: dict[str, dict[str, Any]], *, gpu: bool) -> list[str]:
+    """The keys of the entries that ``name`` (or one of their ``aliases``) reads as."""
+    if not gpu:
+        wanted = _words(name)
+        return [key for key, data in entries.items()
+                if any(_words(str(n)) == wanted for n in (key, *(data.get("aliases") or ())))]
+    wanted, memory = _gpu_words(name)
+    found = []
+    for key, data in entries.items():
+        for n in (key, *(data.get("aliases") or ())):
+            words, stated = _gpu_words(str(n))
+            if words == wanted and memory in (None, stated if stated is not None else data.get("vram_gb")):
+                found.append(key)
+                break
+    return found
+
+
+def _lookup(name: str, entries: dict[str, dict[str, Any]], *, gpu: bool) -> str | None:
+    """The one key ``name`` means; None when it means none; BadInput(field "gpu" or "model") listing the
+    entries when it means several."""
+    found = _matches(name, entries, gpu=gpu)
+    if len(found) > 1:
+        raise BadInput(f"{'GPU' if gpu else 'model'} {name!r} matches {len(found)} catalogue entries; did you "
+                       f"mean {' or '.join(found)}?", field="gpu" if gpu else "model")
+    return found[0] if found else None
 
 
 def _close(name: str, choices: list[str]) -> str:
-    near = close_match(_norm(name), choices)
+    near = close_match(name.strip().lower().replace("_", "-").replace(" ", "-"), choices)
     return f"; did you mean {near}?" if near else f"; known: {', '.join(choices)}"
+
+
+def model_name(name: str) -> str | None:
+    """The preset ``name`` means (see the module docstring), or None when it names no preset (it may be a
+    path); BadInput(field="model") when it could mean several."""
+    return _lookup(str(name), _presets(), gpu=False)
+
+
+def gpu_name(name: str) -> str:
+    """The catalogue GPU ``name`` means (see the module docstring); BadInput(field="gpu") when it means
+    several (listing them) or none (naming the closest)."""
+    key = _lookup(str(name), _gpus(), gpu=True)
+    if key is None:
+        raise BadInput(f"unknown GPU {name!r}{_close(str(name), gpu_names())}", field="gpu")
+    return key
 
 
 def _entry(cls: type, file: str, key: str, data: dict[str, Any]) -> Any:
@@ -206,12 +277,12 @@ def _entry(cls: type, file: str, key: str, data: dict[str, Any]) -> Any:
 
 
 def resolve_model(name_or_config_path: str) -> ModelShape:
-    """A preset by name (case and -/_ insensitive), or the shape read from a local HF config.json
-    (or a model folder holding one). Unknown names and unreadable files are BadInput(field="model")."""
+    """A preset by name (:func:`model_name`), or the shape read from a local HF config.json (or a model
+    folder holding one). Unknown and ambiguous names and unreadable files are BadInput(field="model")."""
     raw = str(name_or_config_path)
     presets = _presets()
-    key = _norm(raw)
-    if key in presets:
+    key = model_name(raw)
+    if key is not None:
         return _entry(ModelShape, "models.yaml", key, presets[key])
     path = Path(raw).expanduser()
     looks_like_path = path.suffix == ".json" or "/" in raw or raw.startswith(".") or path.exists()
@@ -267,9 +338,6 @@ def shape_from_config(config: dict[str, Any], *, name: str, source: str = "") ->
 
 
 def get_gpu(name: str) -> Gpu:
-    """A catalogue GPU by name (case and -/_ insensitive); BadInput(field="gpu") with close matches."""
-    gpus = _gpus()
-    key = _norm(str(name))
-    if key not in gpus:
-        raise BadInput(f"unknown GPU {name!r}{_close(str(name), list(gpus))}", field="gpu")
-    return _entry(Gpu, "gpus.yaml", key, gpus[key])
+    """A catalogue GPU by name (:func:`gpu_name`); BadInput(field="gpu") with the candidates or close matches."""
+    key = gpu_name(name)
+    return _entry(Gpu, "gpus.yaml", key, _gpus()[key])
