@@ -295,6 +295,29 @@ def test_missing_data_file(tmp_path, monkeypatch, capsys):
     assert "data.eval" in err and "missing.jsonl" in err and len(err.splitlines()) == 1
 
 
+def test_a_scored_candidate_s_results_and_gates_go_into_its_model_card(tmp_path, fake, monkeypatch, capsys):
+    from ftharness.training.card import EVALUATION, MARK
+
+    artifact = tmp_path / "artifact"
+    artifact.mkdir()
+    (artifact / "README.md").write_text(f"---\nlibrary_name: peft\n---\n{MARK}\n\n# lora\n")
+    train = FakeBackend.train
+
+    def train_into_the_folder(self, option, data, parent, progress):
+        return types.SimpleNamespace(**{**vars(train(self, option, data, parent, progress)), "path": artifact})
+
+    monkeypatch.setattr(FakeBackend, "train", train_into_the_folder)
+    assert main(["compare", str(write_task(tmp_path)), "--out", str(tmp_path / "r"), "--json", "--no-progress"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    card = (artifact / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: peft") and card.count(EVALUATION) == 1
+    assert f"Run `{results['run_id']}` scored this artifact as `lora`" in card
+    lora = next(o for o in results["options"] if o["name"] == "lora")
+    for g in lora["gates"]:
+        assert f"| {g['name']} {g['op']} {g['threshold']:g} |" in card
+    assert "| format.parse_rate | 1 |" in card
+
+
 def test_missing_task_file(tmp_path, capsys):
     assert main(["compare", str(tmp_path / "nope.yaml")]) == 2
     assert "file not found" in capsys.readouterr().err

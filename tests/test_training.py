@@ -311,3 +311,36 @@ def test_padding_free_only_where_attention_splits_packed_sequences():
     assert varlen_attention(model("flash_attention_2")) and varlen_attention(model("flash_attention_3"))
     assert not varlen_attention(model("sdpa")) and not varlen_attention(model("eager"))
     assert not varlen_attention(types.SimpleNamespace())
+
+
+# -- the model card ----------------------------------------------------------------------------------------
+
+
+def test_the_artifact_card_states_hyperparameters_data_and_losses_and_takes_eval_results(tiny_model_dir,
+                                                                                       isolated_cache):
+    from ftharness.io import sha256_file
+    from ftharness.suites.gates import GateOutcome
+    from ftharness.training.card import EVALUATION, record_evaluation
+    from ftharness.training.run import examples_hash, train_candidate
+
+    train, evald = _data()
+    art = train_candidate(_spec(tiny_model_dir, max_steps=2, r=4, eval_steps=1), train, evald,
+                          system_prompt=SYSTEM, progress=False)
+    card = (art.path / "README.md").read_text()
+    assert "[More Information Needed]" not in card  # PEFT's template is replaced
+    front = card.split("---")[1]
+    assert "library_name: peft" in front and '- "lora"' in front and "license" not in front
+    assert "base_model" not in front  # a local folder has no hub id
+    assert "| r | `4` | the candidate |" in card and "| learning_rate | `0.02` | the candidate |" in card
+    assert "| lora_alpha | `32` |" in card  # a default, with where it comes from
+    assert sha256_file(train.file) in card and examples_hash(train.examples) in card
+    assert examples_hash(evald.examples) in card and f"| {Path(train.file).stat().st_size} |" in card
+    assert "training loss:" in card and "validation loss:" in card and SYSTEM in card
+    gate = GateOutcome(name="format.parse_rate", op=">=", threshold=0.9, value=0.5, passed=False, message="")
+    for run in ("run-1", "run-2"):
+        assert record_evaluation(art.path, run=run, option="tiny-lora", metrics={"format.parse_rate": 0.5},
+                                 gates=[gate])
+    card = (art.path / "README.md").read_text()
+    assert card.count(EVALUATION) == 1 and "run-2" in card and "run-1" not in card
+    assert "| format.parse_rate >= 0.9 | 0.5 | FAIL |" in card and "0 of 1 gates passed" in card
+    assert not record_evaluation(art.path.parent, run="r", option="o", metrics={}, gates=[])  # not a card of ours

@@ -30,6 +30,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ftharness import faults, ui
@@ -455,12 +456,14 @@ class Experiment:
                 records.append(record)
                 if record.training is not None:
                     self._training[option.name] = record.training
+                self.card(record)
                 continue
             record = self.evaluate(option, by_name, suites, keys[option.name])
             self.run_dir.write_state(
                 "eval", option.name, {"key": keys[option.name], "done": True, "record": to_json(record)}
             )
             records.append(record)
+            self.card(record)
             release_memory()
         return ExperimentResult(
             options=records,
@@ -472,6 +475,15 @@ class Experiment:
             events=self.events,
             phases=self.phases.records,
         )
+
+    def card(self, record: OptionRecord) -> None:
+        """A scored candidate's eval-set values and gates into its artifact's model card
+        (:func:`ftharness.training.card.record_evaluation`)."""
+        from ftharness.training.card import record_evaluation
+
+        if record.training is not None and record.training.artifact:
+            record_evaluation(Path(record.training.artifact), run=self.run_dir.run_id, option=record.name,
+                              metrics=record.metrics, gates=record.gates)
 
     def slice_fields(self, suites: list[Any]) -> list[str]:
         """The fields every option is sliced by: the task's, then each suite's, each once."""

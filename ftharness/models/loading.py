@@ -94,6 +94,20 @@ def local_model_dir(spec: str | Path | None) -> Path:
     return _hub_cache_dir(text)
 
 
+def hub_id(spec: str | Path | None) -> str | None:
+    """The Hugging Face hub id of the model ``spec`` names, where it names one: the embedded default's
+    origin (its GGUF file is a quantised copy of it), or the hub id itself; None for a folder or a file."""
+    from ftharness.models.embedded import EMBEDDED_NAME, HUB_ID
+
+    text = "" if spec is None else str(spec).strip()
+    if text in (*EMBEDDED_ALIASES, EMBEDDED_NAME, ""):
+        return HUB_ID
+    path = Path(text).expanduser()
+    if path.exists() or path.suffix.lower() == ".gguf" or text.startswith((".", "/", "~")) or text.count("/") > 1:
+        return None
+    return text
+
+
 def _hub_cache_dir(repo_id: str) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HFValidationError

@@ -34,6 +34,7 @@ from ftharness.data.records import Dataset, Example
 from ftharness.errors import BadInput, EnvironmentProblem
 from ftharness.io import atomic_write_json, describe_holder, sha256_file, sha256_json, wait_lock
 from ftharness.paths import artifacts_dir, cache_dir
+from ftharness.training.card import write_card
 from ftharness.training.trainer import CandidateSpec, TrainJob, TrainResult
 
 FORMAT = "ftharness-candidate/1"
@@ -186,6 +187,7 @@ def train_candidate(
         raise BadInput("`method: combine` candidates are built by ftharness.training.merging.combine_adapters",
                        field="method")
     typed_hyperparameters = validate_candidate(spec)
+    method = get_plugins().training_method(spec.trainer, spec.method, start_from=bool(spec.start_from))
     trainer = get_plugins().trainer(spec.trainer).obj
     hyperparameters = hyperparameter_values(typed_hyperparameters)
     if not train.examples:
@@ -219,6 +221,7 @@ def train_candidate(
             start_adapter=start_adapter, resume=True, progress=progress, callbacks=list(callbacks or []),
         )
         started = time.time()
+        libraries = library_versions()
         _seed(spec.seed)  # before the trainer builds anything: the adapter's initial weights come from it
         result = trainer.train(job)
         kind = "adapter" if (out_dir / "adapter_config.json").is_file() else "model"
@@ -239,12 +242,15 @@ def train_candidate(
             "system_prompt": system_prompt,
             "start_from": None if start_from is None else {"key": start_from.key, "path": str(start_from.path),
                                                            "name": start_from.spec.name},
-            "libraries": library_versions(),
+            "libraries": libraries,
             "started_at": started,
             "finished_at": time.time(),
             "result": result.to_dict(),
         }
         if _is_main_process():
+            write_card(out_dir, spec=spec, method=method, kind=kind, hyperparameters=typed_hyperparameters,
+                       result=result, base_sha256=base_hash, train=train, validation=eval,
+                       system_prompt=system_prompt, libraries=libraries)
             atomic_write_json(out_dir / "loss_curve.json", result.loss_curve)
             atomic_write_json(out_dir / "candidate.json", record)  # last: marks the folder complete
             shutil.rmtree(out_dir / "work", ignore_errors=True)
