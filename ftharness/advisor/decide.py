@@ -287,8 +287,7 @@ def _plan_model(
 
 def _small_preset(t: R.Thresholds) -> str:
     try:
-        planning.check_model(t.small_local_model)
-        return t.small_local_model
+        return planning.check_model(t.small_local_model)
     except Exception:  # the preset table changed: fall back to the largest small preset
         found = planning.largest_preset_up_to(t.small_model_max_b)
         if found is None:

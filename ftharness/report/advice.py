@@ -153,7 +153,6 @@ def _planner_model(base_model: dict | None) -> str | None:
 
     name = str(base_model.get("spec") or "")
     try:
-        planning.check_model(name)
+        return planning.check_model(name)
     except BadInput:
         return None
-    return name
