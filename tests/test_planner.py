@@ -193,6 +193,15 @@ def test_model_names_as_people_type_them(typed, entry):
     assert resolve_model(typed).name == entry
 
 
+def test_every_catalogue_name_and_alias_finds_its_own_entry():
+    for name in gpu_names():
+        for typed in (name, *get_gpu(name).aliases):
+            assert gpu_name(typed) == name, typed
+    for name in model_names():
+        for typed in (name, *resolve_model(name).aliases):
+            assert model_name(typed) == name, typed
+
+
 def test_a_name_of_several_entries_lists_them_and_an_unknown_one_names_the_closest():
     with pytest.raises(BadInput, match="did you mean a100-40gb or a100-80gb") as e:
         gpu_name("a100")
