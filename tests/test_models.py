@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from ftharness.errors import BadInput
-from ftharness.models.loading import load_model, load_tokenizer, local_model_dir, resolve
+from ftharness.models.loading import hub_id, load_model, load_tokenizer, local_model_dir, resolve
 
 
 def test_embedded_is_the_default(embedded_dir):
@@ -70,6 +70,13 @@ def test_hub_id_only_from_the_local_cache(tmp_path, monkeypatch, tiny_model_dir)
     (repo / "refs" / "main").write_text("a" * 40)
     assert local_model_dir("some-org/some-model") == snapshot
     assert load_model("some-org/some-model").name == "some-org/some-model"
+
+
+def test_hub_id_names_the_hub_model_a_spec_comes_from(tmp_path, tiny_model_dir):
+    assert hub_id(None) == hub_id("embedded") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert hub_id("Qwen/Qwen2.5-0.5B") == "Qwen/Qwen2.5-0.5B" and hub_id("gpt2") == "gpt2"
+    assert hub_id(str(tiny_model_dir)) is None and hub_id(str(tmp_path / "m.gguf")) is None
+    assert hub_id("./models/mine") is None and hub_id("a/b/c") is None
 
 
 def test_broken_gguf_is_bad_input(tmp_path):

@@ -328,9 +328,10 @@ def test_the_artifact_card_states_hyperparameters_data_and_losses_and_takes_eval
                           system_prompt=SYSTEM, progress=False)
     card = (art.path / "README.md").read_text()
     assert "[More Information Needed]" not in card  # PEFT's template is replaced
-    front = card.split("---")[1]
-    assert "library_name: peft" in front and '- "lora"' in front and "license" not in front
-    assert "base_model" not in front  # a local folder has no hub id
+    import yaml
+
+    front = yaml.safe_load(card.split("---\n")[1])  # the front matter the Hub reads
+    assert front == {"library_name": "peft", "tags": ["ftharness", "peft", "lora"]}  # a local base: no hub id
     assert "| r | `4` | the candidate |" in card and "| learning_rate | `0.02` | the candidate |" in card
     assert "| lora_alpha | `32` |" in card  # a default, with where it comes from
     assert sha256_file(train.file) in card and examples_hash(train.examples) in card
