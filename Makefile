@@ -19,5 +19,6 @@ bench:
 	@scripts/bootstrap.sh
 	.venv/bin/python benchmarks/plan_accuracy.py
 	.venv/bin/python benchmarks/cli_latency.py
+	.venv/bin/python benchmarks/bad_inputs.py
 	.venv/bin/python benchmarks/generate.py
 	.venv/bin/python benchmarks/train.py

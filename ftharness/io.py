@@ -1,4 +1,11 @@
-"""Small file helpers every writer shares: atomic writes, JSONL streaming, content hashes, file locks."""
+"""Small file helpers every reader and writer shares: user text and strict JSON in, atomic writes, JSONL
+streaming, content hashes, file locks.
+
+Every JSON or JSONL file a user hands the harness (data, predictions, schemas, configs, task files in
+JSON) and every JSON document a model outputs is read by :func:`loads_json`, after :func:`read_user_text`:
+one reading, so one set of rules, RFC 8259 without Python's extensions. A file the harness wrote itself
+is read back with plain ``json``.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +23,143 @@ from pathlib import Path
 from typing import Any
 
 from ftharness import faults
+from ftharness.errors import BadInput
+
+# How deep a JSON document may nest. Python's json parser recurses once per level and stops near the
+# interpreter's recursion limit (1000), and so do the encoder and every recursive walk of the harness; a
+# hundred levels is far beyond any record, schema or answer (ftharness design choice).
+MAX_JSON_DEPTH = 100
+
+
+class JsonRefused(ValueError):
+    """Text that parses under Python's ``json`` but is not a JSON document the harness accepts."""
+
+
+def read_user_text(path: str | Path) -> str:
+    """A user's text file, UTF-8 with or without a byte-order mark; BadInput (naming the file, and the
+    line of a byte that is not UTF-8) when it is missing, a folder, unreadable or not UTF-8."""
+    path = Path(path)
+    if not path.exists():
+        raise BadInput("file not found; check the path", file=path)
+    if path.is_dir():
+        raise BadInput("is a folder, expected a file", file=path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise BadInput(f"cannot be read ({e.strerror}); check its permissions", file=path) from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise BadInput(f"not UTF-8 text (byte {e.start}: {e.reason}); save it as UTF-8", file=path,
+                       line=line) from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise JsonRefused(f"{name} is not JSON (RFC 8259 has no NaN or Infinity); write a number or null")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise JsonRefused(f"duplicate key {key!r} in one object; keep one")
+        out[key] = value
+    return out
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_constant=_refuse_constant)
+
+
+def check_json_value(value: Any) -> Any:
+    """``value`` as parsed, after checking what the parser lets through: nesting deeper than
+    :data:`MAX_JSON_DEPTH` and lone UTF-16 surrogates (``"\\ud800"``), which are not text (RFC 8259 sec.
+    8.2) and cannot be written back as UTF-8. Raises :class:`JsonRefused`."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            _check_text(item)
+            continue
+        if not isinstance(item, dict | list):
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise JsonRefused(f"nested deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(item, dict):
+            for key in item:
+                _check_text(key)
+            stack.extend((v, depth + 1) for v in item.values())
+        else:
+            stack.extend((v, depth + 1) for v in item)
+    return value
+
+
+def _check_text(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise JsonRefused(f"holds a lone surrogate {text[e.start]!r}, which is not text (RFC 8259 sec. 8.2); "
+                          "escape both halves of the pair or the character itself") from None
+
+
+def decode_json(text: str, pos: int = 0) -> tuple[Any, int]:
+    """One strict JSON value from ``text`` at ``pos`` and where it ends (``JSONDecoder.raw_decode``):
+    json.JSONDecodeError for a syntax error, :class:`JsonRefused` for a duplicate key, NaN or Infinity,
+    a lone surrogate or nesting deeper than :data:`MAX_JSON_DEPTH`."""
+    try:
+        value, end = _DECODER.raw_decode(text, pos)
+    except RecursionError:
+        raise JsonRefused(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except (json.JSONDecodeError, JsonRefused):
+        raise
+    except ValueError as e:  # a number of more than 4300 digits (int's limit on conversions)
+        raise JsonRefused(str(e).split(";")[0]) from None
+    return check_json_value(value), end
+
+
+def loads_json(text: str) -> Any:
+    """``json.loads`` under :func:`decode_json`'s rules: the whole text is one JSON document."""
+    value, end = decode_json(text, _skip_space(text, 0))
+    if _skip_space(text, end) != len(text):
+        raise json.JSONDecodeError("Extra data", text, _skip_space(text, end))
+    return value
+
+
+def _skip_space(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t\r\n":
+        pos += 1
+    return pos
+
+
+def parse_json(text: str, *, file: str | Path | None = None, line: int | None = None) -> Any:
+    """:func:`loads_json` with any mistake a BadInput naming ``file`` and the line (``line``: the line
+    ``text`` starts on, a JSONL record's; None for a whole file)."""
+    try:
+        return loads_json(text)
+    except json.JSONDecodeError as e:
+        raise BadInput(f"not valid JSON: {e.msg} (column {e.colno})", file=file,
+                       line=(line or 1) + e.lineno - 1) from None
+    except JsonRefused as e:
+        raise BadInput(f"not valid JSON: {e}", file=file, line=line) from None
+
+
+def read_json_file(path: str | Path) -> Any:
+    """A user's JSON file (:func:`read_user_text`, then :func:`parse_json`)."""
+    return parse_json(read_user_text(path), file=path)
+
+
+def check_folder(path: str | Path, *, field: str | None = None) -> Path:
+    """``path`` as a folder to write into (made later, by its writer): BadInput naming ``field`` when it, or
+    the nearest of its parents that exists, is not a folder or cannot be written to."""
+    path = Path(path)
+    for existing in (path, *path.parents):
+        if existing.exists():
+            if not existing.is_dir():
+                raise BadInput("is a file, not a folder; give a folder to write into", file=existing, field=field)
+            if not os.access(existing, os.W_OK | os.X_OK):
+                raise BadInput("cannot write into this folder (permissions)", file=existing, field=field)
+            break
+    return path
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import re
 import types
@@ -32,8 +31,12 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 from ftharness.errors import BadInput
+from ftharness.io import parse_json, read_json_file, read_user_text
 
 T = TypeVar("T")
+# The largest whole number a field takes: 2**53 - 1, the integers a JSON document carries exactly between
+# programs (RFC 8259 sec. 6, I-JSON RFC 7493 sec. 2.2) and float arithmetic holds exactly.
+MAX_INT = 2**53 - 1
 _NONE = type(None)
 _CHECKS = ("ge", "gt", "le", "lt")
 
@@ -202,6 +205,8 @@ def _convert(tp: Any, value: Any, meta: Any, at: _At) -> Any:
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise at.error(f"expected a whole number, got {_kind(value)}")
+        if abs(value) > MAX_INT:
+            raise at.error(f"must be between -{MAX_INT:_} and {MAX_INT:_}")
         _check_number(value, meta, at)
         return value
     if tp is float:
@@ -284,16 +289,22 @@ def _kind(value: Any) -> str:
         return "nothing (null)"
     if isinstance(value, bool):
         return f"a boolean ({value})"
+    if isinstance(value, int) and abs(value) > MAX_INT:
+        return "a number out of range"
     if isinstance(value, int | float):
         return f"a number ({value})"
     if isinstance(value, str):
-        short = value if len(value) <= 30 else value[:27] + "..."
-        return f"text ({short!r})"
+        return f"text ({_short(value)!r})"
     if isinstance(value, list):
         return "a list"
     if isinstance(value, dict):
         return "a mapping"
     return type(value).__name__
+
+
+def _short(text: str) -> str:
+    """Text shown in a message: at most 30 characters."""
+    return text if len(text) <= 30 else text[:27] + "..."
 
 
 def close_match(name: str, known: Iterable[str]) -> str | None:
@@ -408,13 +419,16 @@ def parse_text(tp: Any, text: str, at: _At | None = None) -> Any:
     if tp is int:
         plain = text.replace("_", "")
         if not _WHOLE.fullmatch(plain):
-            raise at.error(f"expected a whole number, got {text!r}")
-        return int(plain.replace(",", ""))
+            raise at.error(f"expected a whole number, got {_short(text)!r}")
+        digits = plain.replace(",", "")
+        if len(digits.lstrip("+-")) > len(str(MAX_INT)):  # int() refuses over 4300 digits; far out of range anyway
+            raise at.error(f"must be between -{MAX_INT:_} and {MAX_INT:_}")
+        return int(digits)
     if tp is float:
         try:
             return float(text.replace("_", ""))
         except ValueError:
-            raise at.error(f"expected a number, got {text!r}") from None
+            raise at.error(f"expected a number, got {_short(text)!r}") from None
     return text
 
 
@@ -446,7 +460,15 @@ def _yaml_loader() -> type:
         pass
 
     def mapping(loader: Any, node: Any) -> dict:
-        data = _Located(loader.construct_mapping(node, deep=True))
+        own = [k for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"]  # before merge keys (<<) flatten
+        data = _Located(loader.construct_mapping(node, deep=True))  # refuses unhashable keys
+        lines: dict[Any, int] = {}
+        for k in own:
+            key = loader.construct_object(k, deep=True)
+            if key in lines:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first on line {lines[key]}); keep one", k.start_mark)
+            lines[key] = k.start_mark.line + 1
         data.lines = {loader.construct_object(k, deep=True): k.start_mark.line + 1 for k, _ in node.value}
         return data
 
@@ -457,39 +479,12 @@ def _yaml_loader() -> type:
     return Loader
 
 
-def loads_json(text: str) -> Any:
-    """``json.loads`` without Python's extensions (NaN, Infinity are not JSON, RFC 8259)."""
-
-    def refuse(name: str) -> Any:
-        raise ValueError(f"{name} is not valid JSON")
-
-    return json.loads(text, parse_constant=refuse)
-
-
-def read_text(path: str | Path) -> str:
-    """A user's text file; BadInput when it is missing, a folder, or not UTF-8."""
-    path = Path(path)
-    if not path.exists():
-        raise BadInput("file not found; check the path", file=path)
-    if path.is_dir():
-        raise BadInput("is a folder, expected a file", file=path)
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise BadInput(f"not UTF-8 text ({e.reason}); save it as UTF-8", file=path) from None
-
-
 def load_mapping(path: str | Path) -> dict[str, Any]:
     """Load a YAML or JSON file whose top level is a mapping (YAML mappings remember their keys' lines)."""
     path = Path(path)
-    text = read_text(path)
+    text = read_user_text(path)
     if path.suffix.lower() == ".json":
-        try:
-            data = loads_json(text)
-        except json.JSONDecodeError as e:
-            raise BadInput(f"not valid JSON: {e.msg}", file=path, line=e.lineno) from None
-        except ValueError as e:
-            raise BadInput(f"not valid JSON: {e}", file=path) from None
+        data = parse_json(text, file=path)
     else:
         import yaml
 
@@ -501,6 +496,10 @@ def load_mapping(path: str | Path) -> dict[str, Any]:
             raise BadInput(
                 f"not valid YAML: {problem}", file=path, line=(mark.line + 1) if mark else None
             ) from None
+        except RecursionError:
+            raise BadInput("not valid YAML: nested too deep", file=path) from None
+        except ValueError as e:  # a whole number of more than 4300 digits (int's limit on conversions)
+            raise BadInput(f"not valid YAML: {str(e).split(';')[0]}", file=path) from None
     if data is None:
         raise BadInput("file is empty; expected a mapping of fields", file=path)
     if not isinstance(data, dict):
@@ -536,7 +535,7 @@ def text_or_file(
     path = resolve_path(file, source) if source is not None else Path(file).expanduser()
     if path is None or not path.is_file():
         raise BadInput(f"file not found: {path}", file=source, field=names[1])
-    return read_text(path).strip()
+    return read_user_text(path).strip()
 
 
 def load_json_schema(path: str | Path, *, source: str | Path | None = None, field: str | None = None) -> dict:
@@ -547,12 +546,7 @@ def load_json_schema(path: str | Path, *, source: str | Path | None = None, fiel
     path = Path(path)
     if not path.is_file():
         raise BadInput(f"JSON Schema file not found: {path}; check the path", file=source or path, field=field)
-    try:
-        schema = loads_json(read_text(path))
-    except json.JSONDecodeError as e:
-        raise BadInput(f"not valid JSON: {e.msg}", file=path, line=e.lineno) from None
-    except ValueError as e:
-        raise BadInput(f"not valid JSON: {e}", file=path) from None
+    schema = read_json_file(path)
     check_json_schema(schema, file=path)
     return schema
 

@@ -119,7 +119,7 @@ def test_cli_token_lengths_with_a_model(tmp_path, capsys, tiny_model_dir):
 
 @pytest.mark.parametrize("content,line,words", [
     ('{"instruction": "x", "output": "y"}\n{"instruction": "x"}\n', 2, "output: missing required field"),
-    ('{"instruction": "x", "output": "y"}\nnot json\n', 2, "invalid JSON"),
+    ('{"instruction": "x", "output": "y"}\nnot json\n', 2, "not valid JSON"),
     ('{"prompt": "x", "completion": "y"}\n{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}\n',
      2, "mixed formats"),
     ("\n", None, "empty file"),
@@ -146,6 +146,6 @@ def test_cli_bad_eval_file_and_options(tmp_path, capsys):
     assert "unknown format" in capsys.readouterr().err
     assert main(["data", "inspect", str(train), "--near-threshold", "1.5"]) == 2
     assert main(["data", "inspect", str(tmp_path / "missing.jsonl")]) == 2
-    assert "no such file" in capsys.readouterr().err
+    assert "file not found" in capsys.readouterr().err
     assert main(["data", "inspect", str(train), "--model", str(tmp_path / "no-model")]) == 2
     assert "no such folder" in capsys.readouterr().err

@@ -131,7 +131,7 @@ def test_bad_predictions_exit_2_with_file_and_line(tmp_path, capsys, rows, expec
         (["--suite", "format"], "nothing to evaluate"),
         (["--suite", "format", "--predictions", "P", "--model", "m"], "not both"),
         (["--suite", "no-such-suite", "--predictions", "P"], "no suite named"),
-        (["--suite", "format", "--predictions", "missing.jsonl"], "missing.jsonl: predictions file not found"),
+        (["--suite", "format", "--predictions", "missing.jsonl"], "missing.jsonl: file not found"),
         (["--suite", "format", "--data", "missing.jsonl"], "missing.jsonl: data file not found"),
         (["--suite", "format", "--predictions", "P", "--limit", "0"], "--limit"),
         (["--suite", "format", "--predictions", "P", "--schema", "nope.json"], "nope.json: --schema: JSON Schema file not found"),

@@ -92,7 +92,7 @@ def test_bad_config_file_is_one_line(tmp_path, capsys):
     path.write_text("{oops")
     assert main(["plan", "--model", str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "not a valid JSON" in err[0]
+    assert len(err) == 1 and "not valid JSON" in err[0]
 
 
 def test_examples_without_epochs_defaults_to_one_epoch(capsys):

@@ -97,8 +97,8 @@ def test_prompt_only_records_when_completions_are_optional(tmp_path):
 GOOD = {"instruction": "Do it.", "output": "done"}
 BAD_CASES = [
     # (lines, expected line, words in the message)
-    (['{"instruction": "x", "output": "y"', ], 1, "invalid JSON"),
-    ([GOOD, '{"instruction": "x", "output": }'], 2, "invalid JSON"),
+    (['{"instruction": "x", "output": "y"', ], 1, "not valid JSON"),
+    ([GOOD, '{"instruction": "x", "output": }'], 2, "not valid JSON"),
     ([GOOD, "[1, 2]"], 2, "must be a JSON object"),
     ([GOOD, '"just a string"'], 2, "must be a JSON object"),
     ([GOOD, {"instruction": "x"}], 2, "output: missing required field"),
@@ -142,7 +142,7 @@ def test_empty_and_missing_files(tmp_path):
     empty.write_text("\n\n")
     with pytest.raises(BadInput, match="empty file"):
         load_dataset(empty)
-    with pytest.raises(BadInput, match="no such file"):
+    with pytest.raises(BadInput, match="file not found"):
         load_dataset(tmp_path / "nope.jsonl")
     with pytest.raises(BadInput, match="empty file"):
         load_dataset(write(tmp_path, ["[]"], "empty.json"))
@@ -171,7 +171,7 @@ def test_json_list_errors(tmp_path):
     with pytest.raises(BadInput, match="must be a JSON object") as e:
         load_dataset(json_file('[\n {"prompt": "a", "completion": "b"},\n 3\n]'))
     assert e.value.line == 3
-    with pytest.raises(BadInput, match="invalid JSON") as e:
+    with pytest.raises(BadInput, match="not valid JSON") as e:
         load_dataset(json_file('[\n {"prompt": "a", "completion": "b"},\n {"prompt": }\n]'))
     assert e.value.line == 3
     with pytest.raises(BadInput, match="not closed"):

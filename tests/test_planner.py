@@ -328,10 +328,13 @@ def test_plan_to_dict_has_the_issue_keys():
         ({"model": "gpt2", "optimizer": "lion"}, "optimizer"),
         ({"model": "gpt2", "targets": "q_proj"}, "targets"),
         ({"model": "gpt2", "lora_dropout": 1.5}, "lora_dropout"),
-        ({"model": "gpt2", "examples": 10, "train_tokens": 100}, "train-tokens"),
+        ({"model": "gpt2", "examples": 10, "train_tokens": 100}, "train_tokens"),
         ({"model": "gpt2", "epochs": 0}, "epochs"),
         ({"model": "gpt2", "virtual_tokens": 0}, "virtual_tokens"),
         ({"model": "gpt2", "rank": 2.5}, "rank"),
+        ({"model": "gpt2", "rank": 769}, "rank"),  # above gpt2's hidden size, 768
+        ({"model": "gpt2", "rank": 2**60}, "rank"),  # beyond what a JSON number carries exactly
+        ({"model": "gpt2", "examples": 999_999_999_999, "epochs": 1e308}, "examples"),  # a token count past 2**53
     ],
 )
 def test_bad_requests_are_bad_input(kwargs, field):
@@ -367,7 +370,7 @@ def test_plan_refuses_what_training_refuses():
 def test_config_json_errors(tmp_path):
     bad = tmp_path / "config.json"
     bad.write_text("{not json")
-    with pytest.raises(BadInput, match="not a valid JSON"):
+    with pytest.raises(BadInput, match="not valid JSON"):
         resolve_model(str(bad))
     bad.write_text('{"model_type": "mamba", "hidden_size": 4}')
     with pytest.raises(BadInput, match="not supported"):

@@ -161,7 +161,9 @@ def test_yaml_reads_exponents_without_a_dot_as_numbers(tmp_path):
         ("a.yaml", "", "file is empty"),
         ("a.yaml", "- 1\n- 2\n", "expected a mapping of fields at the top level, got a list"),
         ("a.json", '{"name": }', "a.json:1: not valid JSON"),
-        ("a.json", '{"name": NaN}', "not valid JSON: NaN is not valid JSON"),
+        ("a.json", '{"name": NaN}', "not valid JSON: NaN is not JSON"),
+        ("a.json", '{"name": "a", "name": "b"}', "not valid JSON: duplicate key 'name'"),
+        ("a.yaml", "name: a\nname: b\n", "a.yaml:2: not valid YAML: duplicate key 'name' (first on line 1)"),
     ],
 )
 def test_bad_files(tmp_path, name, text, expected):
@@ -171,6 +173,12 @@ def test_bad_files(tmp_path, name, text, expected):
         load_mapping(p)
     assert expected in str(e.value)
     assert "\n" not in str(e.value)
+
+
+def test_yaml_merge_keys_may_be_overridden(tmp_path):
+    p = tmp_path / "m.yaml"
+    p.write_text("base: &b {name: a, ratio: 0.5}\nother:\n  <<: *b\n  name: c\n")
+    assert load_mapping(p)["other"] == {"name": "c", "ratio": 0.5}
 
 
 def test_missing_file_and_folder(tmp_path):

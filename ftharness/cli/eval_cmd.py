@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         write_results,
     )
     from ftharness.suites.suite import load_suite
-    from ftharness.typed import load_json_schema, text_or_file
+    from ftharness.typed import flag_name, load_json_schema, text_or_file
 
     if args.predictions and (args.model or args.adapter or args.data or args.base_model):
         raise BadInput("give either --predictions or --model/--adapter/--data, not both", field="--predictions")
@@ -67,7 +67,10 @@ def run(args: argparse.Namespace) -> int:
         data = Path(args.data)
         if not data.is_file():
             raise BadInput("data file not found; check the path", file=data)
-        settings = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+        try:
+            settings = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+        except BadInput as e:  # its fields are this command's flags
+            raise BadInput(e.reason, field=flag_name(e.field) if e.field else None) from None
         _, need_base = suite_needs_model(suite)
         ui.status(f"loading {args.model or 'the embedded model'}" + (f" with adapter {args.adapter}" if args.adapter else ""))
         lm, base = load_models(args.model, args.adapter, args.base_model, need_base=need_base)

@@ -27,13 +27,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ftharness.errors import BadInput
     from ftharness.planner import PlanRequest, estimate
     from ftharness.plugins import get_plugins
-    from ftharness.typed import flag_values
+    from ftharness.typed import flag_name, flag_values
 
     req = PlanRequest(**flag_values(PlanRequest, args))
     get_plugins().check_method(req.method, field="--method")
-    plan = estimate(req).to_dict()
+    try:
+        plan = estimate(req).to_dict()
+    except BadInput as e:  # a field of the request is the flag the user typed
+        if e.field is None or e.field not in vars(args):
+            raise
+        raise BadInput(e.reason, file=e.file, line=e.line, field=flag_name(e.field)) from None
     if args.json:
         from ftharness.cli.render import print_json
 
@@ -48,13 +54,14 @@ def _fmt(value: Any, spec: str = ".2f", none: str = "-") -> str:
 
 
 def _render(plan: dict[str, Any]) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from ftharness.cli.render import console
 
     out = console()
     out.print(
-        f"[bold]{plan['model']}[/bold] {plan['method']}: {plan['total_params']:,} parameters, "
+        f"[bold]{escape(plan['model'])}[/bold] {plan['method']}: {plan['total_params']:,} parameters, "
         f"{plan['trainable_params']:,} trainable "
         f"({100 * plan['trainable_params'] / max(plan['total_params'], 1):.3f} %)"
     )
@@ -81,4 +88,4 @@ def _render(plan: dict[str, Any]) -> None:
     out.print(f"assumptions: MFU {a['mfu']}, CUDA context {a['cuda_context_gb']} GB, allocator reserve "
               f"{int(a['allocator_reserve'] * 100)} %, {a['weights']}; {a['multi_gpu']}")
     for w in plan["warnings"]:
-        out.print(f"[yellow]warning:[/yellow] {w}")
+        out.print(f"[yellow]warning:[/yellow] {escape(w)}")

@@ -3,8 +3,9 @@
 A task file is YAML (or JSON) read strictly through :func:`ftharness.typed.from_mapping`; every mistake
 a user can make in it (an unknown field, trainer or method, a missing data file, a hyperparameter the
 candidate's trainer does not accept, at any point of a sweep, ``start_from`` naming an unknown candidate or
-making a cycle, a gate that cannot be read) is a :class:`~ftharness.errors.BadInput` naming the file and
-field, before any work starts. Hyperparameters are checked by
+making a cycle, a gate that cannot be read, a gate or ``decision.metric`` on a value no suite of the task
+computes, a ``target_modules`` name the base model has no layer for) is a
+:class:`~ftharness.errors.BadInput` naming the file and field, before any work starts. Hyperparameters are checked by
 :func:`ftharness.training.spec.validate_candidate`, as ``ftharness train`` and the training itself check them.
 
 A sweep is one line: ``sweep: {r: [4, 8, 16, 32]}`` on a candidate expands into one candidate per value
@@ -209,11 +210,12 @@ def check_task(spec: TaskSpec, path: Path, *, check_plugins: bool = True) -> Tas
                 spec.decision.gpu = gpu_name(spec.decision.gpu)
             except BadInput as e:
                 raise BadInput(e.reason, file=path, field="decision.gpu") from None
-        from ftharness.suites.suite import load_suite
+        from ftharness.suites.suite import load_suite, parse_gates
 
+        measured: dict[str, dict[str, Any]] = {}  # every metric the task's suites compute, with its settings
         for i, ref in enumerate(suites):
             try:
-                load_suite(ref)
+                suite = load_suite(ref)
             except BadInput as e:
                 raise BadInput(
                     e.reason if e.file else f"{e.reason}",
@@ -221,6 +223,16 @@ def check_task(spec: TaskSpec, path: Path, *, check_plugins: bool = True) -> Tas
                     line=e.line,
                     field=e.field if e.file else f"suites[{i}]",
                 ) from None
+            for name, settings in suite.metrics.items():
+                measured.setdefault(name, settings)
+        owner = f"the task's suites ({', '.join(spec.suites) or 'none'})"
+        parse_gates(spec.gates, measured, file=path, owner=owner)
+        metric = spec.decision.metric
+        if "." not in metric:
+            raise BadInput("a metric is named METRIC.VALUE, e.g. task.field_accuracy", file=path,
+                           field="decision.metric")
+        parse_gates({metric: ">= 0"}, measured, file=path, owner=owner, field="decision.metric")
+        check_candidate_layers(candidates, spec.base_model, path)  # last: it imports transformers
     return Task(
         spec=spec,
         file=path,
@@ -382,6 +394,20 @@ def check_trainers(written: list[CandidateEntry], path: Path) -> None:
                                    line=getattr(c.sweep, "lines", {}).get(key), field=f"{where}sweep.{key}") from None
                 raise BadInput(e.reason, file=path, line=getattr(c.hyperparameters, "lines", {}).get(key),
                                field=e.field) from None
+
+
+def check_candidate_layers(candidates: list[CandidateEntry], base_model: str | None, path: Path) -> None:
+    """The layers each candidate (each sweep point) names exist in the base model
+    (:func:`ftharness.training.spec.check_layers`): checked here, on the model's config, rather than when a
+    training loads the weights, which after the first candidate may be many minutes into the run."""
+    from ftharness.training.spec import check_layers, validate_candidate
+    from ftharness.training.trainer import CandidateSpec
+
+    for c in candidates:
+        spec = CandidateSpec(name=c.name, trainer=c.trainer, method=c.method, start_from=c.start_from,
+                             hyperparameters=c.hyperparameters)
+        check_layers(validate_candidate(spec, source=path), base_model, source=path, prefix=f"candidates.{c.name}.",
+                     line=getattr(c.hyperparameters, "lines", {}).get("target_modules"))
 
 
 def data_kind(c: CandidateEntry) -> str:

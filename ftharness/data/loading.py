@@ -20,6 +20,7 @@ from typing import Any
 
 from ftharness.data.records import Dataset, Example
 from ftharness.errors import BadInput
+from ftharness.io import JsonRefused, decode_json, loads_json, parse_json, read_user_text, sha256_file
 
 FORMATS = ("alpaca", "prompt-completion", "chat", "preference")
 ALIASES = {"prompt_completion": "prompt-completion", "completion": "prompt-completion", "messages": "chat",
@@ -45,8 +46,6 @@ def load_dataset(path: str | Path, *, format: str = "auto", require_completion: 
     """Load and validate a data file. ``require_completion=False`` accepts prompt-only records (an
     evaluation set without references): alpaca without ``output``, ``prompt`` alone, chats ending in a
     user turn."""
-    from ftharness.io import sha256_file
-
     declared = canonical_format(format)
     path = Path(path)
     examples: list[Example] = []
@@ -75,16 +74,7 @@ def load_dataset(path: str | Path, *, format: str = "auto", require_completion: 
 def read_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, record) for each record of a JSONL file or a JSON list, checked to be JSON objects."""
     path = Path(path)
-    if not path.exists():
-        raise BadInput("no such file", file=path)
-    if path.is_dir():
-        raise BadInput("is a folder, not a data file", file=path)
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise BadInput(f"not UTF-8 text (byte {e.start})", file=path, line=line) from e
+    text = read_user_text(path)
     stripped = text.lstrip()
     if stripped.startswith("["):
         yield from _json_list(text, path)
@@ -95,24 +85,20 @@ def read_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise BadInput(f"invalid JSON: {e.msg} (column {e.colno})", file=path, line=number) from e
-        yield number, _object(record, path, number)
+        yield number, _object(parse_json(line, file=path, line=number), path, number)
 
 
 def _is_single_document(text: str) -> bool:
     try:
-        json.loads(text)
-    except json.JSONDecodeError:
+        loads_json(text)
+    except ValueError:  # json.JSONDecodeError and JsonRefused: let the line-by-line reading name the line
         return False
     return "\n" in text.strip()  # a multi-line object: a JSON document, not one JSONL record
 
 
 def _json_list(text: str, path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Walk a JSON list element by element with raw_decode, so each record keeps its line number."""
-    decoder = json.JSONDecoder()
+    """Walk a JSON list element by element (:func:`ftharness.io.decode_json`), so each record keeps its line
+    number."""
     pos = text.index("[") + 1
     n = len(text)
 
@@ -127,24 +113,26 @@ def _json_list(text: str, path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     pos = skip(pos)
     if pos < n and text[pos] == "]":
         if text[skip(pos + 1):].strip():
-            raise BadInput("invalid JSON: extra data after the list", file=path, line=line_of(skip(pos + 1)))
+            raise BadInput("not valid JSON: extra data after the list", file=path, line=line_of(skip(pos + 1)))
         return
     while True:
         try:
-            record, end = decoder.raw_decode(text, pos)
+            record, end = decode_json(text, pos)
         except json.JSONDecodeError as e:
-            raise BadInput(f"invalid JSON: {e.msg} (column {e.colno})", file=path, line=e.lineno) from e
+            raise BadInput(f"not valid JSON: {e.msg} (column {e.colno})", file=path, line=e.lineno) from None
+        except JsonRefused as e:
+            raise BadInput(f"not valid JSON: {e}", file=path, line=line_of(pos)) from None
         yield line_of(pos), _object(record, path, line_of(pos))
         pos = skip(end)
         if pos >= n:
-            raise BadInput("invalid JSON: the list is not closed with ]", file=path, line=line_of(n))
+            raise BadInput("not valid JSON: the list is not closed with ]", file=path, line=line_of(n))
         if text[pos] == "]":
             rest = skip(pos + 1)
             if rest < n:
-                raise BadInput("invalid JSON: extra data after the list", file=path, line=line_of(rest))
+                raise BadInput("not valid JSON: extra data after the list", file=path, line=line_of(rest))
             return
         if text[pos] != ",":
-            raise BadInput(f"invalid JSON: expected , or ] between records, found {text[pos]!r}", file=path, line=line_of(pos))
+            raise BadInput(f"not valid JSON: expected , or ] between records, found {text[pos]!r}", file=path, line=line_of(pos))
         pos = skip(pos + 1)
 
 

@@ -8,12 +8,12 @@ repository runs unless ``trust_remote_code`` is asked for (README, "Commands").
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ftharness.errors import BadInput
+from ftharness.io import read_json_file
 
 EMBEDDED_ALIASES = ("embedded", "default")
 ADAPTER_CONFIG = "adapter_config.json"
@@ -142,10 +142,8 @@ def resolve(spec: str | Path | None, adapter: str | Path | None = None) -> tuple
             raise BadInput("not a PEFT adapter folder (no adapter_config.json)", file=adapter_dir, field="adapter")
     if adapter_dir is not None and adapter_dir == path:
         config_file = adapter_dir / ADAPTER_CONFIG
-        try:
-            base = json.loads(config_file.read_text(encoding="utf-8")).get("base_model_name_or_path")
-        except json.JSONDecodeError as e:
-            raise BadInput(f"invalid JSON: {e.msg}", file=config_file, line=e.lineno) from e
+        config = read_json_file(config_file)
+        base = config.get("base_model_name_or_path") if isinstance(config, dict) else None
         if not base:
             raise BadInput("base_model_name_or_path is empty; pass the base model with --model and this folder with --adapter",
                            file=config_file, field="base_model_name_or_path")
@@ -209,6 +207,24 @@ def default_device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def layer_names(spec: str | Path | None) -> dict[str, str]:
+    """The layers (modules without children) of the model ``spec`` names, by dotted name, with their class
+    (``{"model.layers.0.self_attn.q_proj": "Linear", ...}``): the model is built from its config on the meta
+    device, so no weight is read or allocated."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    base, _ = resolve(spec)
+    try:
+        config = AutoConfig.from_pretrained(str(base))
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config)
+    except (OSError, ValueError, KeyError) as e:
+        raise BadInput(f"cannot read a causal LM's config from this folder: {str(e).splitlines()[0]}",
+                       file=base, field="model") from None
+    return {name: type(m).__name__ for name, m in model.named_modules() if name and not any(m.children())}
 
 
 def load_model(

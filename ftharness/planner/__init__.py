@@ -12,7 +12,7 @@ from ftharness.errors import BadInput
 from ftharness.hyperparameters import LoraSettings, PromptLearningSettings, TrainingHyperparameters
 from ftharness.planner import memory as M
 from ftharness.planner.catalogue import Gpu, ModelShape, get_gpu, gpu_names, resolve_model
-from ftharness.typed import like, spec
+from ftharness.typed import MAX_INT, like, spec
 
 __all__ = ["Plan", "PlanRequest", "estimate"]
 
@@ -100,7 +100,7 @@ def _check(req: PlanRequest) -> None:
         raise BadInput(f"the planner has no memory model for {req.method!r}; it models: "
                        f"{', '.join(M.MODELLED_METHODS)}", field="method")
     if req.examples is not None and req.train_tokens is not None:
-        raise BadInput("give --examples (with --epochs) or --train-tokens, not both", field="train-tokens")
+        raise BadInput("give --examples (with --epochs) or --train-tokens, not both", field="train_tokens")
 
 
 def _train_method(req: PlanRequest) -> str:
@@ -119,6 +119,11 @@ def estimate(req: PlanRequest) -> Plan:
         names = sorted({m.name for m in shape.block_linears()})
         raise BadInput(f"no module of {shape.name} matches {req.targets!r}; its linear modules are: "
                        f"{', '.join(names)} (or all-linear)", field="targets")
+    if method in ("lora", "qlora", "dora") and req.rank > shape.hidden:
+        # a low-rank update of a layer has rank at most its smaller side; above the hidden size it holds
+        # more parameters than the full update it approximates
+        raise BadInput(f"rank {req.rank} is above {shape.name}'s hidden size {shape.hidden}: more trainable "
+                       f"parameters than a full update; use at most {shape.hidden}", field="rank")
     if req.seq_len > shape.max_positions:
         warnings.append(f"seq_len {req.seq_len} exceeds the model's max_positions {shape.max_positions}")
 
@@ -192,7 +197,11 @@ def estimate(req: PlanRequest) -> Plan:
     # time and cost
     train_tokens: int | None = req.train_tokens
     if train_tokens is None and req.examples is not None:
-        train_tokens = int(round(req.examples * req.epochs * req.seq_len * seqs))
+        tokens_total = req.examples * req.epochs * req.seq_len * seqs
+        if not tokens_total <= MAX_INT:  # also catches an infinite product
+            raise BadInput(f"examples x epochs x seq_len comes to more than {MAX_INT:_} training tokens",
+                           field="examples")
+        train_tokens = int(round(tokens_total))
     flops = None
     if train_tokens is not None:
         per_token = M.flops_per_token(shape, method, seq_eff, gradient_checkpointing=req.gradient_checkpointing)

@@ -18,7 +18,6 @@ Nothing heavy is imported here: only PyYAML (C loader when present) and the stan
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ftharness.errors import BadInput
+from ftharness.io import read_json_file
 from ftharness.paths import package_data
 from ftharness.typed import close_match, from_mapping, load_mapping, spec
 
@@ -294,10 +294,7 @@ def resolve_model(name_or_config_path: str) -> ModelShape:
     if not path.is_file():
         raise BadInput(f"config file not found: {path}; give a preset name or a Hugging Face config.json",
                        field="model")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BadInput(f"not a valid JSON config: {e}", file=path, field="model") from None
+    config = read_json_file(path)
     if not isinstance(config, dict):
         raise BadInput("expected a JSON object (a Hugging Face config.json)", file=path, field="model")
     return shape_from_config(config, name=path.parent.name or str(path), source=str(path))
@@ -333,8 +330,8 @@ def shape_from_config(config: dict[str, Any], *, name: str, source: str = "") ->
         data["kv_heads"] = config.get("num_key_value_heads") or data["heads"]
         data["tied"] = bool(config.get("tie_word_embeddings", False))
         if config.get("head_dim"):
-            data["head_dim"] = int(config["head_dim"])
-    return ModelShape(name=name, source=source, **data)
+            data["head_dim"] = config["head_dim"]
+    return from_mapping(ModelShape, {"name": name, "source": source, **data}, source=source or None)
 
 
 def get_gpu(name: str) -> Gpu:

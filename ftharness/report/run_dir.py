@@ -37,6 +37,7 @@ from ftharness.io import (
     FileLock,
     atomic_write_json,
     atomic_write_text,
+    check_folder,
     describe_holder,
     json_text,
     lock_holder,
@@ -205,7 +206,7 @@ def open_run(
 ) -> RunDir:
     """The run folder to work in, locked for this process until :meth:`RunDir.close`: named, resumed, or
     new (see the module docstring). Every check of an existing run is made under its lock."""
-    out = Path(out)
+    out = check_folder(out, field="--out")
     manifest = {"task": task_name, "task_file": task_file, "task_hash": task_hash}
     if run_id is None:
         for run in unfinished_runs(out, task_hash)[:1]:

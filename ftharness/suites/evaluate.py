@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from ftharness import __version__
 from ftharness.errors import BadInput
-from ftharness.io import atomic_write_json, sha256_file
+from ftharness.io import atomic_write_json, check_folder, parse_json, read_user_text, sha256_file
 from ftharness.jsonrecord import doc, to_json
 from ftharness.suites.metric import MetricContext, Sample
 from ftharness.suites.runner import SuiteResult, run_suite
@@ -179,20 +179,13 @@ def load_predictions(path: str | Path, *, limit: int | None = None) -> list[Samp
     ``prompt_tokens`` / ``new_tokens`` / ``latency_s``; every other field is kept for slices.
     A bad line is a BadInput naming the file and line; nothing is skipped."""
     path = Path(path)
-    if not path.is_file():
-        raise BadInput("predictions file not found; check the path", file=path)
     samples: list[Sample] = []
-    with open(path, encoding="utf-8") as f:
-        for n, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
-            if limit is not None and len(samples) >= limit:
-                break
-            try:
-                record = json.loads(raw)
-            except json.JSONDecodeError as e:
-                raise BadInput(f"not valid JSON: {e.msg}", file=path, line=n) from None
-            samples.append(_prediction(record, path, n, len(samples)))
+    for n, raw in enumerate(read_user_text(path).splitlines(), 1):
+        if not raw.strip():
+            continue
+        if limit is not None and len(samples) >= limit:
+            break
+        samples.append(_prediction(parse_json(raw, file=path, line=n), path, n, len(samples)))
     if not samples:
         raise BadInput("no predictions in the file: nothing to evaluate", file=path)
     return samples
@@ -252,7 +245,7 @@ def evaluate_predictions(
 # results files -----------------------------------------------------------------------------------
 def check_out(folder: str | Path) -> Path:
     """``folder/results.json``, refusing a folder that already holds an earlier run's results."""
-    target = Path(folder) / "results.json"
+    target = check_folder(folder, field="--out") / "results.json"
     if target.exists():
         raise BadInput("already holds a results.json from an earlier run; choose another --out", file=folder)
     return target

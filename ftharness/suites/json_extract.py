@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ftharness.typed import loads_json
+from ftharness.io import loads_json
 
 _FENCE = re.compile(r"```[ \t]*json[ \t]*\r?\n(.*?)```", re.IGNORECASE | re.DOTALL)
 _CLOSE = {"{": "}", "[": "]"}

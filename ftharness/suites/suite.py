@@ -125,22 +125,31 @@ def suite_from_mapping(data: dict[str, Any], *, source: str | Path | None = None
 
 
 def parse_gates(
-    gates: dict[str, Any], metrics: dict[str, dict[str, Any]], *, file: str | Path | None = None
+    gates: dict[str, Any],
+    metrics: dict[str, dict[str, Any]],
+    *,
+    file: str | Path | None = None,
+    owner: str = "this suite",
+    field: str | None = None,
 ) -> list[Gate]:
-    """Parse ``{"format.parse_rate": ">= 0.98"}`` and check each gate names a metric of ``metrics`` and
-    a value that metric produces (when it says which values it produces)."""
+    """Parse ``{"format.parse_rate": ">= 0.98"}`` and check each gate names a metric of ``metrics`` (those
+    ``owner`` computes) and a value that metric produces (when it says which values it produces). Errors
+    name ``field`` (default ``gates.NAME``)."""
     from ftharness.plugins import metrics as installed_metrics
 
     available = installed_metrics()
     out = []
     for name, expr in gates.items():
         gate = parse_gate(name, expr, file=file)
+        where = field or f"gates.{name}"
+        line = getattr(gates, "lines", {}).get(name)
         if gate.metric not in metrics:
             listed = ", ".join(metrics) or "none"
             raise BadInput(
-                f"metric {gate.metric!r} is not computed by this suite (its metrics: {listed})",
+                f"metric {gate.metric!r} is not computed by {owner}; the metrics there: {listed}",
                 file=file,
-                field=f"gates.{name}",
+                line=line,
+                field=where,
             )
         produces = getattr(available.get(gate.metric), "value_names", None)
         if produces is not None:
@@ -149,7 +158,8 @@ def parse_gates(
                 raise BadInput(
                     f"{gate.metric} does not produce {gate.value!r}; it produces: {', '.join(names)}",
                     file=file,
-                    field=f"gates.{name}",
+                    line=line,
+                    field=where,
                 )
         out.append(gate)
     return out

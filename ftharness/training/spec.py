@@ -47,6 +47,32 @@ def validate_candidate(spec: CandidateSpec, *, source: str | Path | None = None,
                         kind=f"hyperparameter for {spec.trainer}/{spec.method}")
 
 
+MODULE_FIELDS = ("target_modules", "feedforward_modules")  # hyperparameters that name layers of the model
+
+
+def check_layers(
+    hyperparameters: Any, base_model: str | Path | None, *, source: str | Path | None = None, prefix: str = "",
+    line: int | None = None,
+) -> None:
+    """Each name listed in ``target_modules`` / ``feedforward_modules`` matches a layer of the base model as
+    PEFT matches it (the layer's dotted name, or its end after a dot). PEFT itself refuses only a list that
+    matches nothing, and only once the model is loaded for training; a typo among several names would
+    otherwise train fewer layers than asked. A pattern (text other than ``all-linear``) is PEFT's to match."""
+    lists = {f: getattr(hyperparameters, f) for f in MODULE_FIELDS if isinstance(getattr(hyperparameters, f, None), list)}
+    if not lists:
+        return
+    from ftharness.models.loading import layer_names
+
+    layers = layer_names(base_model)
+    for name, targets in lists.items():
+        for i, target in enumerate(targets):
+            if not any(n == target or n.endswith(f".{target}") for n in layers):
+                linear = sorted({n.rsplit(".", 1)[-1] for n, kind in layers.items() if kind == "Linear"})
+                raise BadInput(f"{target!r} names no layer of the base model; its linear layers are: "
+                               f"{', '.join(linear)}", file=source, line=line,
+                               field=f"{prefix}hyperparameters.{name}[{i}]")
+
+
 def hyperparameter_values(hyperparameters: Any) -> dict[str, Any]:
     """The typed hyperparameters as a plain mapping (artifact keys and records, reports)."""
     return dataclasses.asdict(hyperparameters)
@@ -120,7 +146,8 @@ def load_candidate_file(path: str | Path, *, _seen: tuple[Path, ...] = ()) -> Ca
     else:
         if combine:
             raise BadInput("`combine` is only for `method: combine`", file=path, field="combine")
-        validate_candidate(spec, source=path)
+        check_layers(validate_candidate(spec, source=path), fields.base_model, source=path,
+                     line=getattr(fields.hyperparameters, "lines", {}).get("target_modules"))
         if not fields.data.train:
             raise BadInput("required: the training data file", file=path, field="data.train")
     system_prompt = text_or_file(fields.system_prompt, fields.system_prompt_file,

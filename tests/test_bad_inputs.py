@@ -1,0 +1,78 @@
+"""Nothing a user types crashes the CLI: the bad-input corpus (tests/data/bad/cases.yaml), and the inputs
+that look hostile but are fine (a byte-order mark, rich markup in paths).
+
+Each corpus case goes through ``ftharness.cli.main``, the console script's entry point and its top-level
+handler (:func:`benchmarks.bad_inputs.run_case`, which ``benchmarks/bad_inputs.py`` counts with), and
+must exit 2 with exactly one line on stderr naming what is wrong, no traceback, and no file changed
+outside the case's own output folder (the corpus copy it runs in, its cache, the repository's
+examples/ and the corpus itself are compared before and after).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from ftharness.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _corpus():
+    spec = importlib.util.spec_from_file_location("bad_inputs", ROOT / "benchmarks" / "bad_inputs.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+CORPUS = _corpus()
+CASES = CORPUS.load_cases()
+
+
+def test_cases_have_unique_ids_and_say_what_they_expect():
+    ids = [c["id"] for c in CASES]
+    assert len(ids) == len(set(ids))
+    assert all(c["expect"] and c["args"] for c in CASES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+def test_bad_input_exits_2_with_one_line_and_changes_nothing(case, tmp_path):
+    outcome = CORPUS.run_case(case, tmp_path / "case")
+    assert not outcome.traceback, outcome.stderr
+    assert outcome.exit_code == 2, outcome.stderr
+    assert len(outcome.stderr.splitlines()) == 1 and len(outcome.lines) == 1, outcome.stderr
+    assert case["expect"] in outcome.lines[0], outcome.stderr
+    assert outcome.changed == []
+    assert outcome.clean
+
+
+def test_a_byte_order_mark_is_read_as_the_data_loader_reads_it(tmp_path, capsys):
+    predictions = tmp_path / "p.jsonl"
+    predictions.write_bytes(b"\xef\xbb\xbf" + b'{"output": "{}"}\n')
+    data = tmp_path / "d.jsonl"
+    data.write_bytes(b"\xef\xbb\xbf" + b'{"prompt": "a", "completion": "b"}\n')
+    schema = tmp_path / "s.json"
+    schema.write_bytes(b"\xef\xbb\xbf" + b'{"type": "object"}')
+    assert main(["eval", "--suite", "format", "--predictions", str(predictions), "--schema", str(schema),
+                 "--out", str(tmp_path / "r")]) == 0
+    assert main(["data", "inspect", str(data)]) == 0
+    capsys.readouterr()
+
+
+def test_markup_in_paths_is_shown_as_written(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "[").mkdir()
+    closing = Path("[/x].jsonl")  # read as markup, "[/x]" closes a tag nothing opened: rich raises
+    closing.write_text('{"prompt": "a", "completion": "b"}\n')
+    coloured = Path("[red]x.jsonl")
+    coloured.write_text('{"prompt": "a", "completion": "b"}\n')
+    for path in (closing, coloured):
+        assert main(["data", "inspect", str(path)]) == 0
+        assert f"data: {path}" in capsys.readouterr().out
+    (tmp_path / "p.jsonl").write_text('{"output": "{}"}\n')
+    assert main(["eval", "--suite", "format", "--predictions", "p.jsonl", "--out", "o[/x]"]) == 0
+    assert "results: o[/x]/results.json" in capsys.readouterr().out
