@@ -10,6 +10,7 @@ examples/ and the corpus itself are compared before and after).
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import sys
 from pathlib import Path
@@ -76,3 +77,14 @@ def test_markup_in_paths_is_shown_as_written(tmp_path, monkeypatch, capsys):
     (tmp_path / "p.jsonl").write_text('{"output": "{}"}\n')
     assert main(["eval", "--suite", "format", "--predictions", "p.jsonl", "--out", "o[/x]"]) == 0
     assert "results: o[/x]/results.json" in capsys.readouterr().out
+
+
+def test_os_errors_on_a_path_are_input_or_environment_and_the_rest_internal():
+    from ftharness.errors import INTERNAL_ERROR, exit_code, from_os_error
+
+    assert exit_code(OSError(errno.ENAMETOOLONG, "File name too long", "a" * 300)) == 2
+    assert exit_code(OSError(errno.EACCES, "Permission denied", "/root/x")) == 2
+    full = from_os_error(OSError(errno.ENOSPC, "No space left on device", "reports/run"))
+    assert full.exit_code == 3 and "reports/run" in str(full)
+    assert exit_code(OSError(errno.ENOENT, "No such file or directory", "cache/x")) == INTERNAL_ERROR  # vanished
+    assert exit_code(OSError(errno.EACCES, "Permission denied")) == INTERNAL_ERROR  # no path to name

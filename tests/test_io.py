@@ -83,3 +83,25 @@ def test_a_lock_is_exclusive_names_its_holder_and_dies_with_it(tmp_path):
 def test_hash_ignores_key_order():
     assert sha256_json({"a": 1, "b": [1, 2]}) == sha256_json({"b": [1, 2], "a": 1})
     assert sha256_json({"a": 1}) != sha256_json({"a": 2})
+
+
+def test_strict_json_refuses_what_python_lets_through_and_keeps_what_json_allows():
+    import pytest
+
+    from ftharness.io import MAX_JSON_DEPTH, JsonRefused, loads_json
+
+    assert loads_json(' {"a": "\\ud83d\\ude00"} ') == {"a": "\U0001F600"}  # a surrogate pair is one character
+    assert loads_json("[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH) is not None
+    for text, message in [
+        ('{"a": 1, "a": 2}', "duplicate key 'a'"),
+        ("[1, NaN]", "NaN is not JSON"),
+        ('{"x": -Infinity}', "-Infinity is not JSON"),
+        ('{"\\ud800": 1}', "lone surrogate"),
+        ("[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1), "nested deeper"),
+        ("[" * 5000 + "]" * 5000, "nested deeper"),  # past the parser's own recursion limit
+        ("9" * 5000, "4300 digits"),
+    ]:
+        with pytest.raises(JsonRefused, match=message):
+            loads_json(text)
+    with pytest.raises(json.JSONDecodeError):
+        loads_json("{} {}")

@@ -17,7 +17,7 @@ import os
 import sys
 
 from ftharness import __version__
-from ftharness.errors import FtharnessError, exit_code
+from ftharness.errors import FtharnessError, exit_code, from_os_error
 
 SUBCOMMANDS = ("advise", "plan", "compare", "eval", "train", "data", "plugins")
 
@@ -60,6 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     except FtharnessError as e:
         sys.stderr.write(f"ftharness {args.command}: {e}\n")
         return e.exit_code
+    except OSError as e:
+        mapped = from_os_error(e)
+        if mapped is None:
+            _internal_error(args.command, e)
+            return exit_code(e)
+        sys.stderr.write(f"ftharness {args.command}: {mapped}\n")
+        return mapped.exit_code
     except KeyboardInterrupt as e:
         sys.stderr.write("ftharness: interrupted; finished work is kept, run the same command to resume\n")
         return exit_code(e)
