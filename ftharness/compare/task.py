@@ -210,6 +210,14 @@ def check_task(spec: TaskSpec, path: Path, *, check_plugins: bool = True) -> Tas
                 spec.decision.gpu = gpu_name(spec.decision.gpu)
             except BadInput as e:
                 raise BadInput(e.reason, file=path, field="decision.gpu") from None
+        from ftharness.models.loading import is_embedded, local_model_dir
+
+        if not is_embedded(spec.base_model):
+            try:  # a GGUF file is converted here once, as the run would
+                local_model_dir(spec.base_model)
+            except BadInput as e:
+                raise BadInput(e.reason if e.file is None else f"{e.reason}: {e.file}", file=path,
+                               field="base_model") from None
         from ftharness.suites.suite import load_suite, parse_gates
 
         measured: dict[str, dict[str, Any]] = {}  # every metric the task's suites compute, with its settings

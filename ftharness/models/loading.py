@@ -66,15 +66,22 @@ def merge_adapter(lm: LoadedModel) -> bool:
     return True
 
 
+def is_embedded(spec: str | Path | None) -> bool:
+    """Whether ``spec`` names the embedded default model (nothing, ``embedded``, ``default`` or its name)."""
+    from ftharness.models.embedded import EMBEDDED_NAME
+
+    return spec is None or str(spec).strip() in (*EMBEDDED_ALIASES, EMBEDDED_NAME, "")
+
+
 def local_model_dir(spec: str | Path | None) -> Path:
     """The local folder holding the model (or adapter) that ``spec`` names.
 
     None/"embedded" -> the embedded default (converted once); an existing folder as is; a ``.gguf`` file
     converted once into the cache; otherwise a hub id looked up in the local Hugging Face cache only.
     """
-    from ftharness.models.embedded import EMBEDDED_NAME, embedded_model_dir, gguf_model_dir
+    from ftharness.models.embedded import embedded_model_dir, gguf_model_dir
 
-    if spec is None or str(spec).strip() in (*EMBEDDED_ALIASES, EMBEDDED_NAME, ""):
+    if is_embedded(spec):
         return embedded_model_dir()
     text = str(spec).strip()
     path = Path(text).expanduser()
