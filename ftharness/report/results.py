@@ -14,12 +14,12 @@ before ``kind``) included: their older shapes are mapped by the records' ``from_
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from ftharness.errors import BadInput
+from ftharness.io import read_json_file
 from ftharness.jsonrecord import doc, from_json
 from ftharness.report.records import (
     DataFile,
@@ -232,12 +232,7 @@ def task_record(task: Any, task_hash: str, base_model: dict[str, Any] | None) ->
 def read_results(path: str | Path) -> CompareResults | Evaluation:
     """A results.json of either kind, as its record (BadInput naming the file when it is not one)."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BadInput("results file not found; check the path", file=path) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BadInput(f"not a JSON document: {e}", file=path) from None
+    data = read_json_file(path)  # strict JSON, as to_json writes it
     kind = data.get("kind") if isinstance(data, dict) else None
     if kind is None and isinstance(data, dict) and "options" in data:
         kind = "ftharness-compare"  # schema 1 wrote no kind
