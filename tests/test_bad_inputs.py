@@ -40,9 +40,24 @@ def test_cases_have_unique_ids_and_say_what_they_expect():
     assert all(c["expect"] and c["args"] for c in CASES)
 
 
+@pytest.fixture(scope="module")
+def outcomes(request):
+    """Every case's outcome; the counts are printed when the module ends (benchmarks/bad_inputs.py prints
+    the same line)."""
+    seen: list = []
+    yield seen
+    if seen:
+        line = (f"bad inputs: tried {len(seen)}, clean {sum(o.clean for o in seen)}, "
+                f"tracebacks {sum(o.traceback for o in seen)}")
+        capture = request.config.pluginmanager.get_plugin("capturemanager")
+        with capture.global_and_fixture_disabled():
+            print(f"\n{line}")
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
-def test_bad_input_exits_2_with_one_line_and_changes_nothing(case, tmp_path):
+def test_bad_input_exits_2_with_one_line_and_changes_nothing(case, tmp_path, outcomes):
     outcome = CORPUS.run_case(case, tmp_path / "case")
+    outcomes.append(outcome)
     assert not outcome.traceback, outcome.stderr
     assert outcome.exit_code == 2, outcome.stderr
     assert len(outcome.stderr.splitlines()) == 1 and len(outcome.lines) == 1, outcome.stderr

@@ -105,3 +105,24 @@ def test_strict_json_refuses_what_python_lets_through_and_keeps_what_json_allows
             loads_json(text)
     with pytest.raises(json.JSONDecodeError):
         loads_json("{} {}")
+
+
+def test_a_user_file_that_cannot_be_read_is_bad_input(tmp_path, monkeypatch):
+    import errno
+    from pathlib import Path
+
+    import pytest
+
+    from ftharness.errors import BadInput
+    from ftharness.io import read_user_text
+
+    path = tmp_path / "locked.jsonl"
+    path.write_text("{}\n")
+
+    def refuse(self):  # what a file without read permission does (the tests may run as root, who reads all)
+        raise PermissionError(errno.EACCES, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    with pytest.raises(BadInput, match="cannot be read .Permission denied.; check its permissions") as e:
+        read_user_text(path)
+    assert e.value.file == str(path)
