@@ -142,7 +142,7 @@ def from_mapping(
     """Build dataclass ``cls`` from ``data``, checking names, types and constraints.
 
     ``source`` is the file named in errors, ``prefix`` the path of ``data`` inside it (``"metrics.format."``),
-    ``kind`` what an unknown key is called (``"unknown hyperparameter for peft/lora"``).
+    ``kind`` what an unknown key is called (``"hyperparameter for peft/lora"``: "unknown hyperparameter for peft/lora").
     """
     return cls(**_values(cls, data, _start(source, prefix), kind))
 

@@ -24,7 +24,10 @@ def run(args: argparse.Namespace) -> int:
 
     cf = load_candidate_file(args.candidate)
     if args.merge_to:
+        from ftharness.training.merging import check_merge_target
+
         _check_mergeable(cf)
+        check_merge_target(args.merge_to)
     artifact = train_file(cf)
     merged = None
     if args.merge_to:

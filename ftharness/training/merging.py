@@ -20,7 +20,7 @@ from typing import Any
 
 from ftharness import ui
 from ftharness.errors import BadInput
-from ftharness.io import atomic_write_json, sha256_json
+from ftharness.io import atomic_write_json, check_folder, sha256_json
 from ftharness.paths import artifacts_dir
 from ftharness.training.run import FORMAT, KEY_LENGTH, Artifact, library_versions, load_artifact
 from ftharness.training.trainer import CandidateSpec, TrainResult
@@ -36,17 +36,24 @@ def _load_peft(base: Path, adapter: Path, *, dtype: str = "float32") -> tuple[An
     return model, AutoTokenizer.from_pretrained(str(base))
 
 
+def check_merge_target(out_dir: str | Path) -> Path:
+    """``out_dir`` as a folder a merged model can be written to: missing or empty, under a folder (BadInput
+    naming ``--merge-to`` otherwise). ``ftharness train`` checks it before training, not after."""
+    out_dir = check_folder(out_dir, field="--merge-to")
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise BadInput("the output folder exists and is not empty; choose another", file=out_dir, field="--merge-to")
+    return out_dir
+
+
 def merge_artifact(artifact: Artifact, out_dir: str | Path, *, dtype: str = "float32") -> Path:
     """Write ``artifact`` merged into its base model as a standalone folder at ``out_dir`` (atomically).
 
     QLoRA adapters are merged into the unquantised base weights (the usual way to ship them); the merged
     model therefore matches the adapter on the float base, not the 4-bit model it was trained against.
     """
-    out_dir = Path(out_dir)
+    out_dir = check_merge_target(out_dir)
     if artifact.kind != "adapter":
         raise BadInput("this candidate is already a full model folder; nothing to merge", file=artifact.path)
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise BadInput("the output folder exists and is not empty; choose another", file=out_dir)
     ui.status(f"merging {artifact.spec.name} into its base model at {out_dir}")
     model, tokenizer = _load_peft(artifact.base_model_path, artifact.path, dtype=dtype)
     merged = model.merge_and_unload()
