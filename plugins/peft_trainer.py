@@ -128,8 +128,9 @@ class PartialHyperparameters(FullHyperparameters):
 
 @dataclass
 class ContinuedPretrainingHyperparameters(LoraSettings, TrainingHyperparameters):
-    """Continued pretraining: next-token loss on every token of a raw-text corpus packed into blocks. The LoRA
-    fields apply with ``adapter: lora``."""
+    """Continued pretraining: next-token loss on every token of a raw-text corpus packed into blocks of
+    ``block_size`` tokens (``max_length``, the supervised rows' cut, is not read). The LoRA fields apply with
+    ``adapter: lora``; without a validation split (compare trains it on the corpus alone) nothing stops it early."""
 
     adapter: Literal["lora", "full"] = spec("lora", source=BIDERMAN_2024,
                                             help="lora: a LoRA adapter on the base weights; full: every weight trains")

@@ -260,7 +260,8 @@ def test_advise_reads_the_corpus_count_against_the_rules_threshold(tmp_path, mon
     corpus.mkdir()
     (corpus / "a.txt").write_text("domain words " * 50)
     tokens = approx_tokens("domain words " * 50)
-    args = ["advise", "--problems", "domain", "--prompting-exhausted", "--corpus", str(corpus), "--json"]
+    args = ["advise", "--problems", "domain", "--prompting-exhausted", "--model", "llama-3.2-1b", "--corpus", str(corpus),
+            "--json"]
     assert main(args) == 0
     small = json.loads(capsys.readouterr().out)
     assert small["recommendation"] != "continued-pretraining"
@@ -268,7 +269,12 @@ def test_advise_reads_the_corpus_count_against_the_rules_threshold(tmp_path, mon
     bar = rules.thresholds()
     monkeypatch.setattr(rules, "thresholds", lambda: type(bar)(**{**bar.__dict__, "domain_corpus_min_tokens": tokens}))
     assert main(args) == 0
-    assert json.loads(capsys.readouterr().out)["recommendation"] == "continued-pretraining"
+    big = json.loads(capsys.readouterr().out)
+    assert big["recommendation"] == "continued-pretraining"
+    plan = next(s for s in big["next_steps"] if "ftharness plan" in s).split("`")[1].split()[2:]
+    assert "--method continued-pretraining" in " ".join(plan) and f"--corpus-tokens {tokens}" in " ".join(plan)
+    assert main(["plan", *plan, "--json"]) == 0  # the command it names runs
+    assert json.loads(capsys.readouterr().out)["train_tokens"] == tokens
     assert main([*args[:-1], "--domain-corpus-tokens", "5", "--json"]) == 0  # the flag wins over the estimate
     assert json.loads(capsys.readouterr().out)["recommendation"] != "continued-pretraining"
 
