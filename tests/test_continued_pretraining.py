@@ -297,3 +297,20 @@ def test_plan_prices_corpus_tokens_times_epochs_through_the_adapter_it_trains():
         assert e.value.field == field
     with pytest.raises(BadInput, match="is for --method continued-pretraining"):
         plan(method="lora", corpus_tokens=10)
+
+
+def test_candidate_files_name_the_corpus_and_refuse_the_other_data(tmp_path, capsys):
+    from ftharness.training.spec import load_candidate_file
+
+    chain = load_candidate_file(EXAMPLE.parent / "candidates" / "lora-on-continued-pretraining.yaml")
+    assert chain.start_from.spec.method == "continued-pretraining"
+    assert chain.start_from.corpus_path.resolve() == (EXAMPLE / "corpus.jsonl").resolve()
+    for method, data, field in (("continued-pretraining", f"train: {TINY}", "data.corpus"),
+                                ("continued-pretraining", f"corpus: {EXAMPLE / 'corpus.jsonl'}\n  eval: {TINY}",
+                                 "data.eval"),
+                                ("lora", f"train: {TINY}\n  corpus: {EXAMPLE / 'corpus.jsonl'}", "data.corpus")):
+        path = tmp_path / "candidate.yaml"
+        path.write_text(f"name: c\nmethod: {method}\ndata:\n  {data}\n")
+        assert main(["train", str(path)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert f"{path}: {field}: " in err and len(err.splitlines()) == 1, err

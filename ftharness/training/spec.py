@@ -123,9 +123,14 @@ def load_candidate_file(path: str | Path, *, _seen: tuple[Path, ...] = ()) -> Ca
         if combine:
             raise BadInput("`combine` is only for `method: combine`", file=path, field="combine")
         validate_candidate(spec, source=path)
-        if corpus_method(spec) and not fields.data.corpus:
+        corpus = corpus_method(spec)
+        if corpus and not fields.data.corpus:
             raise BadInput(f"required: {spec.method} trains on a raw-text corpus", file=path, field="data.corpus")
-        if not corpus_method(spec) and not fields.data.train:
+        for name in ("train", "eval") if corpus else ("corpus",):
+            if getattr(fields.data, name):
+                raise BadInput(f"{spec.method} does not read data.{name}; it trains on "
+                               f"{'data.corpus' if corpus else 'data.train'}", file=path, field=f"data.{name}")
+        if not corpus and not fields.data.train:
             raise BadInput("required: the training data file", file=path, field="data.train")
     system_prompt = text_or_file(fields.system_prompt, fields.system_prompt_file,
                                  names=("system_prompt", "system_prompt_file"), source=path)
