@@ -2,11 +2,12 @@
 
 Methods: LoRA (Hu et al. 2021), QLoRA (Dettmers et al. 2023: NF4 4-bit base with double quantisation, always
 ``nf4``: bitsandbytes' own default is fp4), DoRA (Liu et al. 2024), (IA)^3 (Liu et al. 2022), prefix tuning
-(Li & Liang 2021), prompt tuning (Lester et al. 2021), full finetuning, and partial finetuning (all blocks
+(Li & Liang 2021), prompt tuning (Lester et al. 2021), full finetuning, partial finetuning (all blocks
 frozen but the top N), and continued pretraining on a raw-text corpus (Gururangan et al. 2020: next-token
-loss on every token of fixed-length blocks, through a LoRA adapter or every weight). What each method trains on and produces is declared in :data:`METHODS`, its
-hyperparameters in :data:`HYPERPARAMETERS` (dataclasses on the shared bases of :mod:`ftharness.hyperparameters`,
-every default with its source); the core reads both from there.
+loss on every token of fixed-length blocks, through a LoRA adapter or every weight). What each method trains
+on and produces is declared in :data:`METHODS`, its hyperparameters in :data:`HYPERPARAMETERS` (dataclasses
+on the shared bases of :mod:`ftharness.hyperparameters`, every default with its source); the core reads both
+from there.
 Nothing heavy is imported at module level: ``ftharness plugins`` and ``--help`` stay fast.
 """
 
@@ -139,8 +140,8 @@ class ContinuedPretrainingHyperparameters(LoraSettings, TrainingHyperparameters)
                                        "model's maximum positions (checked against them when the task loads)")
     epochs: float = like(TrainingHyperparameters, "epochs", 1.0, source=GURURANGAN_2020)
     learning_rate: float | None = like(TrainingHyperparameters, "learning_rate", None,
-                                       source=f"{DETTMERS_2023}; {OUYANG_2022}", help="peak learning rate; null: 2e-4 with adapter lora (QLoRA, Dettmers et "
-                                            "al. 2023), 2e-5 with adapter full (Ouyang et al. 2022)")
+                                       source=f"{DETTMERS_2023}; {OUYANG_2022}",
+                                       help="peak learning rate; null: 2e-4 with adapter lora, 2e-5 with adapter full")
     early_stopping_patience: int | None = like(TrainingHyperparameters, "early_stopping_patience", None,
                                                source=GURURANGAN_2020)
 

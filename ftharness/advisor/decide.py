@@ -28,7 +28,6 @@ from ftharness.advisor import rules as R
 from ftharness.advisor.measured import Measured, MeasuredFact, next_experiments, run_facts, scenario_facts
 from ftharness.advisor.rules import Facts, Fired
 from ftharness.advisor.scenario import Scenario
-from ftharness.planner import CONTINUED_PRETRAINING, CORPUS_ADAPTERS
 
 TRAINING = ("finetune", "rag+finetune", "distill", "continued-pretraining")
 TASK_HINT = "start TASK.yaml from examples/extraction/task.yaml"
@@ -458,6 +457,8 @@ def _next_steps(
         steps.append(f"Check memory and cost: `{_plan_command(s, t, model, fit, method, path)}`.")
     candidate = _candidate(method or "lora")
     if rec == "continued-pretraining":
+        from ftharness.planner import CONTINUED_PRETRAINING, CORPUS_ADAPTERS
+
         steps.append("Then finetune the adapted model on labeled task examples (rerun `ftharness advise` with "
                      "--labeled-examples N).")
         if method in CORPUS_ADAPTERS:
@@ -496,6 +497,8 @@ def _title(method: str) -> str:
 
 def _plan_command(s: Scenario, t: R.Thresholds, model: str, fit: planning.Fit | None, method: str,
                   path: str | None) -> str:
+    from ftharness.planner import CONTINUED_PRETRAINING, CORPUS_ADAPTERS
+
     n, e, tokens = _amount(s, t, path)
     if path == "cpt" and method in CORPUS_ADAPTERS:  # the method continued pretraining trains through
         parts = ["ftharness plan", f"--model {model}", f"--method {CONTINUED_PRETRAINING}", f"--adapter {method}"]
