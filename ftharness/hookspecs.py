@@ -70,8 +70,10 @@ class Method:
       ``ftharness plan --method`` accepts them.
     - ``title``: how people write it in prose (LoRA, QLoRA, DPO).
     - ``data``: what it trains on. ``supervised``: prompts with a completion; ``preference``: prompts with a
-      chosen and a rejected answer. ``compare`` gives a candidate the task's ``data.train`` or
-      ``data.preference`` rows by it, and ``ftharness train`` requires completions only for ``supervised``.
+      chosen and a rejected answer; ``corpus``: raw-text documents (:mod:`ftharness.data.corpus`: examples
+      with no prompt and the document as the completion). ``compare`` gives a candidate the task's
+      ``data.train``, ``data.preference`` or ``data.corpus`` by it, and ``ftharness train`` requires
+      completions only for ``supervised``.
     - ``output``: ``adapter`` (a PEFT adapter folder on top of the base model) or ``model`` (a standalone
       model folder).
     - ``mergeable``: the adapter folds into the base weights, so ``ftharness train --merge-to`` can write a
@@ -84,7 +86,7 @@ class Method:
 
     name: str
     title: str = ""
-    data: Literal["supervised", "preference"] = "supervised"
+    data: Literal["supervised", "preference", "corpus"] = "supervised"
     output: Literal["adapter", "model"] = "adapter"
     mergeable: bool = False
     combinable: bool = False

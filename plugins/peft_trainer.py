@@ -2,10 +2,12 @@
 
 Methods: LoRA (Hu et al. 2021), QLoRA (Dettmers et al. 2023: NF4 4-bit base with double quantisation, always
 ``nf4``: bitsandbytes' own default is fp4), DoRA (Liu et al. 2024), (IA)^3 (Liu et al. 2022), prefix tuning
-(Li & Liang 2021), prompt tuning (Lester et al. 2021), full finetuning, and partial finetuning (all blocks
-frozen but the top N). What each method trains on and produces is declared in :data:`METHODS`, its
-hyperparameters in :data:`HYPERPARAMETERS` (dataclasses on the shared bases of :mod:`ftharness.hyperparameters`,
-every default with its source); the core reads both from there.
+(Li & Liang 2021), prompt tuning (Lester et al. 2021), full finetuning, partial finetuning (all blocks
+frozen but the top N), and continued pretraining on a raw-text corpus (Gururangan et al. 2020: next-token
+loss on every token of fixed-length blocks, through a LoRA adapter or every weight). What each method trains
+on and produces is declared in :data:`METHODS`, its hyperparameters in :data:`HYPERPARAMETERS` (dataclasses
+on the shared bases of :mod:`ftharness.hyperparameters`, every default with its source); the core reads both
+from there.
 Nothing heavy is imported at module level: ``ftharness plugins`` and ``--help`` stay fast.
 """
 
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from ftharness.hookspecs import Method, hookimpl
 from ftharness.hyperparameters import (
@@ -26,6 +28,7 @@ from ftharness.hyperparameters import (
     SftHyperparameters,
     TrainingHyperparameters,
 )
+from ftharness.training.sequences import MAX_DEFAULT_BLOCK, RUN_CLM
 from ftharness.training.trainer import missing_training_libraries
 from ftharness.typed import like, spec
 
@@ -40,8 +43,11 @@ METHODS = (
     Method("prompt-tuning", "prompt tuning"),
     Method("full", "full finetuning", output="model"),
     Method("partial", "partial finetuning", output="model"),
+    # As declared, a LoRA adapter (``adapter: lora``, the default); ``adapter: full`` writes a model folder.
+    Method("continued-pretraining", "continued pretraining", data="corpus", mergeable=True),
 )
-ADAPTERS = {m.name for m in METHODS if m.output == "adapter"}
+CONTINUED_PRETRAINING = "continued-pretraining"
+ADAPTERS = {m.name for m in METHODS if m.output == "adapter" and m.name != CONTINUED_PRETRAINING}
 PROMPT_LEARNING = ("prefix", "prompt-tuning")  # virtual tokens per row: batches must stay padded
 
 LIU_2024 = "Liu et al. 2024, DoRA: Weight-Decomposed Low-Rank Adaptation (arXiv:2402.09353): same settings as LoRA"
@@ -49,6 +55,10 @@ LIU_2022 = ("Liu et al. 2022, Few-Shot PEFT is Better and Cheaper than ICL, (IA)
             "lr 3e-3")
 LI_2021 = ("Li & Liang 2021, Prefix-Tuning (arXiv:2101.00190); PEFT's prefix-tuning guide uses lr 1e-2 without the "
            "reparametrisation MLP")
+GURURANGAN_2020 = ("Gururangan et al. 2020, Don't Stop Pretraining: domain-adaptive pretraining (arXiv:2004.10964), "
+                   "one pass over the domain corpus")
+BIDERMAN_2024 = ("Biderman et al. 2024, LoRA Learns Less and Forgets Less (arXiv:2405.09673): continued pretraining "
+                 "with LoRA forgets less of the base model's abilities than full finetuning")
 OUYANG_2022 = ("Ouyang et al. 2022 / Taori et al. 2023 (Alpaca): full finetuning at lr 1e-5 to 2e-5, cosine "
                "schedule, warmup 3 %")
 
@@ -117,6 +127,25 @@ class PartialHyperparameters(FullHyperparameters):
                                  help="transformer blocks, counted from the top, that train")
 
 
+@dataclass
+class ContinuedPretrainingHyperparameters(LoraSettings, TrainingHyperparameters):
+    """Continued pretraining: next-token loss on every token of a raw-text corpus packed into blocks of
+    ``block_size`` tokens (``max_length``, the supervised rows' cut, is not read). The LoRA fields apply with
+    ``adapter: lora``; without a validation split (compare trains it on the corpus alone) nothing stops it early."""
+
+    adapter: Literal["lora", "full"] = spec("lora", source=BIDERMAN_2024,
+                                            help="lora: a LoRA adapter on the base weights; full: every weight trains")
+    block_size: int | None = spec(None, ge=2, source=RUN_CLM,
+                                  help=f"tokens per packed block; null: the smaller of {MAX_DEFAULT_BLOCK} and the "
+                                       "model's maximum positions (checked against them when the task loads)")
+    epochs: float = like(TrainingHyperparameters, "epochs", 1.0, source=GURURANGAN_2020)
+    learning_rate: float | None = like(TrainingHyperparameters, "learning_rate", None,
+                                       source=f"{DETTMERS_2023}; {OUYANG_2022}",
+                                       help="peak learning rate; null: 2e-4 with adapter lora, 2e-5 with adapter full")
+    early_stopping_patience: int | None = like(TrainingHyperparameters, "early_stopping_patience", None,
+                                               source=GURURANGAN_2020)
+
+
 HYPERPARAMETERS: dict[str, type] = {
     "lora": LoraHyperparameters,
     "qlora": QloraHyperparameters,
@@ -126,7 +155,11 @@ HYPERPARAMETERS: dict[str, type] = {
     "prompt-tuning": PromptTuningHyperparameters,
     "full": FullHyperparameters,
     "partial": PartialHyperparameters,
+    CONTINUED_PRETRAINING: ContinuedPretrainingHyperparameters,
 }
+# The learning rate continued pretraining takes when none is given, by what it trains (the sources of the
+# supervised methods' defaults: LoraHyperparameters' and FullHyperparameters').
+CONTINUED_PRETRAINING_LR = {"lora": TrainingHyperparameters.learning_rate, "full": FullHyperparameters.learning_rate}
 
 
 class PeftTrainer:
@@ -147,12 +180,35 @@ class PeftTrainer:
 
         hp = job.hyperparameters
         method = job.spec.method
+        if method == CONTINUED_PRETRAINING:
+            return continue_pretraining(job, hp)
         model, tokenizer = load_base(job.base_model_path, method, hp)
         model, notes = prepare(model, method, hp, start_adapter=job.start_adapter)
         padding_free = hp.padding_free and method not in PROMPT_LEARNING
         if hp.padding_free and not padding_free:
             notes["padding_free_off"] = "prompt-learning methods prepend virtual tokens to each row: padded batches"
         return run_sft(job, model, tokenizer, hp, padding_free=padding_free, notes=notes)
+
+
+def continue_pretraining(job: Any, hp: ContinuedPretrainingHyperparameters) -> Any:
+    """Next-token loss on every token of ``job.train`` (the corpus's documents) packed into blocks
+    (:func:`ftharness.training.sequences.corpus_blocks`), through a LoRA adapter or every weight."""
+    import dataclasses
+
+    from ftharness.training.sequences import corpus_blocks, max_positions, resolve_block_size
+    from ftharness.training.sft import prepare_tokenizer, train_on_rows
+
+    model, tokenizer = load_base(job.base_model_path, hp.adapter, hp)
+    block_size = resolve_block_size(hp.block_size, max_positions(model.config))
+    if hp.learning_rate is None:
+        hp = dataclasses.replace(hp, learning_rate=CONTINUED_PRETRAINING_LR[hp.adapter])
+    model, notes = prepare(model, hp.adapter, hp, start_adapter=job.start_adapter)
+    notes.update(method=CONTINUED_PRETRAINING, adapter=hp.adapter, learning_rate=hp.learning_rate)
+    prepare_tokenizer(tokenizer)
+    train_rows, stats = corpus_blocks(tokenizer, job.train, block_size)
+    eval_rows = corpus_blocks(tokenizer, job.eval, block_size)[0] if job.eval else None
+    eval_rows = [{k: r[k] for k in ("input_ids", "labels")} for r in eval_rows] if eval_rows else None
+    return train_on_rows(job, model, tokenizer, hp, train_rows, eval_rows, stats, padding_free=False, notes=notes)
 
 
 def load_base(path: Any, method: str, hp: TrainingHyperparameters) -> tuple[Any, Any]:
@@ -207,8 +263,17 @@ def peft_config(method: str, hp: Any) -> Any:
 
 
 def prepare(model: Any, method: str, hp: Any, *, start_adapter: Any = None) -> tuple[Any, dict[str, Any]]:
-    """Wrap or freeze ``model`` for ``method``; continue a previous adapter when ``start_adapter`` is given."""
+    """Wrap or freeze ``model`` for ``method``; continue a previous adapter when ``start_adapter`` is given.
+
+    An adapter method keeps training the previous adapter (its rank and modules, not the candidate's); a
+    method that trains the weights themselves (full, partial) trains them with the previous adapter merged in.
+    """
     notes: dict[str, Any] = {"method": method}
+    if start_adapter is not None and method not in ADAPTERS:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(start_adapter)).merge_and_unload()
+        notes["merged_adapter"] = str(start_adapter)
     if method == "qlora":
         from peft import prepare_model_for_kbit_training
 

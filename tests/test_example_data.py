@@ -23,7 +23,7 @@ def test_generator_is_byte_identical_to_the_committed_files(tmp_path):
         check=True,
         capture_output=True,
     )
-    for name in ("train", "eval", "preference"):
+    for name in ("train", "eval", "preference", "corpus"):
         assert (tmp_path / f"{name}.jsonl").read_bytes() == (EXAMPLE / f"{name}.jsonl").read_bytes(), name
 
 

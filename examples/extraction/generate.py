@@ -10,7 +10,10 @@ Writes, next to this file:
   (ticket / email / form / chat) and ``length`` (short / long) for per-slice breakdowns;
 - ``preference.jsonl`` (64 rows): ``prompt``, ``chosen`` (the right JSON), ``rejected`` (a plausible
   wrong-format answer: prose prefix, missing field, wrong type, markdown fence, wrong enum spelling) and
-  ``rejection`` naming which.
+  ``rejection`` naming which;
+- ``corpus.jsonl`` (48 documents, ``text``): unlabeled support-desk text for continued pretraining, the
+  notes and articles a support team writes about its tickets (products, problems, how priorities, quantities
+  and dates are read). It names no customer and no order, so it cannot leak an eval answer.
 
 Eval rows use people and order numbers that never occur in train or preference rows, and every eval
 message is checked to share under ``MAX_SIMILARITY`` of its word 3-grams (Jaccard) with any other row.
@@ -27,7 +30,7 @@ import unicodedata
 from pathlib import Path
 
 SEED = 20261107
-N_TRAIN, N_EVAL, N_PREFERENCE = 160, 24, 64
+N_TRAIN, N_EVAL, N_PREFERENCE, N_CORPUS = 160, 24, 64, 48
 MAX_SIMILARITY = 0.5
 TEMPLATES = ("ticket", "email", "form", "chat")
 LENGTHS = ("short", "long")
@@ -430,6 +433,50 @@ def build(seed: int = SEED) -> dict[str, list[dict]]:
     return {"train": train, "eval": eval_rows, "preference": preference}
 
 
+CORPUS_KINDS = ("triage", "product", "policy", "handover")
+
+
+def article(noun: str) -> str:
+    return f"{'an' if noun[0].lower() in 'aeiou' else 'a'} {noun}"
+
+
+def corpus_document(rng: random.Random, kind: str) -> str:
+    """One support-desk document: what the team writes down about its tickets, no customer named."""
+    product, other = rng.sample(PRODUCTS, 2)
+    problem = rng.choice(PROBLEMS)
+    priority = rng.choice(["low", "medium", "high", "urgent"])
+    cue = rng.choice(PRIORITY_CUES[priority])
+    q = rng.choice([2, 3, 4, 5, 6, 10, 12])
+    month, day = rng.randrange(1, 13), rng.randrange(1, 29)
+    iso = f"2026-{month:02d}-{day:02d}"
+    if kind == "triage":
+        return (f"Triage note. A message saying \"{cue}\" is filed at priority {priority}. When a customer writes "
+                f"\"{problem}\", the order number (ORD- and six digits) goes on the ticket before anything else. "
+                f"A quantity written as \"{NUMBER_WORDS.get(q, q)} units\" is recorded as the number {q}, and a date "
+                f"written as \"{day} {MONTHS[month - 1]} 2026\" or \"{MONTHS[month - 1]} {day}, 2026\" is recorded "
+                f"as {iso}. A phone number is copied as written; no phone in the message means none on the ticket.")
+    if kind == "product":
+        return (f"Product article: {product}. The most common message about the {product} says \"{problem}\". "
+                f"{rng.choice(FILLERS)} Customers often order it together with {article(other)}, so check whether the "
+                f"request covers both items. Multi-unit orders (for example {q} x {product}) are handled as one "
+                "ticket with the quantity on it.")
+    if kind == "policy":
+        days = rng.choice([14, 30, 60])
+        return (f"Returns and replacements. A customer may return {article(product)} within {days} days. If a customer writes \"{problem}\", "
+                f"the team offers a replacement first and a refund second. Requests marked {priority} are answered "
+                f"{'the same day' if priority in ('urgent', 'high') else 'within three working days'}. "
+                f"The due date a customer asks for is written in ISO form, such as {iso}.")
+    return (f"Shift handover. Open tickets: {q} about the {product}, mostly \"{problem}\"; one about {article(other)} "
+            f"due on {iso}. {rng.choice(FILLERS)} Priorities were checked against the wording of each message: "
+            f"\"{cue}\" means {priority}. Every ticket has its e-mail address and order number filled in.")
+
+
+def build_corpus(seed: int = SEED) -> list[dict]:
+    """The corpus documents, from a generator of their own (the other files do not move with it)."""
+    rng = random.Random(seed + 1)
+    return [{"text": corpus_document(rng, CORPUS_KINDS[i % len(CORPUS_KINDS)])} for i in range(N_CORPUS)]
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> None:
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     path.write_bytes(text.encode("utf-8"))
@@ -441,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=SEED)
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    for name, rows in build(args.seed).items():
+    for name, rows in {**build(args.seed), "corpus": build_corpus(args.seed)}.items():
         write_jsonl(args.out / f"{name}.jsonl", rows)
         print(f"wrote {len(rows)} rows to {args.out / (name + '.jsonl')}")
     return 0

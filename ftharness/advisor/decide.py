@@ -436,9 +436,14 @@ def _next_steps(
         steps.append("Rerun `ftharness advise` with the new --labeled-examples / --preference-pairs counts.")
         return steps
 
-    data = {"cpt": "CORPUS.jsonl", "dpo": "PAIRS.jsonl"}.get(path or "", "TRAIN.jsonl")
-    steps.append(f"Inspect the data first: `ftharness data inspect {data} EVAL.jsonl` (format, lengths, "
-                 "near-duplicates, train/eval leakage).")
+    if path == "cpt":
+        steps.append("Count the corpus with the model's tokenizer first: `ftharness data inspect CORPUS "
+                     "--model MODEL` (a .txt file, a folder of them or JSONL with `text`: documents, tokens, "
+                     "duplicates).")
+    else:
+        data = "PAIRS.jsonl" if path == "dpo" else "TRAIN.jsonl"
+        steps.append(f"Inspect the data first: `ftharness data inspect {data} EVAL.jsonl` (format, lengths, "
+                     "near-duplicates, train/eval leakage).")
     if rec == "distill":
         teacher = "a local teacher" if not s.data_can_leave else "the teacher"
         steps.append(f"Have {teacher} answer real inputs (at least {t.min_labeled_examples}) and keep its "
@@ -450,12 +455,18 @@ def _next_steps(
         steps.append("Start DPO from an SFT model: first finetune on the chosen responses of the pairs.")
     if model is not None and method is not None:
         steps.append(f"Check memory and cost: `{_plan_command(s, t, model, fit, method, path)}`.")
+    candidate = _candidate(method or "lora")
     if rec == "continued-pretraining":
+        from ftharness.planner import CONTINUED_PRETRAINING, CORPUS_ADAPTERS
+
         steps.append("Then finetune the adapted model on labeled task examples (rerun `ftharness advise` with "
                      "--labeled-examples N).")
+        if method in CORPUS_ADAPTERS:
+            candidate = (f"{_candidate(CONTINUED_PRETRAINING)} with `adapter: {method}` on `data.corpus`, and a "
+                         "LoRA candidate with `start_from` on it")
     steps.append(
         f"Run `ftharness compare {task}` ({TASK_HINT}) with the zero-shot and few-shot baselines and "
-        f"{_candidate(method or 'lora')} on the same held-out split{gate_text}."
+        f"{candidate} on the same held-out split{gate_text}."
     )
     if fit is not None and fit.fits is False:
         steps.append("The plan does not fit the named GPU: pick one marked fits in `ftharness plan`.")
@@ -486,7 +497,15 @@ def _title(method: str) -> str:
 
 def _plan_command(s: Scenario, t: R.Thresholds, model: str, fit: planning.Fit | None, method: str,
                   path: str | None) -> str:
-    parts = ["ftharness plan", f"--model {model}", f"--method {method}"]
+    from ftharness.planner import CONTINUED_PRETRAINING, CORPUS_ADAPTERS
+
+    n, e, tokens = _amount(s, t, path)
+    if path == "cpt" and method in CORPUS_ADAPTERS:  # the method continued pretraining trains through
+        parts = ["ftharness plan", f"--model {model}", f"--method {CONTINUED_PRETRAINING}", f"--adapter {method}"]
+        tokens, n = None, None
+        corpus = [f"--corpus-tokens {s.domain_corpus_tokens}", f"--epochs {e:g}"]
+    else:
+        parts, corpus = ["ftharness plan", f"--model {model}", f"--method {method}"], []
     if fit is not None and fit.base not in (None, "lora"):
         parts.append(f"--dpo-base {fit.base}")
     if s.gpu:
@@ -495,7 +514,7 @@ def _plan_command(s: Scenario, t: R.Thresholds, model: str, fit: planning.Fit | 
         parts.append(f"--gpus {s.gpu_count}")
     if t.plan_settings.gradient_checkpointing:
         parts.append("--gradient-checkpointing")
-    n, e, tokens = _amount(s, t, path)
+    parts += corpus
     if tokens is not None:
         parts.append(f"--train-tokens {tokens}")
     elif n is not None:

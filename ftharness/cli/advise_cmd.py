@@ -25,6 +25,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scenario", metavar="FILE", help="scenario file (YAML or JSON); flags override its fields")
     p.add_argument("--from-run", metavar="RUN", help="a `ftharness compare` run folder (reports/RUN-ID) or its "
                    "results.json: its measured facts replace the scenario's assumptions")
+    p.add_argument("--corpus", metavar="PATH",
+                   help="a raw-text corpus (a .txt file, a folder of them, JSONL with `text`): its token count, "
+                        "estimated from its characters, is the scenario's domain_corpus_tokens unless "
+                        "--domain-corpus-tokens is given (`ftharness data inspect PATH --model M` counts exactly)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     add_flags(p.add_argument_group("scenario fields (one flag per field of a scenario file)"), Scenario)
     p.set_defaults(func=run)
@@ -55,6 +59,8 @@ def build_scenario(args: argparse.Namespace, *, interactive: bool | None = None)
     from ftharness.typed import flag_name, flag_values
 
     flags = flag_values(Scenario, args)
+    if getattr(args, "corpus", None) and "domain_corpus_tokens" not in flags:
+        flags["domain_corpus_tokens"] = corpus_tokens(args.corpus)
     if args.scenario is None and not flags and getattr(args, "from_run", None) is not None:
         return Scenario()  # the run answers what it measured; the rest is assumed and said
     if args.scenario is None and not flags:
@@ -78,15 +84,33 @@ def build_scenario(args: argparse.Namespace, *, interactive: bool | None = None)
     return scenario_from_mapping({**base.given(), **flags})
 
 
+def corpus_tokens(path: str) -> int:
+    """The estimated token count of the corpus at ``path`` (no tokenizer, no torch: advise stays fast)."""
+    from ftharness.data.corpus import approx_tokens, iter_texts
+    from ftharness.errors import BadInput
+
+    total = sum(approx_tokens(text) for _, _, text in iter_texts(path, field="--corpus") if text.strip())
+    if not total:
+        raise BadInput(f"empty corpus: {path} holds no text", field="--corpus")
+    return total
+
+
 def run(args: argparse.Namespace) -> int:
     from ftharness.advisor import advise
+    from ftharness.advisor.scenario import Scenario
+    from ftharness.typed import flag_values
 
+    estimated = bool(args.corpus) and "domain_corpus_tokens" not in flag_values(Scenario, args)
     if args.from_run is not None:
         from ftharness.report.advice import advice_for_run
 
         advice = advice_for_run(args.from_run, build_scenario(args))
     else:
         advice = advise(build_scenario(args))
+    if estimated:
+        from ftharness.data.corpus import APPROXIMATION
+
+        advice.assumptions.append(f"domain_corpus_tokens: the corpus {args.corpus}, {APPROXIMATION}")
     if args.json:
         from ftharness.cli.render import print_json
 
@@ -161,3 +185,4 @@ def _plan_summary(advice) -> str:
     if f.cost_usd is not None:
         text += f", about ${f.cost_usd:,.0f}" if f.cost_usd >= 10 else f", about ${f.cost_usd:.2f}"
     return text
+

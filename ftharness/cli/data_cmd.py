@@ -1,4 +1,5 @@
-"""`ftharness data inspect FILE [EVAL_FILE]`: counts, lengths, duplicates and train/eval leakage."""
+"""`ftharness data inspect FILE [EVAL_FILE]`: counts, lengths, duplicates and train/eval leakage; for a raw-text
+corpus (a folder, a .txt file, JSONL with a `text` field), its documents and token count."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="inspect a data file: counts, lengths, duplicates, leakage")
     actions = p.add_subparsers(dest="data_command", metavar="ACTION", parser_class=type(p))
     inspect = actions.add_parser("inspect", help="summarise a data file (and its overlap with an eval file)")
-    inspect.add_argument("file", help="training data: JSONL or a JSON list (alpaca, prompt-completion, chat, preference)")
+    inspect.add_argument("file", help="training data: JSONL or a JSON list (alpaca, prompt-completion, chat, "
+                                      "preference), or a raw-text corpus (a .txt file, a folder of them, JSONL with "
+                                      "`text`)")
     inspect.add_argument("eval_file", nargs="?", help="evaluation data: also checked for overlap with FILE (leakage)")
     inspect.add_argument("--model", help="count lengths in this model's tokens (folder, .gguf, cached hub id, 'embedded')")
-    inspect.add_argument("--format", default="auto", help="declare the format instead of detecting it")
+    inspect.add_argument("--format", default="auto", help="declare the format instead of detecting it (text: a corpus)")
     inspect.add_argument("--near-threshold", type=float, default=None,
                          help="Jaccard similarity from which two texts are near duplicates (default 0.8)")
     inspect.add_argument("--json", action="store_true", help="print one JSON document on stdout")
@@ -31,20 +34,49 @@ def _usage(parser: argparse.ArgumentParser):
 
 def run_inspect(args: argparse.Namespace) -> int:
     from ftharness.data import dedup
-    from ftharness.data.inspect import inspect_dataset
+    from ftharness.data.inspect import inspect_corpus, inspect_dataset, is_corpus
     from ftharness.errors import BadInput
 
     threshold = dedup.THRESHOLD if args.near_threshold is None else args.near_threshold
     if not 0 < threshold <= 1:
         raise BadInput(f"must be in (0, 1], got {threshold}", field="--near-threshold")
-    report = inspect_dataset(args.file, args.eval_file, model=args.model, format=args.format, near_threshold=threshold)
+    corpus = is_corpus(args.file, args.format)
+    if corpus:
+        if args.eval_file:
+            raise BadInput("an eval file is checked against training examples, not a raw-text corpus",
+                           field="eval_file")
+        report = inspect_corpus(args.file, model=args.model)
+    else:
+        report = inspect_dataset(args.file, args.eval_file, model=args.model, format=args.format,
+                                 near_threshold=threshold)
     if args.json:
         from ftharness.cli.render import print_json
 
         print_json(report)
+    elif corpus:
+        render_corpus(report)
     else:
         render(report)
     return 0
+
+
+def render_corpus(r: dict[str, Any]) -> None:
+    from rich.markup import escape
+
+    from ftharness.cli.render import console
+
+    out = console()
+    out.rule(f"[bold]corpus: {escape(r['file'])}")
+    d = r["lengths"]["document"]
+    out.print(f"documents [bold]{r['documents']}[/] in {r['files']} file(s)  empty {_warn(r['empty_documents'])}  "
+              f"sha256 {r['sha256'][:12]}")
+    out.print(f"[bold]{r['domain_corpus_tokens']:,}[/] {escape(r['length_unit'])}")
+    out.print(f"per document: p50 {d['p50']}  p90 {d['p90']}  max {d['max']}  mean {d['mean']}")
+    dup = r["exact_duplicates"]
+    out.print(f"exact duplicate documents: {_warn(dup['count'])}"
+              + (f"  {escape('; '.join(' = '.join(g) for g in dup['documents']))}" if dup["documents"] else ""))
+    out.print(f"[dim]the advisor reads the count: ftharness advise --domain-corpus-tokens {r['domain_corpus_tokens']}"
+              " (or --corpus PATH)[/]")
 
 
 def render(report: dict[str, Any]) -> None:

@@ -83,7 +83,7 @@ def _render(plan: dict[str, Any]) -> None:
         rows.add_row(row["name"], f"{row['vram_gb']:g}", fits, _fmt(row["hours"]), _fmt(row["cost_usd"]))
     out.print(rows)
     if plan["train_tokens"] is None:
-        out.print("time and cost need --examples (with --epochs) or --train-tokens")
+        out.print("time and cost need --examples (with --epochs), --train-tokens, or --corpus-tokens (with --epochs)")
     a = plan["assumptions"]
     out.print(f"assumptions: MFU {a['mfu']}, CUDA context {a['cuda_context_gb']} GB, allocator reserve "
               f"{int(a['allocator_reserve'] * 100)} %, {a['weights']}; {a['multi_gpu']}")

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
 def train_file(cf):
     """Train a loaded candidate file, the candidates it builds on first."""
-    from ftharness.training.spec import COMBINE_METHOD
+    from ftharness.training.spec import COMBINE_METHOD, corpus_method
 
     if cf.spec.method == COMBINE_METHOD:
         from ftharness.training.merging import combine_adapters
@@ -56,6 +56,11 @@ def train_file(cf):
     from ftharness.training.run import train_candidate
 
     parent = train_file(cf.start_from) if cf.start_from is not None else None
+    if corpus_method(cf.spec):
+        from ftharness.data.corpus import load_corpus
+
+        corpus = load_corpus(cf.corpus_path, source=cf.path, field="data.corpus")
+        return train_candidate(cf.spec, corpus, None, system_prompt=cf.system_prompt, start_from=parent)
     needs_completion = get_plugins().training_method(cf.spec.trainer, cf.spec.method).data == "supervised"
     train = load_dataset(cf.train_path, format=cf.data_format, require_completion=needs_completion)
     evald = (load_dataset(cf.eval_path, format=cf.data_format, require_completion=needs_completion)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import statistics
 import time
 from collections.abc import Callable
@@ -73,6 +74,7 @@ class LoadedData:
     eval: Any
     preference: Any | None = None
     hashes: dict[str, str] = field(default_factory=dict)
+    corpus: Any | None = None  # the raw-text documents continued pretraining trains on (ftharness.data.corpus)
     fit: Any | None = None  # the training rows candidates train on (train minus validation)
     validation: Any | None = None  # carved from train, or the task's validation file
 
@@ -98,8 +100,12 @@ def options_of(task: Task) -> list[Option]:
 
 def task_hash(task: Task) -> str:
     """What identifies "the same task" for resuming: the task file and every file it names."""
+    from ftharness.data.corpus import corpus_sha256
+
     files = [task.file, task.train_path, task.eval_path, task.preference_path, task.schema_path]
-    return sha256_json([sha256_file(p) if p else None for p in files] + [task.instruction])
+    corpus = corpus_sha256(task.corpus_path) if task.corpus_path else None
+    return sha256_json([sha256_file(p) if p else None for p in files] + [task.instruction]
+                       + ([corpus] if corpus else []))
 
 
 class Backend:
@@ -129,7 +135,14 @@ class Backend:
         else:
             fit, validation = carve_validation(train, fraction=v.fraction, minimum=v.min, seed=t.spec.seed)
         hashes["validation"] = examples_hash(validation.examples)
-        return LoadedData(train, load_dataset(t.eval_path), pref, hashes, fit=fit, validation=validation)
+        corpus = None
+        if t.corpus_path is not None:
+            from ftharness.data.corpus import load_corpus
+
+            corpus = load_corpus(t.corpus_path, source=t.file, field="data.corpus")
+            hashes["corpus"] = corpus.sha256
+        return LoadedData(train, load_dataset(t.eval_path), pref, hashes, fit=fit, validation=validation,
+                          corpus=corpus)
 
     def base_model(self) -> Any:
         if self._base is None:
@@ -162,11 +175,11 @@ class Backend:
             hyperparameters=dict(c.hyperparameters),
             seed=option.spec["seed"],
         )
-        preference = option.spec["data"] == "preference"
-        train = data.preference if preference else data.fit
-        # The validation rows (carved from train) drive early stopping and the best checkpoint. The eval
-        # set never reaches the trainer: it is what the comparison is judged on.
-        validation = None if preference else data.validation
+        kind = option.spec["data"]
+        train = {"preference": data.preference, "corpus": data.corpus}.get(kind, data.fit)
+        # The validation rows (carved from train) drive early stopping and the best checkpoint of what trains
+        # on them. The eval set never reaches the trainer: it is what the comparison is judged on.
+        validation = data.validation if kind == "train" else None
         return train_candidate(
             spec,
             train,
@@ -289,18 +302,29 @@ class Backend:
         targets = getattr(hp, "target_modules", None) or "all-linear"
         if isinstance(targets, list):
             targets = ",".join(targets)
-        train = data.preference if option.spec["data"] == "preference" else data.train
+        config = local_model_dir(self._base_spec()) / "config.json"
+        amount: dict[str, Any] = {"seq_len": seq_len}
+        if option.spec["data"] == "corpus":  # packed blocks of the corpus's tokens, counted as training packs them
+            from ftharness.data.corpus import document_ids
+            from ftharness.training.sequences import max_positions, resolve_block_size
+
+            positions = max_positions(json.loads(config.read_text(encoding="utf-8")))
+            tokenizer = self.base_model().tokenizer
+            amount = {"seq_len": resolve_block_size(getattr(hp, "block_size", None), positions),
+                      "corpus_tokens": sum(len(document_ids(tokenizer, d.completion)) for d in data.corpus.examples),
+                      "adapter": getattr(hp, "adapter", "lora")}
+        else:
+            amount["examples"] = len(data.preference if option.spec["data"] == "preference" else data.train)
         req = PlanRequest(
-            model=str(local_model_dir(self._base_spec()) / "config.json"),
+            model=str(config),
             method=c.method,
             rank=getattr(hp, "r", 16),
             targets=targets,
             precision="fp32",
             batch_size=getattr(hp, "batch_size", 8),
-            seq_len=seq_len,
-            examples=len(train),
             epochs=getattr(hp, "epochs", 1.0),
             gpu=self.task.spec.decision.gpu,
+            **amount,
         )
         return estimate(req).to_dict()
 
@@ -378,7 +402,7 @@ class ExperimentResult:
 
     options: list[OptionRecord] = doc("every baseline and every finalist candidate, in task order")
     selection: dict[str, Selection] = doc("each sweep's points and finalist, by sweep name")
-    data: dict[str, DataFile] = doc("train, eval, preference and validation rows")
+    data: dict[str, DataFile] = doc("train, eval, preference and validation rows, and the corpus's documents")
     suites: list[dict[str, Any]] = doc("the suites as defined")
     keys: dict[str, str] = doc("each option's evaluation key (what its state and samples are filed under)")
     wall_s: float = doc("seconds the experiment took")
@@ -497,6 +521,7 @@ class Experiment:
                 ("train", self.task.train_path, d.train),
                 ("eval", self.task.eval_path, d.eval),
                 ("preference", self.task.preference_path, d.preference),
+                ("corpus", self.task.corpus_path, d.corpus),
             )
             if ds is not None
         }

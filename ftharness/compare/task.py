@@ -36,6 +36,8 @@ class DataFiles:
     train: str
     eval: str
     preference: str | None = None
+    corpus: str | None = spec(None, help="raw text for continued pretraining: a .txt file, a folder of them, or "
+                                         "JSONL with a `text` field (ftharness.data.corpus)")
 
 
 @dataclass
@@ -83,7 +85,7 @@ class CandidateEntry:
     method: str = "lora"
     hyperparameters: dict[str, Any] = spec(factory=dict, help="checked against the trainer's class for the method")
     start_from: str | None = None
-    data: Literal["train", "preference"] | None = None  # None: what its method trains on (data_kind)
+    data: Literal["train", "preference", "corpus"] | None = None  # None: what its method trains on (data_kind)
     sweep: dict[str, list[Any]] = spec(factory=dict, help="hyperparameter (or prompt) -> the values to try")
     seed: int | None = None
     prompt: Literal["instruction", "bare"] = spec(
@@ -143,6 +145,7 @@ class Task:
     train_path: Path
     eval_path: Path
     preference_path: Path | None
+    corpus_path: Path | None
     schema_path: Path | None
     schema: dict | None
     instruction: str | None
@@ -179,6 +182,7 @@ def check_task(spec: TaskSpec, path: Path, *, check_plugins: bool = True) -> Tas
     train_path = need_file(spec.data.train, "data.train")
     eval_path = need_file(spec.data.eval, "data.eval")
     preference_path = need_file(spec.data.preference, "data.preference")
+    corpus_path = resolve_path(spec.data.corpus, path)
     schema_path = need_file(spec.schema, "schema")
     validation_path = need_file(spec.validation.file, "validation.file")
     instruction = text_or_file(spec.instruction, spec.instruction_file, names=("instruction", "instruction_file"),
@@ -201,6 +205,16 @@ def check_task(spec: TaskSpec, path: Path, *, check_plugins: bool = True) -> Tas
                 file=path,
                 field=f"candidates.{c.name}.data",
             )
+        if data_kind(c) == "corpus" and corpus_path is None:
+            raise BadInput(
+                "this candidate trains on a raw-text corpus but data.corpus is not set",
+                file=path,
+                field=f"candidates.{c.name}.data",
+            )
+    if corpus_path is not None:
+        from ftharness.data.corpus import check_corpus
+
+        check_corpus(corpus_path, source=path, field="data.corpus")
     suites = [_suite_ref(name, path) for name in spec.suites]
     if check_plugins:
         if spec.decision.gpu:
@@ -218,6 +232,7 @@ def check_task(spec: TaskSpec, path: Path, *, check_plugins: bool = True) -> Tas
             except BadInput as e:
                 raise BadInput(e.reason if e.file is None else f"{e.reason}: {e.file}", file=path,
                                field="base_model") from None
+        check_block_sizes(spec, candidates, path)
         from ftharness.suites.suite import load_suite, parse_gates
 
         measured: dict[str, dict[str, Any]] = {}  # every metric the task's suites compute, with its settings
@@ -247,6 +262,7 @@ def check_task(spec: TaskSpec, path: Path, *, check_plugins: bool = True) -> Tas
         train_path=train_path,
         eval_path=eval_path,  # type: ignore[arg-type]
         preference_path=preference_path,
+        corpus_path=corpus_path,
         schema_path=schema_path,
         schema=schema,
         instruction=instruction,
@@ -420,9 +436,34 @@ def check_candidate_layers(candidates: list[CandidateEntry], base_model: str | N
 
 def data_kind(c: CandidateEntry) -> str:
     """Which of the task's data files a candidate trains on: ``preference`` for a method declared to train
-    on preference pairs, else ``train``; a candidate's ``data:`` overrides it."""
+    on preference pairs, ``corpus`` for one declared to train on raw text, else ``train``; a candidate's
+    ``data:`` overrides it."""
     from ftharness.plugins import get_plugins
 
     if c.data:
         return c.data
-    return "preference" if get_plugins().training_method(c.trainer, c.method).data == "preference" else "train"
+    declared = get_plugins().training_method(c.trainer, c.method).data
+    return {"preference": "preference", "corpus": "corpus"}.get(declared, "train")
+
+
+def check_block_sizes(spec: TaskSpec, candidates: list[CandidateEntry], path: Path) -> None:
+    """A candidate that packs a corpus into blocks (a ``block_size`` hyperparameter) asks for no block longer
+    than the base model's positions (its config.json)."""
+    import json
+
+    from ftharness.models.loading import local_model_dir
+    from ftharness.training.sequences import max_positions, resolve_block_size
+
+    positions: int | None = None
+    for c in candidates:
+        block_size = c.hyperparameters.get("block_size")
+        if data_kind(c) != "corpus" or block_size is None:
+            continue
+        if positions is None:
+            try:
+                config = local_model_dir(None if spec.base_model == "embedded" else spec.base_model) / "config.json"
+            except BadInput as e:
+                raise BadInput(e.reason, file=path, field="base_model") from None
+            positions = max_positions(json.loads(config.read_text(encoding="utf-8"))) or 0
+        resolve_block_size(block_size, positions or None, file=path,
+                           field=f"candidates.{c.name}.hyperparameters.block_size")

@@ -1,7 +1,9 @@
 """`ftharness data inspect`: what a data file holds before anyone trains on it.
 
 Counts (which the advisor reads: ``labeled_examples``, ``preference_pairs``), length distributions,
-empty and repeated fields, exact and near duplicates, and train/eval overlap (leakage).
+empty and repeated fields, exact and near duplicates, and train/eval overlap (leakage). A raw-text corpus
+(:mod:`ftharness.data.corpus`) gets its own summary (:func:`inspect_corpus`): documents, their lengths,
+exact duplicates, and its token count as the advisor's ``domain_corpus_tokens``.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from ftharness.data import corpus as corpora
 from ftharness.data import dedup
-from ftharness.data.loading import load_dataset, read_records
+from ftharness.data.loading import FIELDS, load_dataset, read_records
 from ftharness.data.records import Dataset, Example
+from ftharness.errors import BadInput
 
 MAX_LISTED = 20  # pairs listed in full; counts are always complete
 
@@ -185,3 +189,60 @@ def _leakage(train: Dataset, evals: Dataset, threshold: float) -> dict[str, Any]
         "exact_pairs": rows(found["exact"]),
         "near_pairs": rows(found["near"]),
     }
+
+
+def is_corpus(path: str | Path, format: str = "auto") -> bool:
+    """Whether ``path`` names a raw-text corpus rather than examples: a folder, a ``.txt`` file, ``format``
+    ``text``, or (format ``auto``) a JSONL file whose first record has a ``text`` field and none of the
+    example formats' fields."""
+    path = Path(path)
+    if format == corpora.FORMAT or path.is_dir() or path.suffix.lower() == corpora.TEXT_SUFFIX:
+        return True
+    if format != "auto" or not path.is_file():
+        return False
+    first = next(read_records(path), None)
+    if first is None:
+        return False
+    known = {f for required, optional in FIELDS.values() for f in (*required, *optional)}
+    return corpora.TEXT_FIELD in first[1] and not known & set(first[1])
+
+
+def inspect_corpus(path: str | Path, *, model: str | None = None, tokenizer: Any = None) -> dict[str, Any]:
+    """A JSON-able summary of a raw-text corpus; ``domain_corpus_tokens`` is its token count as training packs
+    it (:func:`ftharness.data.corpus.document_ids`), by the model's tokenizer or, without one, estimated."""
+    if tokenizer is None and model is not None:
+        from ftharness.models.loading import load_tokenizer
+
+        tokenizer = load_tokenizer(model)
+    texts = list(corpora.iter_texts(path))
+    documents = [t for _, _, t in texts if t.strip()]
+    if not documents:
+        raise BadInput(f"empty corpus: {path} holds no text", file=path)
+    if tokenizer is None:
+        counts = [corpora.approx_tokens(t) for t in documents]
+        unit = f"tokens, {corpora.APPROXIMATION}"
+    else:
+        counts = [len(corpora.document_ids(tokenizer, t)) for t in documents]
+        unit = f"tokens of {model or 'the model'}'s tokenizer (end-of-sequence token after each document included)"
+    kept = [(f, line) for f, line, t in texts if t.strip()]
+    groups = dedup.exact_duplicate_groups(documents)
+    return {
+        "file": str(path),
+        "sha256": corpora.corpus_sha256(path),
+        "format": corpora.FORMAT,
+        "files": len({f for f, _, _ in texts}),
+        "documents": len(documents),
+        "empty_documents": len(texts) - len(documents),
+        "domain_corpus_tokens": sum(counts),
+        "tokens_exact": tokenizer is not None,
+        "length_unit": unit,
+        "lengths": {"document": distribution(counts)},
+        "exact_duplicates": {
+            "count": sum(len(g) - 1 for g in groups),
+            "documents": [[_where(*kept[i]) for i in g] for g in groups[:MAX_LISTED]],
+        },
+    }
+
+
+def _where(file: str, line: int) -> str:
+    return f"{file}:{line}" if line else file

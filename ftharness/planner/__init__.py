@@ -18,6 +18,8 @@ __all__ = ["Plan", "PlanRequest", "estimate"]
 
 ATTENTIONS = ("eager", "sdpa", "flash")
 DPO_BASES = ("lora", "qlora", "full")
+CORPUS_ADAPTERS = ("lora", "full")  # what continued pretraining trains (the peft trainer's `adapter`)
+CONTINUED_PRETRAINING = "continued-pretraining"
 
 
 @dataclass
@@ -47,6 +49,11 @@ class PlanRequest:
     virtual_tokens: int = like(PromptLearningSettings, "num_virtual_tokens", 20, help="prefix / prompt tuning")
     dpo_base: str = spec("lora", choices=DPO_BASES,
                          help="what DPO trains (lora: the reference is the adapter-disabled model)")
+    corpus_tokens: int | None = spec(None, ge=1, help="continued pretraining: tokens of the raw-text corpus "
+                                                      "(`ftharness data inspect CORPUS`); trained tokens = this x "
+                                                      "--epochs, packed into --seq-len blocks")
+    adapter: str = spec("lora", choices=CORPUS_ADAPTERS,
+                        help="what continued pretraining trains (lora: an adapter; full: every weight)")
 
 
 @dataclass
@@ -99,12 +106,23 @@ def _check(req: PlanRequest) -> None:
     if req.method not in M.MODELLED_METHODS:
         raise BadInput(f"the planner has no memory model for {req.method!r}; it models: "
                        f"{', '.join(M.MODELLED_METHODS)}", field="method")
-    if req.examples is not None and req.train_tokens is not None:
-        raise BadInput("give --examples (with --epochs) or --train-tokens, not both", field="train_tokens")
+    given = [name for name, v in (("examples", req.examples), ("train-tokens", req.train_tokens),
+                                  ("corpus-tokens", req.corpus_tokens)) if v is not None]
+    if len(given) > 1:
+        raise BadInput("give one of --examples (with --epochs), --train-tokens or --corpus-tokens (with --epochs), "
+                       f"not both {' and '.join('--' + g for g in given[:2])}", field=given[1])
+    if req.method == CONTINUED_PRETRAINING and req.examples is not None:
+        raise BadInput("continued pretraining reads a corpus, not examples: give --corpus-tokens (with --epochs)",
+                       field="examples")
+    if req.method != CONTINUED_PRETRAINING and req.corpus_tokens is not None:
+        raise BadInput("--corpus-tokens is for --method continued-pretraining; give --examples or --train-tokens",
+                       field="corpus-tokens")
 
 
 def _train_method(req: PlanRequest) -> str:
-    return req.dpo_base if req.method == "dpo" else req.method
+    """The method whose weights, adapters and activations the training has: what DPO or continued
+    pretraining trains through."""
+    return {"dpo": req.dpo_base, CONTINUED_PRETRAINING: req.adapter}.get(req.method, req.method)
 
 
 def estimate(req: PlanRequest) -> Plan:
@@ -128,8 +146,7 @@ def estimate(req: PlanRequest) -> Plan:
         warnings.append(f"seq_len {req.seq_len} exceeds the model's max_positions {shape.max_positions}")
 
     n = shape.total_params()
-    t = M.trainable_params(shape, req.method, rank=req.rank, targets=req.targets,
-                           virtual_tokens=req.virtual_tokens, base_method=req.dpo_base)
+    t = M.trainable_params(shape, method, rank=req.rank, targets=req.targets, virtual_tokens=req.virtual_tokens)
     p_bytes = M.PRECISION_BYTES[req.precision]
     act_bytes = p_bytes
     full = method == "full"
@@ -202,6 +219,12 @@ def estimate(req: PlanRequest) -> Plan:
             raise BadInput(f"examples x epochs x seq_len comes to more than {MAX_INT:_} training tokens",
                            field="examples")
         train_tokens = int(round(tokens_total))
+    if train_tokens is None and req.corpus_tokens is not None:  # packed blocks: no padding, every token trains
+        tokens_total = req.corpus_tokens * req.epochs
+        if not tokens_total <= MAX_INT:
+            raise BadInput(f"corpus tokens x epochs comes to more than {MAX_INT:_} training tokens",
+                           field="corpus-tokens")
+        train_tokens = int(round(tokens_total))
     flops = None
     if train_tokens is not None:
         per_token = M.flops_per_token(shape, method, seq_eff, gradient_checkpointing=req.gradient_checkpointing)
@@ -224,7 +247,9 @@ def estimate(req: PlanRequest) -> Plan:
         "sequences_per_example": seqs,
         "train_tokens_from": ("--train-tokens" if req.train_tokens is not None else
                               "examples x epochs x seq_len (every example padded to seq_len)"
-                              if req.examples is not None else None),
+                              if req.examples is not None else
+                              "corpus tokens x epochs (packed into seq_len blocks, no padding)"
+                              if req.corpus_tokens is not None else None),
         "multi_gpu": "data parallel: every GPU holds the whole model and --batch-size per GPU",
         "dpo_reference": (None if req.method != "dpo" else
                           "a second frozen copy" if full else "the adapter-disabled policy (no extra weights)"),

@@ -47,9 +47,9 @@ CUDA_CONTEXT_GB = 0.5  # CUDA context + kernels: in nvidia-smi, not in max_memor
 ALLOCATOR_RESERVE = 0.10  # caching-allocator blocks reserved but not allocated, as a share of the peak
 
 # The training methods these formulas model, by the names the trainers declare them under (the list of
-# valid names is the trainers': ftharness.plugins.Plugins.methods). dpo is modelled on top of the
-# method it trains through (planner.DPO_BASES).
-MODELLED_METHODS = ("full", "lora", "qlora", "dora", "ia3", "prefix", "prompt-tuning", "dpo")
+# valid names is the trainers': ftharness.plugins.Plugins.methods). dpo and continued-pretraining are
+# modelled as the method they train through (planner.DPO_BASES, planner.CORPUS_ADAPTERS).
+MODELLED_METHODS = ("full", "lora", "qlora", "dora", "ia3", "prefix", "prompt-tuning", "dpo", "continued-pretraining")
 
 
 # --- which modules a method adapts --------------------------------------------------------------------
@@ -73,18 +73,15 @@ def ia3_feedforward(shape: ModelShape) -> str:
 
 # --- parameters ---------------------------------------------------------------------------------------
 
-def trainable_params(shape: ModelShape, method: str, *, rank: int, targets: str, virtual_tokens: int,
-                     base_method: str = "lora") -> int:
+def trainable_params(shape: ModelShape, method: str, *, rank: int, targets: str, virtual_tokens: int) -> int:
     """Trainable parameters exactly as PEFT's ``get_nb_trainable_parameters()`` counts them.
 
     lora/qlora: r*(d_in + d_out) per adapted module (Hu et al. 2021); dora adds a magnitude vector of
     d_out per module (Liu et al. 2024, "DoRA"); ia3: d_out per module, d_in for the feed-forward one;
     prefix: virtual_tokens * layers * 2 * (kv_heads * head_dim) (Li & Liang 2021; PEFT sizes the prefix to
     the key/value width for grouped-query attention); prompt-tuning: virtual_tokens * hidden (Lester et
-    al. 2021); full: every parameter. dpo trains with ``base_method``.
+    al. 2021); full: every parameter. A method that trains through another (dpo) is passed as that one.
     """
-    if method == "dpo":
-        method = base_method
     if method == "full":
         return shape.total_params()
     per_layer = 0

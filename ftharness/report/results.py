@@ -132,7 +132,7 @@ class CompareResults:
     task: TaskRecord = doc("the task")
     settings: Settings = doc("how the run was made")
     environment: dict[str, Any] = doc("python, platform, CPU count, library versions, CUDA device")
-    data: dict[str, DataFile] = doc("train, eval, preference and validation rows")
+    data: dict[str, DataFile] = doc("train, eval, preference and validation rows, and the corpus's documents")
     suites: list[dict[str, Any]] = doc("the suites as defined (suites/suite.schema.json)")
     options: list[OptionRecord] = doc("every baseline and every finalist candidate, in task order")
     selection: dict[str, Selection] = doc("each sweep's points and the finalist chosen on validation")

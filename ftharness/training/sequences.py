@@ -5,6 +5,10 @@ Every trainer renders an example exactly as the baselines prompt it: the message
 end-of-turn marker, so the model learns to stop). The prompt part of the labels is masked (-100) unless a
 ``prompt_loss_weight`` > 0 asks for it to count; 0 < w < 1 carries per-token ``loss_weights``.
 
+A raw-text corpus (continued pretraining) becomes fixed-length blocks instead (:func:`corpus_blocks`): every
+document's tokens with the end-of-sequence token after each, concatenated and cut every ``block_size``
+tokens, every token a label.
+
 Batching is padding-free by default: a batch is the concatenation of its sequences with ``position_ids``
 restarting at 0 for each and no attention mask; transformers then builds a block-diagonal causal mask
 (``masking_utils.find_packed_sequence_indices``, needs ``use_cache=False``), so no sequence attends to
@@ -83,6 +87,60 @@ def sft_rows(
     if not rows:
         raise BadInput(f"no training example is left after truncating to max_length={max_length}",
                        field="hyperparameters.max_length")
+    return rows, stats
+
+
+RUN_CLM = ("transformers examples/pytorch/language-modeling/run_clm.py: block_size defaults to the smaller of 1024 "
+           "and the model's maximum length")
+MAX_DEFAULT_BLOCK = 1024  # run_clm.py's cap on its default block size
+
+
+def max_positions(config: Any) -> int | None:
+    """The longest sequence a model's config allows (``max_position_embeddings``, GPT-2's ``n_positions``);
+    None when it states none. ``config``: a transformers config or a config.json mapping."""
+    get = config.get if isinstance(config, dict) else lambda k: getattr(config, k, None)
+    for key in ("max_position_embeddings", "n_positions"):
+        value = get(key)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def resolve_block_size(block_size: int | None, positions: int | None, *, file: Any = None,
+                       field: str = "hyperparameters.block_size") -> int:
+    """The block size a corpus is packed to: ``block_size``, or by default the smaller of
+    :data:`MAX_DEFAULT_BLOCK` and the model's maximum positions (:data:`RUN_CLM`). BadInput (``file``,
+    ``field``) when the given size is longer than the model's positions."""
+    if block_size is None:
+        return min(MAX_DEFAULT_BLOCK, positions or MAX_DEFAULT_BLOCK)
+    if positions is not None and block_size > positions:
+        raise BadInput(f"{block_size} is longer than the model's {positions} positions; use at most {positions}",
+                       file=file, field=field)
+    return block_size
+
+
+def corpus_blocks(tokenizer: Any, documents: list[Example], block_size: int) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Pack raw-text documents into training rows of ``block_size`` tokens, and the counts of what was packed.
+
+    The documents' tokens (:func:`ftharness.data.corpus.document_ids`: no special tokens, the
+    end-of-sequence token after each) are concatenated in order and cut every ``block_size`` tokens, as
+    GPT-2/3 pretraining and transformers' ``run_clm.py`` example pack text: a block may hold the end of one
+    document and the start of the next, separated by the end-of-sequence token, and attention runs across
+    that boundary inside the block. Every token is a label (``labels == input_ids``). The last, partial
+    block is kept as a shorter row (``run_clm.py`` drops it; a small domain corpus cannot spare the text),
+    unless it is a single token, which has nothing to predict.
+    """
+    from ftharness.data.corpus import document_ids
+
+    stream = [t for doc in documents for t in document_ids(tokenizer, doc.completion or "")]
+    blocks = [stream[i:i + block_size] for i in range(0, len(stream), block_size)]
+    if blocks and len(blocks[-1]) < 2:
+        blocks.pop()
+    if not blocks:
+        raise BadInput(f"the corpus holds {len(stream)} token(s): nothing to train on", field="data.corpus")
+    rows = [{"input_ids": b, "labels": list(b), "completion_start": 0} for b in blocks]
+    stats = {"documents": len(documents), "tokens": len(stream), "block_size": block_size, "blocks": len(blocks),
+             "last_block_tokens": len(blocks[-1]), "dropped_tokens": len(stream) - sum(len(b) for b in blocks)}
     return rows, stats
 
 

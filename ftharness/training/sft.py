@@ -278,14 +278,40 @@ def make_sft_trainer_class() -> type:
 
 def run_sft(job: TrainJob, model: Any, tokenizer: Any, hp: SftHyperparameters, *, padding_free: bool,
             notes: dict[str, Any] | None = None) -> TrainResult:
-    """Train ``model`` (already wrapped for its method) on ``job`` and save it to ``job.out_dir``."""
+    """Train ``model`` (already wrapped for its method) on ``job``'s examples and save it to ``job.out_dir``."""
+    from ftharness.training.sequences import sft_rows
+
+    prepare_tokenizer(tokenizer)
+    train_rows, stats = sft_rows(tokenizer, job.train, job.system_prompt, max_length=hp.max_length,
+                                 prompt_loss_weight=hp.prompt_loss_weight)
+    eval_rows = None
+    if job.eval:
+        eval_rows, _ = sft_rows(tokenizer, job.eval, job.system_prompt, max_length=hp.max_length)
+        eval_rows = [{k: r[k] for k in ("input_ids", "labels")} for r in eval_rows]  # completion-only eval loss
+    return train_on_rows(job, model, tokenizer, hp, train_rows, eval_rows, stats, padding_free=padding_free,
+                         notes=notes)
+
+
+def prepare_tokenizer(tokenizer: Any) -> None:
+    """Right padding, with the end-of-sequence token as the pad token when the tokenizer has none."""
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+
+
+def train_on_rows(job: TrainJob, model: Any, tokenizer: Any, hp: TrainingHyperparameters,
+                  train_rows: list[dict[str, Any]], eval_rows: list[dict[str, Any]] | None, stats: dict[str, int], *,
+                  padding_free: bool, notes: dict[str, Any] | None = None) -> TrainResult:
+    """Train ``model`` on tokenised rows (``input_ids``, ``labels``, optional ``loss_weights``; what
+    :mod:`ftharness.training.sequences` builds) and save it to ``job.out_dir``; ``stats`` (the counts of
+    what the rows were built from) go into the result's ``extra["sequences"]``."""
     import datasets
     from transformers import set_seed
     from trl import SFTConfig
 
     from ftharness.training.callbacks import loss_curve
     from ftharness.training.measure import Measure, tokens_per_s
-    from ftharness.training.sequences import SequenceCollator, sft_rows
+    from ftharness.training.sequences import SequenceCollator
 
     set_seed(job.spec.seed)
     notes = dict(notes or {})
@@ -295,15 +321,7 @@ def run_sft(job: TrainJob, model: Any, tokenizer: Any, hp: SftHyperparameters, *
             f"{attention_implementation(model)} attention masks a flattened batch as a whole: padded batches "
             "grouped by length instead (padding-free pays off with flash-attention kernels)"
         )
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.padding_side = "right"
-    train_rows, stats = sft_rows(tokenizer, job.train, job.system_prompt, max_length=hp.max_length,
-                                 prompt_loss_weight=hp.prompt_loss_weight)
-    eval_rows = None
-    if job.eval:
-        eval_rows, _ = sft_rows(tokenizer, job.eval, job.system_prompt, max_length=hp.max_length)
-        eval_rows = [{k: r[k] for k in ("input_ids", "labels")} for r in eval_rows]  # completion-only eval loss
+    prepare_tokenizer(tokenizer)
     dtype = torch_dtype(hp.dtype)
     best, callbacks = trainer_callbacks(job, hp, f"training {job.spec.name}")
     with warnings.catch_warnings():

@@ -86,6 +86,7 @@ class CandidateData:
     train: str | None = None  # JSONL, relative to the candidate file
     eval: str | None = None
     format: str = "auto"
+    corpus: str | None = None  # raw text (ftharness.data.corpus) for a method that trains on a corpus
 
 
 @dataclass
@@ -115,6 +116,7 @@ class CandidateFile:
     system_prompt: str | None
     start_from: CandidateFile | None = None
     combine: list[CandidateFile] = field(default_factory=list)
+    corpus_path: Path | None = None
 
 
 def load_candidate_file(path: str | Path, *, _seen: tuple[Path, ...] = ()) -> CandidateFile:
@@ -148,19 +150,38 @@ def load_candidate_file(path: str | Path, *, _seen: tuple[Path, ...] = ()) -> Ca
             raise BadInput("`combine` is only for `method: combine`", file=path, field="combine")
         check_layers(validate_candidate(spec, source=path), fields.base_model, source=path,
                      line=getattr(fields.hyperparameters, "lines", {}).get("target_modules"))
-        if not fields.data.train:
+        corpus = corpus_method(spec)
+        if corpus and not fields.data.corpus:
+            raise BadInput(f"required: {spec.method} trains on a raw-text corpus", file=path, field="data.corpus")
+        for name in ("train", "eval") if corpus else ("corpus",):
+            if getattr(fields.data, name):
+                raise BadInput(f"{spec.method} does not read data.{name}; it trains on "
+                               f"{'data.corpus' if corpus else 'data.train'}", file=path, field=f"data.{name}")
+        if not corpus and not fields.data.train:
             raise BadInput("required: the training data file", file=path, field="data.train")
     system_prompt = text_or_file(fields.system_prompt, fields.system_prompt_file,
                                  names=("system_prompt", "system_prompt_file"), source=path)
     train_path = resolve_path(fields.data.train, path)
     eval_path = resolve_path(fields.data.eval, path)
+    corpus_path = resolve_path(fields.data.corpus, path)
+    if corpus_path is not None:
+        from ftharness.data.corpus import check_corpus
+
+        check_corpus(corpus_path, source=path, field="data.corpus")
     for value, p, name in ((fields.data.train, train_path, "data.train"), (fields.data.eval, eval_path, "data.eval")):
         if value and (p is None or not p.is_file()):
             raise BadInput(f"data file not found: {p}", file=path, field=name)
     return CandidateFile(
         spec=spec, path=path, train_path=train_path, eval_path=eval_path, data_format=fields.data.format,
-        system_prompt=system_prompt, start_from=start, combine=combine,
+        system_prompt=system_prompt, start_from=start, combine=combine, corpus_path=corpus_path,
     )
+
+
+def corpus_method(spec: CandidateSpec) -> bool:
+    """Whether the candidate's method is declared to train on a raw-text corpus."""
+    from ftharness.plugins import get_plugins
+
+    return get_plugins().training_method(spec.trainer, spec.method).data == "corpus"
 
 
 CombinationType = Literal["linear", "ties", "dare_ties", "dare_linear", "cat", "svd", "ties_svd", "magnitude_prune"]
