@@ -129,7 +129,7 @@ candidates:
     method: lora
     start_from: cpt
     hyperparameters: {{max_steps: 2, learning_rate: 2.0e-2, batch_size: 4}}
-suites: [forgetting]
+suites: [format, forgetting]
 decision: {{bootstrap_samples: 200, merged_latency_prompts: 0}}
 """)
     return path
