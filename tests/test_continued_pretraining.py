@@ -291,7 +291,7 @@ def test_plan_prices_corpus_tokens_times_epochs_through_the_adapter_it_trains():
     assert (cpt.trainable_params, cpt.peak_bytes) == (lora.trainable_params, lora.peak_bytes)
     full = plan(method="continued-pretraining", adapter="full", corpus_tokens=1_000_000)
     assert full.trainable_params == full.total_params
-    for kw, field in (({"examples": 10}, "examples"), ({"corpus_tokens": 10, "train_tokens": 10}, "corpus-tokens")):
+    for kw, field in (({"examples": 10}, "examples"), ({"corpus_tokens": 10, "train_tokens": 10}, "corpus_tokens")):
         with pytest.raises(BadInput) as e:
             plan(method="continued-pretraining", **kw)
         assert e.value.field == field

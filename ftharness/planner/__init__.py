@@ -106,17 +106,18 @@ def _check(req: PlanRequest) -> None:
     if req.method not in M.MODELLED_METHODS:
         raise BadInput(f"the planner has no memory model for {req.method!r}; it models: "
                        f"{', '.join(M.MODELLED_METHODS)}", field="method")
-    given = [name for name, v in (("examples", req.examples), ("train-tokens", req.train_tokens),
-                                  ("corpus-tokens", req.corpus_tokens)) if v is not None]
+    given = [name for name, v in (("examples", req.examples), ("train_tokens", req.train_tokens),
+                                  ("corpus_tokens", req.corpus_tokens)) if v is not None]
     if len(given) > 1:
+        flags = " and ".join("--" + g.replace("_", "-") for g in given[:2])
         raise BadInput("give one of --examples (with --epochs), --train-tokens or --corpus-tokens (with --epochs), "
-                       f"not both {' and '.join('--' + g for g in given[:2])}", field=given[1])
+                       f"not both {flags}", field=given[1])
     if req.method == CONTINUED_PRETRAINING and req.examples is not None:
         raise BadInput("continued pretraining reads a corpus, not examples: give --corpus-tokens (with --epochs)",
                        field="examples")
     if req.method != CONTINUED_PRETRAINING and req.corpus_tokens is not None:
         raise BadInput("--corpus-tokens is for --method continued-pretraining; give --examples or --train-tokens",
-                       field="corpus-tokens")
+                       field="corpus_tokens")
 
 
 def _train_method(req: PlanRequest) -> str:
@@ -223,7 +224,7 @@ def estimate(req: PlanRequest) -> Plan:
         tokens_total = req.corpus_tokens * req.epochs
         if not tokens_total <= MAX_INT:
             raise BadInput(f"corpus tokens x epochs comes to more than {MAX_INT:_} training tokens",
-                           field="corpus-tokens")
+                           field="corpus_tokens")
         train_tokens = int(round(tokens_total))
     flops = None
     if train_tokens is not None:
