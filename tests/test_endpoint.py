@@ -33,6 +33,14 @@ SENTINEL = "sk-SENTINEL-5f1e9c7d-never-written-anywhere"
 KEY_ENV = "FTHARNESS_TEST_ENDPOINT_KEY"
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "extraction"
 SERVE_NEEDS = ("fastapi", "uvicorn", "openai")  # transformers' `serving` extra, beside torch
+DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback, whatever HTTP_PROXY says
+
+
+@pytest.fixture(autouse=True)
+def loopback_without_proxy(monkeypatch):
+    """The client honours HTTP(S)_PROXY, as it should for a hosted API; the tests' servers are on loopback."""
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
 
 
 def _free_port() -> int:
@@ -62,7 +70,7 @@ def served_model(embedded_dir, tmp_path_factory):
                 tail = log.read_text(errors="replace")[-1500:]
                 pytest.skip(f"`{' '.join(cmd)}` exited with {proc.returncode} before answering /health: {tail}")
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                with DIRECT.open(f"http://127.0.0.1:{port}/health", timeout=2) as r:
                     if r.status == 200:
                         break
             except OSError:
@@ -90,6 +98,7 @@ class Proxy:
         self.faults: list[str] = []
         self.requests = 0
         self.authorization: list[str | None] = []
+        self.lock = threading.Lock()
         self.release = threading.Event()
         proxy = self
 
@@ -99,9 +108,10 @@ class Proxy:
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                proxy.requests += 1
-                proxy.authorization.append(self.headers.get("Authorization"))
-                fault = proxy.faults.pop(0) if proxy.faults else None
+                with proxy.lock:
+                    proxy.requests += 1
+                    proxy.authorization.append(self.headers.get("Authorization"))
+                    fault = proxy.faults.pop(0) if proxy.faults else None
                 if fault == "hang":
                     proxy.release.wait(60)
                     return
@@ -116,7 +126,7 @@ class Proxy:
                     return
                 request = urllib.request.Request(proxy.upstream + self.path, data=body, method="POST",
                                                  headers={"Content-Type": "application/json"})
-                with urllib.request.urlopen(request, timeout=120) as r:
+                with DIRECT.open(request, timeout=120) as r:
                     status, data = r.status, r.read()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -164,6 +174,7 @@ def _files_holding(root: Path, secret: str) -> list[str]:
     return [str(p) for p in root.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
 
 
+@pytest.mark.slow
 def test_answers_with_usage_and_a_rerun_makes_no_call(served_model, proxy, key, isolated_cache):
     config = _config(proxy.url + "/v1", served_model[1])
     chats = [_chat("Name a colour."), _chat("Name an animal.")]
@@ -196,6 +207,7 @@ def test_the_cache_key_is_the_request_and_the_server():
     assert (sampled["temperature"], sampled["seed"]) == (0.7, 3) and body["temperature"] == 0.0
 
 
+@pytest.mark.slow
 def test_a_500_and_a_429_are_retried(served_model, proxy, key, isolated_cache):
     config = _config(proxy.url + "/v1", served_model[1])
     proxy.faults = ["500", "429:1"]
@@ -223,6 +235,7 @@ def test_a_server_that_never_answers_times_out_with_a_clear_error(key, isolated_
     assert took < 15  # two 1 s timeouts and one backoff of at most 0.5 s; room for a loaded machine
 
 
+@pytest.mark.slow
 def test_compare_with_an_endpoint_baseline(served_model, proxy, key, isolated_cache, tmp_path, check_results):
     from ftharness.compare.run import run_compare
 
@@ -325,3 +338,24 @@ def test_task_file_endpoint_baseline(tmp_path, key):
                      check_plugins=False)
     (b,) = task.spec.baselines
     assert b.prompt_kind == "few-shot" and b.endpoint.concurrency == 4 and b.endpoint.max_retries == 2
+
+
+def test_costs_against_an_endpoint_use_its_prices():
+    from types import SimpleNamespace as NS
+
+    from ftharness.compare.decision import _cost_reasons, option_costs
+
+    spec = NS(requests_per_month=100_000, usd_per_million_prompt_tokens=0.10, cpu_usd_per_hour=0.10, gpu=None)
+    trained = NS(total_wall_s=3600.0, memory_kind="rss")
+    lora = NS(name="lora", cost=NS(prompt_tokens_mean=100.0, latency_s_mean=0.5), training=trained, endpoint=None,
+              merged_latency=None)
+    usage = NS(price_per_million_input=1.0, usd_per_1k_requests=1.0)
+    hosted = NS(name="hosted", cost=NS(prompt_tokens_mean=500.0, latency_s_mean=1.0), training=None, endpoint=usage)
+    costs = {o.name: option_costs(o, spec) for o in (lora, hosted)}
+    assert costs["hosted"].usd_per_1k_requests == 1.0 and costs["hosted"].usd_per_prompt_token == 1e-6
+    assert costs["hosted"].monthly_prompt_usd == pytest.approx(50.0)  # 500 tokens x 100k requests x $1/M
+    assert costs["lora"].usd_per_1k_requests == pytest.approx(0.01)  # 100 tokens at the task's $0.10/M
+    line = _cost_reasons(lora, hosted, costs)[0]
+    # $0.99 saved per 1,000 requests pays the $0.10 training (1 h of CPU) after 101 requests
+    assert "$0.01 vs $1.00 per 1,000 requests" in line and "pays for itself after 101 requests" in line
+    assert "$99.00/month saved" in line

@@ -257,6 +257,13 @@ def _cost_reasons(chosen: OptionRecord, ref: OptionRecord | None, costs: dict[st
         f"{ref.name} ({saved:+.0f} saved)"
     )
     per_request = saved * c.usd_per_prompt_token
+    if ref.endpoint is not None:  # a hosted model bills input and output tokens at its own prices
+        per_request = ((r.usd_per_1k_requests or 0.0) - (c.usd_per_1k_requests or 0.0)) / 1000
+        monthly = per_request * c.requests_per_month
+        line += (
+            f"; {usd(c.usd_per_1k_requests or 0.0)} vs {usd(r.usd_per_1k_requests or 0.0)} per 1,000 requests "
+            f"({ref.name}: input and output tokens at its stated prices)"
+        )
     if saved > 0 and per_request > 0 and c.training_usd > 0:
         line += (
             f"; {usd(monthly)}/month saved; the {usd(c.training_usd)} training pays for itself after "

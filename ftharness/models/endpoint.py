@@ -240,8 +240,12 @@ class _Client:
         raise EnvironmentProblem(
             f"endpoint {self.url} (model {cfg.model!r}) gave no answer in {cfg.max_retries + 1} attempts "
             f"(timeout {cfg.timeout_s:g} s each); last: {last}. Check that the server is up and base_url, or "
-            f"raise timeout_s / max_retries ({self.where['field']})"
+            f"raise timeout_s / max_retries ({self._where()})"
         )
+
+    def _where(self) -> str:
+        """``FILE: FIELD`` of the configuration, as far as known."""
+        return ": ".join(str(p) for p in (self.where["file"], self.where["field"]) if p)
 
     def _clean(self, raw: bytes) -> str:
         """A server's text for a message: one line, at most 300 characters, the key (if quoted) redacted."""
