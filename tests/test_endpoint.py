@@ -277,6 +277,10 @@ def test_compare_with_an_endpoint_baseline(served_model, proxy, key, isolated_ca
     cost = doc["decision"]["costs"]["hosted-retrieved-1"]
     assert cost["usd_per_1k_requests"] == pytest.approx(usage["usd_per_1k_requests"])
     assert "$ / 1k requests" in outcome.report_path.read_text(encoding="utf-8")
+    from ftharness.report.advice import measured_from_results
+
+    (measured,) = measured_from_results(outcome.results, outcome.run.root).baselines
+    assert measured.prompting == "retrieved"  # what the advice reads: the prompt the endpoint was sent
     samples = [json.loads(line) for line in (outcome.run.root / "samples" / "hosted-retrieved-1.jsonl").open()]
     assert [s["attempts"] for s in samples] == [1, 1] and all(s["prompt_tokens"] > 30 for s in samples)
 
