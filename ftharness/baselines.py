@@ -13,6 +13,9 @@
 
 The prompt length in tokens of each baseline is counted at generation (``Generation.prompt_tokens``):
 long few-shot prompts are part of the cost of not finetuning.
+
+A baseline of the task file's ``kind: endpoint`` builds its messages here too, by its ``shots:`` kind, and
+sends them to a hosted model (``ftharness.models.endpoint``) instead of rendering them for the local one.
 """
 
 from __future__ import annotations

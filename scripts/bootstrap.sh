@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create .venv with everything ftharness needs on this machine; re-runs only when the install files change.
 #   scripts/bootstrap.sh          the tool: core, evaluation, training, the embedded model
-#   scripts/bootstrap.sh --test   also the test tools and, for the report test, Debian's chromium
+#   scripts/bootstrap.sh --test   also the test tools (pytest, ruff, the endpoint tests' local server) and,
+#                                 for the report test, Debian's chromium
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -69,6 +69,7 @@ def leaderboard(results: CompareResults, *, wide: bool = False) -> Any:
         table.add_column(c.split(".", 1)[-1].replace("_", " "), justify="right")
     table.add_column("prompt tokens", justify="right")
     table.add_column("prompt $ / month", justify="right")
+    table.add_column("$ / 1k requests", justify="right")
     table.add_column("trained", justify="right")
     table.add_column("gates")
     for o in results.options:
@@ -80,6 +81,7 @@ def leaderboard(results: CompareResults, *, wide: bool = False) -> Any:
             *[_num(o.metrics.get(c)) for c in cols],
             _num(o.cost.prompt_tokens_mean, 0),
             usd(d.costs[o.name].monthly_prompt_usd),
+            "-" if d.costs[o.name].usd_per_1k_requests is None else usd(d.costs[o.name].usd_per_1k_requests),
             _minutes(o.training.total_wall_s) if o.training is not None else "-",
             f"{mark} {ok}/{len(o.gates)}",
         )

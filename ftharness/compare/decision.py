@@ -12,7 +12,9 @@ Rules, in order:
    option that meets the gates and is recommended as such.
 4. The cost is stated, not hidden: training cost = measured wall time x an hourly price (the planner
    catalogue's GPU price when trained on a GPU, else the task's stated CPU price), and per-request prompt
-   tokens saved x requests per month x the stated token price, giving a payback time.
+   tokens saved x requests per month x the stated token price, giving a payback time. An endpoint
+   baseline's tokens are priced at its own stated prices (input and output), shown per 1,000 requests
+   beside the local options' prompt cost.
 """
 
 from __future__ import annotations
@@ -70,12 +72,15 @@ def option_costs(option: OptionRecord, spec: Any) -> OptionCost:
                 else f"GPU price unknown; CPU price ${price:.2f}/h used (set decision.gpu)"
             )
         training_usd = training_s / 3600 * price
+    endpoint = option.endpoint
+    per_token = (endpoint.price_per_million_input if endpoint else spec.usd_per_million_prompt_tokens) / 1e6
     return OptionCost(
         prompt_tokens_mean=prompt_tokens,
         latency_s_mean=option.cost.latency_s_mean,
-        monthly_prompt_usd=prompt_tokens * spec.requests_per_month * spec.usd_per_million_prompt_tokens / 1e6,
+        monthly_prompt_usd=prompt_tokens * spec.requests_per_month * per_token,
         requests_per_month=spec.requests_per_month,
-        usd_per_prompt_token=spec.usd_per_million_prompt_tokens / 1e6,
+        usd_per_prompt_token=per_token,
+        usd_per_1k_requests=endpoint.usd_per_1k_requests if endpoint else prompt_tokens * per_token * 1000,
         training_s=training_s,
         training_usd=training_usd,
         price_basis=basis,
@@ -252,6 +257,13 @@ def _cost_reasons(chosen: OptionRecord, ref: OptionRecord | None, costs: dict[st
         f"{ref.name} ({saved:+.0f} saved)"
     )
     per_request = saved * c.usd_per_prompt_token
+    if ref.endpoint is not None:  # a hosted model bills input and output tokens at its own prices
+        per_request = ((r.usd_per_1k_requests or 0.0) - (c.usd_per_1k_requests or 0.0)) / 1000
+        monthly = per_request * c.requests_per_month
+        line += (
+            f"; {usd(c.usd_per_1k_requests or 0.0)} vs {usd(r.usd_per_1k_requests or 0.0)} per 1,000 requests "
+            f"({ref.name}: input and output tokens at its stated prices)"
+        )
     if saved > 0 and per_request > 0 and c.training_usd > 0:
         line += (
             f"; {usd(monthly)}/month saved; the {usd(c.training_usd)} training pays for itself after "

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import statistics
 import time
@@ -40,11 +41,13 @@ from ftharness.compare.selection import choose
 from ftharness.compare.task import BaselineEntry, CandidateEntry, Task, data_kind
 from ftharness.io import append_jsonl, repair_jsonl, sha256_file, sha256_json
 from ftharness.jsonrecord import doc, from_json, to_json
+from ftharness.models.endpoint import EndpointGeneration
 from ftharness.report.records import (
     MERGED_LATENCY,
     PLAN,
     Cost,
     DataFile,
+    EndpointUsage,
     MergedLatency,
     OptionRecord,
     Phase,
@@ -58,6 +61,10 @@ from ftharness.suites.runner import SuiteResult
 from ftharness.suites.slices import check_slice_fields, compute_slices
 
 STATE_VERSION = 2
+ENDPOINT_MODEL_ONLY = (
+    "reads the model's weights, and an endpoint's cannot be read here (prompting changes no weights: there is "
+    "nothing to forget)"
+)
 
 
 @dataclass
@@ -87,6 +94,9 @@ def options_of(task: Task) -> list[Option]:
     out = []
     for b in task.spec.baselines:
         spec = dataclasses.asdict(b)
+        if b.kind != "endpoint":  # a local baseline's spec (and its evaluation key) stays as it was
+            spec.pop("shots")
+            spec.pop("endpoint")
         spec["seed"] = task.spec.seed if b.seed is None else b.seed
         out.append(Option(b.name, "baseline", b, spec))
     for c in task.candidates:
@@ -96,6 +106,11 @@ def options_of(task: Task) -> list[Option]:
         spec["data"] = data_kind(c)
         out.append(Option(c.name, "candidate", c, spec))
     return out
+
+
+def is_endpoint(option: Option) -> bool:
+    """A baseline answered by an OpenAI-compatible server rather than the local base model."""
+    return option.kind == "baseline" and option.entry.kind == "endpoint"
 
 
 def task_hash(task: Task) -> str:
@@ -211,7 +226,7 @@ class Backend:
             system = option.entry.system_prompt(self.task.instruction)
             return [baselines.zero_shot_messages(system, ex) for ex in examples]
         b = option.entry
-        spec = baselines.BaselineSpec(name=b.name, kind=b.kind, k=b.k, seed=option.spec["seed"])
+        spec = baselines.BaselineSpec(name=b.name, kind=b.prompt_kind, k=b.k, seed=option.spec["seed"])
         return baselines.build_messages(spec, self.task.instruction, data.train.examples, examples)
 
     def render(self, lm: Any, messages: list[dict[str, str]]) -> str:
@@ -220,7 +235,21 @@ class Backend:
         return render_prompt(lm.tokenizer, messages)
 
     def generate(self, lm: Any, prompts: list[str], constrained: str | None = None) -> list[Any]:
-        from ftharness.models.generation import GenerationSettings, generate
+        from ftharness.models.generation import generate
+
+        return generate(lm, prompts, self.settings(constrained), progress=False)
+
+    def generate_endpoint(self, entry: BaselineEntry, conversations: list[list[dict[str, str]]]) -> list[Any]:
+        """An endpoint baseline's answers (``ftharness.models.endpoint.generate_chat``), under the task's
+        generation settings."""
+        from ftharness.models.endpoint import generate_chat
+
+        return generate_chat(entry.endpoint, conversations, self.settings(None), file=self.task.file,
+                             field=f"baselines.{entry.name}.endpoint")
+
+    def settings(self, constrained: str | None) -> Any:
+        """The task's generation settings (``GenerationSettings``), under its schema when constrained."""
+        from ftharness.models.generation import GenerationSettings
 
         g = self.task.spec.generation
         schema = self.task.schema if constrained == "json-schema" else None
@@ -229,7 +258,7 @@ class Backend:
             from ftharness.models.constrained import token_budget
 
             limit = max(limit, token_budget(schema) or 0)
-        settings = GenerationSettings(
+        return GenerationSettings(
             max_new_tokens=limit,
             batch_size=g.batch_size,
             do_sample=g.do_sample,
@@ -239,7 +268,6 @@ class Backend:
             stop=list(g.stop),
             json_schema=schema,
         )
-        return generate(lm, prompts, settings, progress=False)
 
     def constraint_record(self) -> dict[str, Any]:
         """What schema-constrained decoding enforces of the task's schema, and what it cannot."""
@@ -272,7 +300,7 @@ class Backend:
             samples=samples,
             schema=self.task.schema,
             model=model,
-            base_model=self.base_model(),
+            base_model=self.base_model() if model is not None else None,  # read only by metrics of the model
             option=option,
             wall_s=wall_s,
         )
@@ -636,17 +664,24 @@ class Experiment:
         training = None
         plan = merged = None
         unavailable: dict[str, str] = {}
-        if option.kind == "candidate":
-            art = self.artifact(option, by_name)
-            with self.phases("load model", option.name):
-                lm = b.load_trained(art)
-            training = self._training[option.name]
-        else:
-            with self.phases("load model", "base") if not self._base_loaded else contextlib.nullcontext():
-                lm = b.base_model()
-            self._base_loaded = True
+        endpoint = is_endpoint(option)
         messages = b.messages(option, self.data, self.data.eval.examples)
-        prompts = [b.render(lm, m) for m in messages]
+        if endpoint:  # the model is behind a server: the messages are the requests, no local weights
+            lm = None
+            prompts: list[Any] = messages
+            generate = functools.partial(b.generate_endpoint, option.entry)
+        else:
+            if option.kind == "candidate":
+                art = self.artifact(option, by_name)
+                with self.phases("load model", option.name):
+                    lm = b.load_trained(art)
+                training = self._training[option.name]
+            else:
+                with self.phases("load model", "base") if not self._base_loaded else contextlib.nullcontext():
+                    lm = b.base_model()
+                self._base_loaded = True
+            prompts = [b.render(lm, m) for m in messages]
+            generate = functools.partial(b.generate, lm, constrained=option.entry.constrained)
         if option.kind == "candidate":
             n = self.task.spec.decision.merged_latency_prompts
             if n:  # attached first, then merged: the model is left as it is served
@@ -654,12 +689,15 @@ class Experiment:
                     merged = attempt(lambda: b.merged_latency(lm, prompts[:n]), MERGED_LATENCY, unavailable)
             b.serve(lm)
         with self.phases("generate", option.name):
-            gens, gen_wall = self._generate_streaming(option, lm, prompts, key)
+            gens, gen_wall = self._generate_streaming(option, prompts, generate, key)
         examples = self.data.eval.examples
         samples = self._samples(examples, gens)
         suite_results: dict[str, SuiteResult] = {}
         for suite in suites:
             name = suite.name
+            if endpoint and b.model_only(suite):
+                unavailable[f"suite {name}"] = ENDPOINT_MODEL_ONLY
+                continue
             shared = option.kind == "baseline" and b.model_only(suite)
             if shared and name in self._shared_suites:
                 suite_results[name] = dataclasses.replace(
@@ -706,20 +744,20 @@ class Experiment:
             ui.status(message)
 
     def _generate_streaming(
-        self, option: Option, lm: Any, prompts: list[str], key: str
+        self, option: Option, prompts: list[Any], generate: Callable[[list[Any]], list[Any]], key: str
     ) -> tuple[list[dict], float]:
-        """Generate in batches of similar length, appending each finished batch to the samples file;
-        samples already in the file for this key are kept, not generated again. A line a kill cut short is
-        dropped from the file first (its row is generated again), so no row is ever glued to it."""
+        """Generate in batches of similar length (``generate(batch)``: rendered prompts for a local model,
+        message lists for an endpoint), appending each finished batch to the samples file; samples already
+        in the file for this key are kept, not generated again. A line a kill cut short is dropped from the
+        file first (its row is generated again), so no row is ever glued to it."""
         path = self.run_dir.samples_file(option.name)
         done = {r["id"]: r for r in repair_jsonl(path) if r.get("key") == key}
         if path.exists() and not done:
             path.unlink()  # samples of an older key: start the file again
         todo = [i for i in range(len(prompts)) if i not in done]
-        todo.sort(key=lambda i: len(prompts[i]))
+        todo.sort(key=lambda i: len(str(prompts[i])))
         size = max(1, self.task.spec.generation.batch_size)
         examples = self.data.eval.examples
-        constrained = option.entry.constrained
         wall = sum(
             float(r.get("batch_wall_s", 0.0)) / max(1, int(r.get("batch_n", 1))) for r in done.values()
         )
@@ -728,8 +766,8 @@ class Experiment:
                 batch = todo[start : start + size]
                 faults.reached("generate")  # test hook (ftharness.faults)
                 t0 = time.perf_counter()
-                outs = self.backend.generate(lm, [prompts[i] for i in batch], constrained)
-                took = time.perf_counter() - t0
+                outs = generate([prompts[i] for i in batch])
+                took = time.perf_counter() - t0 + _cached_wall(outs, option)
                 wall += took
                 rows = []
                 for i, g in zip(batch, outs, strict=True):
@@ -800,6 +838,7 @@ class Experiment:
             suites=suites,
             cost=cost,
             samples_file=f"samples/{option.name}.jsonl",
+            endpoint=endpoint_usage(option.entry, gens) if is_endpoint(option) else None,
             **candidate,
         )
 
@@ -816,14 +855,50 @@ def attempt(fn: Callable[[], Any], what: str, unavailable: dict[str, str]) -> An
 
 
 def _generated(g: Any) -> dict[str, Any]:
-    """One generation (``ftharness.models.generation.Generation``) as the plain fields a row keeps."""
-    return {
+    """One generation (``ftharness.models.generation.Generation``) as the plain fields a row keeps; an
+    endpoint's also whether it came from the cache, how many HTTP attempts it took and whether the server
+    reported its token usage."""
+    row = {
         "output": g.text,
         "prompt_tokens": int(g.prompt_tokens),
         "new_tokens": int(g.new_tokens),
         "latency_s": float(g.latency_s),
         "finish_reason": g.finish_reason,
     }
+    if isinstance(g, EndpointGeneration):
+        row.update(cached=g.cached, attempts=g.attempts, usage=g.usage)
+    return row
+
+
+def _cached_wall(outs: list[Any], option: Option) -> float:
+    """Endpoint rows answered from the cache take no time now: their latency as first measured, spread over
+    the endpoint's ``concurrency``, stands in for the wall time they took then (0 for anything else)."""
+    cached = [g.latency_s for g in outs if isinstance(g, EndpointGeneration) and g.cached]
+    if not cached:
+        return 0.0
+    return sum(cached) / min(option.entry.endpoint.concurrency, len(outs))
+
+
+def endpoint_usage(entry: BaselineEntry, gens: list[dict[str, Any]]) -> EndpointUsage:
+    """What an endpoint baseline's eval rows cost at its stated prices, from the server's usage counts."""
+    e = entry.endpoint
+    tokens_in = sum(g["prompt_tokens"] for g in gens)
+    tokens_out = sum(g["new_tokens"] for g in gens)
+    usd = (tokens_in * e.price_per_million_input + tokens_out * e.price_per_million_output) / 1e6
+    return EndpointUsage(
+        base_url=e.base_url,
+        model=e.model,
+        requests=len(gens),
+        cached=sum(1 for g in gens if g.get("cached")),
+        attempts=sum(int(g.get("attempts", 1)) for g in gens),
+        without_usage=sum(1 for g in gens if not g.get("usage", True)),
+        input_tokens=tokens_in,
+        output_tokens=tokens_out,
+        price_per_million_input=e.price_per_million_input,
+        price_per_million_output=e.price_per_million_output,
+        usd=usd,
+        usd_per_1k_requests=usd / len(gens) * 1000 if gens else 0.0,
+    )
 
 
 def _metrics_of(

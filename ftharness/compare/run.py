@@ -140,7 +140,8 @@ def _run(
         seed=task.spec.seed,
         dtype="float32",
         batch_size=g.batch_size,
-        prompt_template=attempt(backend.template_record, "prompt template", unavailable),
+        prompt_template=attempt(backend.template_record, "prompt template", unavailable)
+        if any(o.endpoint is None for o in measured.options) else None,  # every option answered by an endpoint
         baselines=[dataclasses.asdict(b) for b in task.spec.baselines],
         candidates=[o.spec for o in measured.options if o.kind == "candidate"],
         suites=list(task.spec.suites),

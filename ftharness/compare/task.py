@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ftharness.errors import BadInput
+from ftharness.models.endpoint import EndpointConfig, check_endpoint
 from ftharness.paths import package_data
 from ftharness.suites.gates import Gate, parse_gate
 from ftharness.typed import from_mapping, load_json_schema, load_mapping, resolve_path, spec, text_or_file
@@ -55,12 +56,25 @@ class GenerationSpec:
 @dataclass
 class BaselineEntry:
     name: str
-    kind: Literal["zero-shot", "few-shot", "retrieved"] = "zero-shot"
+    kind: Literal["zero-shot", "few-shot", "retrieved", "endpoint"] = spec(
+        "zero-shot",
+        help="zero-shot, few-shot, retrieved: prompting the base model; endpoint: prompting a model behind an "
+             "OpenAI-compatible server (`endpoint:`), with the prompt `shots:` names",
+    )
     k: int = spec(5, ge=1)
     seed: int | None = None  # None: the task's seed
     constrained: Literal["json-schema"] | None = spec(
         None, help="json-schema: decoding may only produce JSON valid under the task's schema"
     )
+    shots: Literal["zero-shot", "few-shot", "retrieved"] = spec(
+        "zero-shot", help="kind endpoint: its prompt, built as the local baseline of that kind builds it (with k)"
+    )
+    endpoint: EndpointConfig | None = spec(None, help="kind endpoint: the server, the model and its prices")
+
+    @property
+    def prompt_kind(self) -> str:
+        """How its prompt is built (ftharness.baselines.KINDS): its kind, or an endpoint's ``shots``."""
+        return self.shots if self.kind == "endpoint" else self.kind
 
 
 @dataclass
@@ -196,6 +210,7 @@ def check_task(spec: TaskSpec, path: Path, *, check_plugins: bool = True) -> Tas
     sweeps = {c.name: [p.name for p in _sweep_points(c)] for c in spec.candidates if c.sweep}
     _check_names([b.name for b in spec.baselines], [c.name for c in candidates], path)
     _check_constraints(spec, candidates, schema, path)
+    _check_endpoints(spec.baselines, path)
     candidates = order_candidates(candidates, path)
     check_trainers(spec.candidates, path)
     for c in candidates:
@@ -286,6 +301,27 @@ def _check_constraints(spec: TaskSpec, candidates: list[CandidateEntry], schema:
                     file=path,
                     field=f"{where}.{e.name}.constrained",
                 )
+
+
+def _check_endpoints(baselines: list[BaselineEntry], path: Path) -> None:
+    """An endpoint baseline has its ``endpoint:`` (checked by ``check_endpoint``: URL, key variable set) and
+    decodes on the server, unconstrained; ``endpoint:`` and ``shots:`` belong to endpoint baselines only."""
+    for b in baselines:
+        where = f"baselines.{b.name}."
+        if b.kind != "endpoint":
+            if b.endpoint is not None or b.shots != "zero-shot":
+                extra = "endpoint" if b.endpoint is not None else "shots"
+                raise BadInput(f"{extra}: is for kind: endpoint; a local baseline's kind is its prompt",
+                               file=path, field=where + extra)
+            continue
+        if b.endpoint is None:
+            raise BadInput("kind: endpoint needs `endpoint: {base_url, model, price_per_million_input, "
+                           "price_per_million_output}`", file=path, field=where + "endpoint")
+        if b.constrained:
+            raise BadInput("an endpoint decodes on its server: schema-constrained decoding applies to local "
+                           "options only; drop it (the format suite measures the endpoint's parse rate)",
+                           file=path, field=where + "constrained")
+        check_endpoint(b.endpoint, file=path, field=where + "endpoint")
 
 
 def _suite_ref(name: str, task_file: Path) -> str:

@@ -102,7 +102,9 @@ def _option(o: OptionRecord, results: CompareResults) -> MeasuredOption:
         prompt_tokens_mean=cost.prompt_tokens_mean if cost is not None else o.cost.prompt_tokens_mean,
         training_s=cost.training_s if cost is not None else 0.0,
         training_usd=cost.training_usd if cost is not None else 0.0,
-        prompting=spec.get("kind") if o.kind == "baseline" else None,
+        # an endpoint baseline prompts as its `shots:` kind says (few-shot, retrieved...)
+        prompting=(spec.get("shots") if spec.get("kind") == "endpoint" else spec.get("kind"))
+        if o.kind == "baseline" else None,
         method=spec.get("method") if o.kind == "candidate" else None,
         hyperparameters=dict(spec.get("hyperparameters") or {}),
         still_improving=_still_improving(o),

@@ -262,6 +262,8 @@ def view_model(results: CompareResults) -> dict[str, Any]:
         "advice": advice_for_results(results, "results.json"),
         "decision": decision,
         "monthly": {n: usd(c.monthly_prompt_usd) for n, c in decision.costs.items()},
+        "per_1k": {n: "-" if c.usd_per_1k_requests is None else usd(c.usd_per_1k_requests)
+                   for n, c in decision.costs.items()},
         "selection": selection_view(results),
         "phases": results.timing.phases,
         "comparisons": results.comparisons,

@@ -54,9 +54,31 @@ class Cost:
         "time (ftharness.models.generation)"
     )
     latency_s_p50: float | None = doc("median seconds per request")
-    generation_wall_s: float = doc("seconds spent generating every eval row")
+    generation_wall_s: float = doc(
+        "seconds spent generating every eval row (an endpoint's rows answered from its cache count their "
+        "latency as first measured, spread over its concurrency)"
+    )
     tokens_per_s: float | None = doc("generated tokens per second of generation")
     hit_max_new_tokens: int = doc("rows cut by the max_new_tokens limit")
+
+
+@dataclass(kw_only=True)
+class EndpointUsage:
+    """A baseline answered by an OpenAI-compatible server (``kind: endpoint``): its usage and its cost at
+    the prices the task states. The API key is never recorded."""
+
+    base_url: str = doc("the server's API root")
+    model: str = doc("the model name sent")
+    requests: int = doc("eval rows answered")
+    cached: int = doc("rows answered from the on-disk cache of an earlier run: no call made for them")
+    attempts: int = doc("HTTP requests sent, retries included (cached rows send none)")
+    without_usage: int = doc("rows whose answer reported no token usage (counted as 0 tokens)")
+    input_tokens: int = doc("prompt tokens over every row, as the server counted them (usage.prompt_tokens)")
+    output_tokens: int = doc("completion tokens over every row (usage.completion_tokens)")
+    price_per_million_input: float = doc("the stated USD price per million input tokens")
+    price_per_million_output: float = doc("the stated USD price per million output tokens")
+    usd: float = doc("the eval rows' cost: tokens x the stated prices")
+    usd_per_1k_requests: float = doc("usd per 1,000 requests like the eval rows")
 
 
 @dataclass(kw_only=True)
@@ -136,7 +158,9 @@ class OptionRecord:
         "adapter vs merged serving time (candidates, when decision.merged_latency_prompts asks)", default=None
     )
     unavailable: dict[str, str] = doc(
-        "estimates that could not be made ('plan', 'merged latency') and why", default_factory=dict
+        "estimates that could not be made ('plan', 'merged latency') and suites that could not run on it "
+        "('suite NAME': an endpoint's weights cannot be read), and why",
+        default_factory=dict,
     )
     served: Literal["merged", "as trained"] | None = doc(
         "how a candidate generated: its adapter merged into the weights, or as trained (an adapter that "
@@ -144,6 +168,9 @@ class OptionRecord:
         default=None,
     )
     memory: MemoryRow | None = doc("planned vs measured training memory (candidates)", init=False)
+    endpoint: EndpointUsage | None = doc(
+        "the server, token usage and cost of a baseline answered by an endpoint (null: a local model)", default=None
+    )
     samples_file: str = doc("its per-sample outputs, relative to the run folder")
     reused: bool = doc("taken from an earlier, interrupted run of the same task", default=False)
 
@@ -267,7 +294,14 @@ class OptionCost:
     latency_s_mean: float | None = doc("seconds per request, measured on this machine")
     monthly_prompt_usd: float = doc("prompt tokens x requests per month x the stated token price")
     requests_per_month: int = doc("the task's stated request volume")
-    usd_per_prompt_token: float = doc("the task's stated price of one prompt token")
+    usd_per_prompt_token: float = doc(
+        "the stated price of one prompt token: the endpoint's input price for an endpoint, else the task's"
+    )
+    usd_per_1k_requests: float | None = doc(
+        "serving cost of 1,000 requests: an endpoint's input and output tokens at its prices; a local "
+        "option's prompt tokens at the task's prompt price",
+        default=None,
+    )
     training_s: float = doc("seconds of training, with every candidate it starts from (0: prompting)")
     training_usd: float = doc("training_s at the hourly price of price_basis")
     price_basis: str = doc("the hourly price used for training and where it comes from ('': not trained)")

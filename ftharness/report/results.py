@@ -97,7 +97,9 @@ class Settings:
     seed: int = doc("the task's seed")
     dtype: str = doc("the weights' dtype")
     batch_size: int = doc("generation batch size")
-    prompt_template: dict[str, Any] | None = doc("the base model's prompt template and a rendered example")
+    prompt_template: dict[str, Any] | None = doc(
+        "the base model's prompt template and a rendered example (null: every option is answered by an endpoint)"
+    )
     baselines: list[dict[str, Any]] = doc("the task file's baselines")
     candidates: list[dict[str, Any]] = doc("the evaluated candidates' specs")
     suites: list[str] = doc("the suites as the task file names them")
