@@ -77,15 +77,18 @@ def shot_turns(example: Example) -> list[dict[str, str]]:
     return [*turns, {"role": "assistant", "content": example.completion}]
 
 
-def select_shots(spec: BaselineSpec, train: list[Example], eval: list[Example]) -> list[list[int]]:
-    """For each eval example, the indexes into ``train`` of its shots, in prompt order."""
+def select_shots(spec: BaselineSpec, train: list[Example], eval: list[Example], *,
+                 exclude: list[Example] | None = None) -> list[list[int]]:
+    """For each eval example, the indexes into ``train`` of its shots, in prompt order. ``exclude``: the
+    examples whose inputs a few-shot draw never takes (default: ``eval``); a distillation teacher labelling
+    training inputs passes the eval set, so that it draws the very shots it is evaluated with."""
     if spec.kind == "zero-shot":
         return [[] for _ in eval]
     labeled = [i for i, t in enumerate(train) if t.completion is not None]
     if not labeled:
         raise BadInput(f"the {spec.kind} baseline {spec.name!r} needs labeled training examples", field="train")
     if spec.kind == "few-shot":
-        eval_inputs = {normalise(e.input_text) for e in eval}
+        eval_inputs = {normalise(e.input_text) for e in (eval if exclude is None else exclude)}
         pool = [i for i in labeled if normalise(train[i].input_text) not in eval_inputs]
         shots = random.Random(spec.seed).sample(pool, min(spec.k, len(pool)))
         return [list(shots) for _ in eval]
@@ -116,11 +119,11 @@ def _retrieve(k: int, train: list[Example], labeled: list[int], eval: list[Examp
 
 
 def build_messages(spec: BaselineSpec, instruction: str | None, train: list[Example],
-                   eval: list[Example]) -> list[list[dict[str, str]]]:
+                   eval: list[Example], *, exclude: list[Example] | None = None) -> list[list[dict[str, str]]]:
     """One message list per eval example: system (the task instruction), the shots as user/assistant
-    turns, then the input."""
+    turns, then the input (``exclude``: as :func:`select_shots`)."""
     out = []
-    for e, shots in zip(eval, select_shots(spec, train, eval), strict=True):
+    for e, shots in zip(eval, select_shots(spec, train, eval, exclude=exclude), strict=True):
         base = zero_shot_messages(instruction, e)
         head, rest = (base[:1], base[1:]) if base and base[0]["role"] == "system" else ([], base)
         demos = [turn for i in shots for turn in shot_turns(train[i])]

@@ -71,9 +71,12 @@ class Method:
     - ``title``: how people write it in prose (LoRA, QLoRA, DPO).
     - ``data``: what it trains on. ``supervised``: prompts with a completion; ``preference``: prompts with a
       chosen and a rejected answer; ``corpus``: raw-text documents (:mod:`ftharness.data.corpus`: examples
-      with no prompt and the document as the completion). ``compare`` gives a candidate the task's
-      ``data.train``, ``data.preference`` or ``data.corpus`` by it, and ``ftharness train`` requires
-      completions only for ``supervised``.
+      with no prompt and the document as the completion); ``teacher``: inputs whose completions another
+      option of the task (the candidate's ``teacher:``) writes, trained on as ``supervised``
+      (distillation). ``compare`` gives a candidate the task's ``data.train``, ``data.preference`` or
+      ``data.corpus`` by it, or the teacher's labels (:mod:`ftharness.compare.distill`), and ``ftharness
+      train`` requires completions only for ``supervised`` (it has no teacher to run: a ``teacher`` method
+      trains through ``compare`` only).
     - ``output``: ``adapter`` (a PEFT adapter folder on top of the base model) or ``model`` (a standalone
       model folder).
     - ``mergeable``: the adapter folds into the base weights, so ``ftharness train --merge-to`` can write a
@@ -86,7 +89,7 @@ class Method:
 
     name: str
     title: str = ""
-    data: Literal["supervised", "preference", "corpus"] = "supervised"
+    data: Literal["supervised", "preference", "corpus", "teacher"] = "supervised"
     output: Literal["adapter", "model"] = "adapter"
     mergeable: bool = False
     combinable: bool = False

@@ -3,11 +3,13 @@
 Methods: LoRA (Hu et al. 2021), QLoRA (Dettmers et al. 2023: NF4 4-bit base with double quantisation, always
 ``nf4``: bitsandbytes' own default is fp4), DoRA (Liu et al. 2024), (IA)^3 (Liu et al. 2022), prefix tuning
 (Li & Liang 2021), prompt tuning (Lester et al. 2021), full finetuning, partial finetuning (all blocks
-frozen but the top N), and continued pretraining on a raw-text corpus (Gururangan et al. 2020: next-token
-loss on every token of fixed-length blocks, through a LoRA adapter or every weight). What each method trains
-on and produces is declared in :data:`METHODS`, its hyperparameters in :data:`HYPERPARAMETERS` (dataclasses
-on the shared bases of :mod:`ftharness.hyperparameters`, every default with its source); the core reads both
-from there.
+frozen but the top N), continued pretraining on a raw-text corpus (Gururangan et al. 2020: next-token
+loss on every token of fixed-length blocks, through a LoRA adapter or every weight), and distillation
+(``distill``: a student trained with the SFT path, LoRA by default, on what a teacher option of the task
+wrote for its inputs; Kim & Rush 2016, sequence-level knowledge distillation, arXiv:1606.07947: the
+teacher's decoded outputs become ordinary targets). What each method trains on and produces is declared in
+:data:`METHODS`, its hyperparameters in :data:`HYPERPARAMETERS` (dataclasses on the shared bases of
+:mod:`ftharness.hyperparameters`, every default with its source); the core reads both from there.
 Nothing heavy is imported at module level: ``ftharness plugins`` and ``--help`` stay fast.
 """
 
@@ -45,6 +47,7 @@ METHODS = (
     Method("partial", "partial finetuning", output="model"),
     # As declared, a LoRA adapter (``adapter: lora``, the default); ``adapter: full`` writes a model folder.
     Method("continued-pretraining", "continued pretraining", data="corpus", mergeable=True),
+    Method("distill", "distillation", data="teacher", mergeable=True, combinable=True),
 )
 CONTINUED_PRETRAINING = "continued-pretraining"
 ADAPTERS = {m.name for m in METHODS if m.output == "adapter" and m.name != CONTINUED_PRETRAINING}
@@ -146,6 +149,17 @@ class ContinuedPretrainingHyperparameters(LoraSettings, TrainingHyperparameters)
                                                source=GURURANGAN_2020)
 
 
+@dataclass
+class DistillHyperparameters(LoraHyperparameters):
+    """Distillation: the student trains with the SFT path on the teacher-labelled rows (the candidate's
+    ``teacher:``; :mod:`ftharness.compare.distill` labels them), as a LoRA-family adapter."""
+
+    # LoRA-family adapters only: they merge and combine alike, so the ``distill`` declaration in METHODS
+    # holds whichever the candidate chooses.
+    student: Literal["lora", "dora"] = spec("lora", source=HARNESS,
+                                           help="the SFT method the student trains as on the teacher's labels")
+
+
 HYPERPARAMETERS: dict[str, type] = {
     "lora": LoraHyperparameters,
     "qlora": QloraHyperparameters,
@@ -156,6 +170,7 @@ HYPERPARAMETERS: dict[str, type] = {
     "full": FullHyperparameters,
     "partial": PartialHyperparameters,
     CONTINUED_PRETRAINING: ContinuedPretrainingHyperparameters,
+    "distill": DistillHyperparameters,
 }
 # The learning rate continued pretraining takes when none is given, by what it trains (the sources of the
 # supervised methods' defaults: LoraHyperparameters' and FullHyperparameters').
@@ -182,6 +197,8 @@ class PeftTrainer:
         method = job.spec.method
         if method == CONTINUED_PRETRAINING:
             return continue_pretraining(job, hp)
+        if method == "distill":  # the teacher's labels are already the job's rows: train them as the student
+            method = hp.student
         model, tokenizer = load_base(job.base_model_path, method, hp)
         model, notes = prepare(model, method, hp, start_adapter=job.start_adapter)
         padding_free = hp.padding_free and method not in PROMPT_LEARNING

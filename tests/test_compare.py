@@ -208,6 +208,8 @@ def test_full_task_expands_sweep_and_orders_start_from(monkeypatch):
     dpo = next(c for c in task.candidates if c.method == "dpo")
     assert names.index(dpo.start_from) < names.index(dpo.name)
     assert next(c for c in task.candidates if c.name == "lora-bare-rank-r4").hyperparameters["r"] == 4
+    student = next(c for c in task.candidates if c.method == "distill")
+    assert student.teacher in {b.name for b in task.spec.baselines} and student.unlabeled is None
     point = next(c for c in task.candidates if c.name == "lora-bare-lr1e-3")
     assert point.prompt == "bare" and point.hyperparameters["learning_rate"] == 1e-3
     assert "prompt" not in point.hyperparameters

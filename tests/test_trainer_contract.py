@@ -194,6 +194,7 @@ def test_training_ranges(name, bad, good):
     ("prefix", "num_virtual_tokens", [0], [1]),
     ("prompt-tuning", "num_virtual_tokens", [0], [8]),
     ("partial", "trainable_layers", [0], [1]),
+    ("distill", "student", ["ia3", "full"], ["lora", "dora"]),
     ("lora", "prompt_loss_weight", [-0.5, 1.5], [0, 1]),
 ])
 def test_method_ranges(method, name, bad, good):

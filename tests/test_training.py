@@ -237,6 +237,7 @@ system_prompt: {SYSTEM}
     ("hyperparameters: {prompt_loss_weight: 2}", "hyperparameters.prompt_loss_weight"),
     ("trainer: nosuch", "trainer"),
     ("method: dpo", "method"),
+    ("method: distill", "method"),
     ("colour: blue", "colour"),
     ("data: {train: missing.jsonl}", "data.train"),
     ("start_from: nowhere.yaml", "start_from"),

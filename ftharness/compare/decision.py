@@ -62,6 +62,8 @@ def option_costs(option: OptionRecord, spec: Any) -> OptionCost:
     training_s, training_usd, basis = 0.0, 0.0, ""
     if option.training is not None:
         training_s = option.training.total_wall_s
+        if option.distillation is not None:  # the student needs its teacher's labels before it can train
+            training_s += option.distillation.wall_s
         on_gpu = option.training.memory_kind.startswith("cuda")
         price, basis = gpu_price(spec.gpu) if on_gpu else (None, "")
         if price is None:

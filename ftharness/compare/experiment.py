@@ -7,7 +7,9 @@ Order of work:
 2. Sweeps: every point is trained and served on the validation rows; ``ftharness.compare.selection``
    picks one finalist per sweep from those scores. Only finalists go on to step 3.
 3. Every baseline and every remaining candidate is generated on the eval rows (``train_candidate`` for
-   the weights, ``generate`` for the outputs, ``run_suite`` for the scores).
+   the weights, ``generate`` for the outputs, ``run_suite`` for the scores). A distilled candidate's
+   training rows are its teacher's labels of its inputs (``ftharness.compare.distill``), made (or read
+   from the label cache) just before it trains.
 
 Per-sample outputs stream to ``samples/NAME.jsonl`` as they are produced, and each finished evaluation
 and validation is recorded in the run's ``state/`` under a key that hashes everything the result depends
@@ -36,9 +38,11 @@ from pathlib import Path
 from typing import Any
 
 from ftharness import faults, ui
+from ftharness.compare import distill
 from ftharness.compare.phases import Phases, release_memory
 from ftharness.compare.selection import choose
 from ftharness.compare.task import BaselineEntry, CandidateEntry, Task, data_kind
+from ftharness.errors import BadInput
 from ftharness.io import append_jsonl, repair_jsonl, sha256_file, sha256_json
 from ftharness.jsonrecord import doc, from_json, to_json
 from ftharness.models.endpoint import EndpointGeneration
@@ -47,6 +51,7 @@ from ftharness.report.records import (
     PLAN,
     Cost,
     DataFile,
+    Distillation,
     EndpointUsage,
     MergedLatency,
     OptionRecord,
@@ -228,6 +233,27 @@ class Backend:
         b = option.entry
         spec = baselines.BaselineSpec(name=b.name, kind=b.prompt_kind, k=b.k, seed=option.spec["seed"])
         return baselines.build_messages(spec, self.task.instruction, data.train.examples, examples)
+
+    def teacher_messages(self, option: Option, data: LoadedData, examples: list[Any]) -> list[list[dict[str, str]]]:
+        """A teacher's prompt for each input it labels (``ftharness.compare.distill``): the prompt it is
+        evaluated with. A few-shot teacher draws its shots as on the eval set, whose inputs no shot may
+        take (the labelled inputs may: they are training rows), so it labels with the shots it is judged
+        by; a retrieved teacher never retrieves the input it labels."""
+        from ftharness import baselines
+
+        if option.kind == "candidate":
+            return self.messages(option, data, examples)
+        b = option.entry
+        spec = baselines.BaselineSpec(name=b.name, kind=b.kind, k=b.k, seed=option.spec["seed"])
+        return baselines.build_messages(spec, self.task.instruction, data.train.examples, examples,
+                                        exclude=data.eval.examples)
+
+    def model_identity(self) -> str:
+        """The base model's content hash (what a baseline teacher's labels depend on)."""
+        from ftharness.models.loading import local_model_dir
+        from ftharness.training.run import model_fingerprint
+
+        return model_fingerprint(local_model_dir(self._base_spec()))
 
     def render(self, lm: Any, messages: list[dict[str, str]]) -> str:
         from ftharness.models.prompts import render_prompt
@@ -451,6 +477,7 @@ class Experiment:
         self.data: LoadedData | None = None
         self._artifacts: dict[str, Any] = {}
         self._training: dict[str, Training] = {}
+        self._distillation: dict[str, Distillation] = {}
         self._shared_suites: dict[str, SuiteResult] = {}
         self.events: list[str] = []  # what was reused / computed, for the terminal and tests
         self.phases = Phases()
@@ -458,19 +485,13 @@ class Experiment:
 
     # keys ------------------------------------------------------------------------------------
     def eval_key(self, option: Option, options: dict[str, Option], suites: list[Any]) -> str:
-        chain = []
-        entry = option.entry
-        while isinstance(entry, CandidateEntry) and entry.start_from:
-            parent = options[entry.start_from]
-            chain.append(parent.spec)
-            entry = parent.entry
         t = self.task
         return sha256_json(
             {
                 "v": STATE_VERSION,
                 "option": option.spec,
                 "kind": option.kind,
-                "parents": chain,
+                "parents": self._depends_on(option, options),
                 "data": self.data.hashes if self.data else {},
                 "base_model": t.spec.base_model,
                 "generation": dataclasses.asdict(t.spec.generation),
@@ -481,6 +502,24 @@ class Experiment:
                 "schema": t.schema,
             }
         )
+
+    def _depends_on(self, option: Option, options: dict[str, Option]) -> list[Any]:
+        """The specs of everything a candidate's weights depend on: its ``start_from`` chain, and its
+        teacher with the teacher's own chain and the file of inputs it labels."""
+        chain: list[Any] = []
+        current = option
+        while isinstance(current.entry, CandidateEntry):
+            entry = current.entry
+            if entry.teacher:
+                teacher = options[entry.teacher]
+                unlabeled = self.task.unlabeled_paths.get(current.name)
+                chain.append({"teacher": teacher.spec, "teacher_parents": self._depends_on(teacher, options),
+                              "unlabeled": sha256_file(unlabeled) if unlabeled else None})
+            if not entry.start_from:
+                break
+            current = options[entry.start_from]
+            chain.append(current.spec)
+        return chain
 
     # the run ---------------------------------------------------------------------------------
     def run(self) -> ExperimentResult:
@@ -638,8 +677,11 @@ class Experiment:
         parent = None
         if option.entry.start_from:
             parent = self.artifact(by_name[option.entry.start_from], by_name)
+        data = self.data
+        if option.entry.teacher:  # distilled: it trains on its teacher's labels, not on the training labels
+            data = dataclasses.replace(data, fit=self.distill(option, by_name))
         with self.phases("train", option.name):
-            art = self.backend.train(option, self.data, parent, self.progress)
+            art = self.backend.train(option, data, parent, self.progress)
         release_memory()
         result = art.result.to_dict() if hasattr(art.result, "to_dict") else dict(art.result)
         parent = self._training.get(option.entry.start_from or "")
@@ -658,6 +700,79 @@ class Experiment:
         )
         self._artifacts[option.name] = art
         return art
+
+    # distillation (ftharness.compare.distill) ----------------------------------------------------
+    def distill(self, option: Option, by_name: dict[str, Option]) -> Any:
+        """A distilled candidate's training rows: its teacher's labels of its inputs, from the label cache
+        or generated now, those that fail the task's schema dropped. Records what it did and cost."""
+        c = option.entry
+        teacher = by_name[c.teacher]
+        inputs, excluded = distill.teacher_inputs(self.data, self.task.unlabeled_paths.get(option.name))
+        if not inputs.examples:
+            raise BadInput("no input left to label: every one also occurs in the eval set or the validation split",
+                           file=self.task.file, field=f"candidates.{option.name}.unlabeled")
+        constrained = teacher.entry.constrained
+        key = distill.labels_key(self.teacher_identity(teacher, by_name), inputs.examples,
+                                 distill.generation_key(self.task, constrained))
+        labels = distill.read_labels(key, len(inputs.examples))
+        cached = labels is not None
+        if labels is None:
+            with self.phases("label: teacher", option.name):
+                lm = self.teacher_model(teacher, by_name)
+                prompts = [self.backend.render(lm, m)
+                           for m in self.backend.teacher_messages(teacher, self.data, inputs.examples)]
+                self._status(f"teacher {teacher.name} labelling {len(prompts)} inputs for {option.name}")
+                t0 = time.perf_counter()
+                outs = self.backend.generate(lm, prompts, constrained)
+                wall = time.perf_counter() - t0
+                del lm
+            release_memory()
+            labels = distill.write_labels(key, teacher.name, [_generated(g) for g in outs], wall)
+        self.events.append(f"{'reused' if cached else 'made'} teacher labels of {teacher.name} for {option.name}")
+        train, dropped, errors = distill.keep_valid(inputs, labels["rows"], self.task.schema)
+        rows = labels["rows"]
+        self._distillation[option.name] = Distillation(
+            teacher=teacher.name,
+            teacher_kind=distill.teacher_kind(teacher.entry),
+            inputs=str(self.task.unlabeled_paths.get(option.name) or "train"),
+            excluded=excluded,
+            labelled=len(rows),
+            kept=len(train.examples),
+            dropped=dropped,
+            drop_reasons=errors,
+            cached=cached,
+            key=key,
+            wall_s=float(labels["wall_s"]),
+            prompt_tokens=sum(int(r["prompt_tokens"]) for r in rows),
+            new_tokens=sum(int(r["new_tokens"]) for r in rows),
+            price_basis="a local teacher has no token price: its cost is its time (wall_s)",
+        )
+        if not train.examples:
+            raise BadInput(f"teacher {teacher.name} wrote no label valid under the task's schema for the "
+                           f"{len(rows)} inputs; choose a stronger teacher or constrain it (constrained: json-schema)",
+                           file=self.task.file, field=f"candidates.{option.name}.teacher")
+        return train
+
+    def teacher_identity(self, teacher: Option, by_name: dict[str, Option]) -> dict[str, Any]:
+        """What a teacher's labels depend on besides the inputs and generation settings: a candidate's
+        artifact key (its base model, data, settings) and prompt; a baseline's spec, the base model's hash,
+        the instruction and the pool its shots are drawn from (and kept apart from)."""
+        if teacher.kind == "candidate":
+            art = self.artifact(teacher, by_name)
+            return {"candidate": getattr(art, "key", None) or str(art.path), "spec": teacher.spec,
+                    "instruction": self.task.instruction}
+        shots = None if teacher.entry.kind == "zero-shot" else [self.data.hashes["train"], self.data.hashes["eval"]]
+        return {"baseline": teacher.spec, "base_model": self.backend.model_identity(),
+                "instruction": self.task.instruction, "shots": shots}
+
+    def teacher_model(self, teacher: Option, by_name: dict[str, Option]) -> Any:
+        """The model a teacher labels with: a candidate's artifact served as it is evaluated, else the base
+        model (every baseline kind in ``distill.TEACHER_KINDS`` runs on the local engine)."""
+        if teacher.kind == "candidate":
+            lm = self.backend.load_trained(self.artifact(teacher, by_name))
+            self.backend.serve(lm)
+            return lm
+        return self.backend.base_model()
 
     def evaluate(self, option: Option, by_name: dict[str, Option], suites: list[Any], key: str) -> OptionRecord:
         b = self.backend
@@ -716,6 +831,7 @@ class Experiment:
         return self._record(
             option, suite_results, samples, gens, gen_wall, self.slice_fields(suites),
             training=training, plan=plan, merged_latency=merged, unavailable=unavailable,
+            distillation=self._distillation.get(option.name),
             served=("merged" if getattr(lm, "merged", False) else "as trained") if option.kind == "candidate" else None,
         )
 

@@ -3,7 +3,8 @@
 A task file is YAML (or JSON) read strictly through :func:`ftharness.typed.from_mapping`; every mistake
 a user can make in it (an unknown field, trainer or method, a missing data file, a hyperparameter the
 candidate's trainer does not accept, at any point of a sweep, ``start_from`` naming an unknown candidate or
-making a cycle, a gate that cannot be read, a gate or ``decision.metric`` on a value no suite of the task
+making a cycle, a distilled candidate's ``teacher`` naming no option, itself or an option that depends on
+it, a gate that cannot be read, a gate or ``decision.metric`` on a value no suite of the task
 computes, a ``target_modules`` name the base model has no layer for) is a
 :class:`~ftharness.errors.BadInput` naming the file and field, before any work starts. Hyperparameters are checked by
 :func:`ftharness.training.spec.validate_candidate`, as ``ftharness train`` and the training itself check them.
@@ -108,6 +109,13 @@ class CandidateEntry:
              "bare: the input alone, the instruction baked into the weights by training",
     )
     constrained: Literal["json-schema"] | None = None
+    teacher: str | None = spec(
+        None, help="distill: the baseline or candidate of this task whose outputs label the student's inputs"
+    )
+    unlabeled: str | None = spec(
+        None, help="distill: a JSONL of inputs without outputs for the teacher to label (relative to the task "
+                   "file); null: the training rows candidates train on, their labels dropped"
+    )
 
     def system_prompt(self, instruction: str | None) -> str | None:
         """The system turn this candidate trains and is served with."""
@@ -168,6 +176,7 @@ class Task:
     suites: list[str] = field(default_factory=list)  # names, or paths resolved against the task file
     validation_path: Path | None = None
     sweeps: dict[str, list[str]] = field(default_factory=dict)  # sweep name -> its points' candidate names
+    unlabeled_paths: dict[str, Path] = field(default_factory=dict)  # candidate name -> its `unlabeled:` file
 
     @property
     def name(self) -> str:
@@ -211,8 +220,11 @@ def check_task(spec: TaskSpec, path: Path, *, check_plugins: bool = True) -> Tas
     _check_names([b.name for b in spec.baselines], [c.name for c in candidates], path)
     _check_constraints(spec, candidates, schema, path)
     _check_endpoints(spec.baselines, path)
+    check_teachers(spec.baselines, candidates, path)
     candidates = order_candidates(candidates, path)
     check_trainers(spec.candidates, path)
+    unlabeled_paths = {c.name: need_file(c.unlabeled, f"candidates.{c.name}.unlabeled") for c in candidates
+                       if c.unlabeled}
     for c in candidates:
         if data_kind(c) == "preference" and preference_path is None:
             raise BadInput(
@@ -286,6 +298,7 @@ def check_task(spec: TaskSpec, path: Path, *, check_plugins: bool = True) -> Tas
         suites=suites,
         validation_path=validation_path,
         sweeps=sweeps,
+        unlabeled_paths=unlabeled_paths,  # type: ignore[arg-type]
     )
 
 
@@ -400,7 +413,8 @@ def _check_names(baselines: list[str], candidates: list[str], path: Path) -> Non
 
 
 def order_candidates(candidates: list[CandidateEntry], path: Path) -> list[CandidateEntry]:
-    """Parents before children (``start_from``); an unknown parent or a cycle is bad input."""
+    """Parents before children (``start_from``), teachers that are candidates before their students; an
+    unknown parent or a cycle is bad input."""
     by_name = {c.name: c for c in candidates}
     for c in candidates:
         if c.start_from is not None and c.start_from not in by_name:
@@ -423,12 +437,71 @@ def order_candidates(candidates: list[CandidateEntry], path: Path) -> list[Candi
         state[c.name] = "visiting"
         if c.start_from:
             visit(by_name[c.start_from], [*chain, c.name])
+        if c.teacher in by_name:  # checked by check_teachers: never itself nor a candidate depending on it
+            visit(by_name[c.teacher], [*chain, c.name])
         state[c.name] = "done"
         ordered.append(c)
 
     for c in candidates:
         visit(c, [])
     return ordered
+
+
+def check_teachers(baselines: list[BaselineEntry], candidates: list[CandidateEntry], path: Path) -> None:
+    """A method declared to train on teacher labels (``Method.data == "teacher"``: distill) needs a
+    ``teacher:`` naming a baseline or another candidate of the task, of a kind that can label
+    (:func:`ftharness.compare.distill.check_teacher`), which neither is the candidate nor depends on it
+    (through ``start_from`` or its own ``teacher``); ``teacher`` and ``unlabeled`` belong to such methods
+    only."""
+    from ftharness.compare.distill import check_teacher
+    from ftharness.plugins import get_plugins
+
+    by_name: dict[str, BaselineEntry | CandidateEntry] = {b.name: b for b in baselines}
+    by_name.update({c.name: c for c in candidates})
+    for c in candidates:
+        where = f"candidates.{c.name}."
+        declared = get_plugins().training_method(c.trainer, c.method, file=path, field_prefix=where)
+        if declared.data != "teacher":
+            for name in ("teacher", "unlabeled"):
+                if getattr(c, name):
+                    raise BadInput(f"`{name}` is for methods that train on a teacher's labels (distill), not "
+                                   f"{c.method}", file=path, field=f"{where}{name}")
+            continue
+        if not c.teacher:
+            raise BadInput(f"{c.method} needs `teacher:`, the baseline or candidate whose outputs label the "
+                           f"student's inputs (options: {', '.join(n for n in by_name if n != c.name)})",
+                           file=path, field=f"{where}teacher")
+        if c.teacher == c.name:
+            raise BadInput("a candidate cannot be its own teacher", file=path, field=f"{where}teacher")
+        teacher = by_name.get(c.teacher)
+        if teacher is None:
+            raise BadInput(f"teacher names no option of this task: {c.teacher!r} (options: "
+                           f"{', '.join(n for n in by_name if n != c.name)})", file=path, field=f"{where}teacher")
+        chain = _depends_on(c.teacher, c.name, by_name)
+        if chain:
+            raise BadInput(f"the teacher depends on this candidate: {' -> '.join(chain)}", file=path,
+                           field=f"{where}teacher")
+        check_teacher(teacher, file=path, field=f"{where}teacher")
+
+
+def _depends_on(name: str, target: str, by_name: dict[str, Any]) -> list[str]:
+    """The chain ``name -> ... -> target`` of ``start_from`` and ``teacher`` links, or [] when ``name``
+    does not depend on ``target``."""
+    seen: set[str] = set()
+
+    def walk(current: str) -> list[str]:
+        if current == target:
+            return [current]
+        if current in seen or current not in by_name:
+            return []
+        seen.add(current)
+        entry = by_name[current]
+        for nxt in (getattr(entry, "start_from", None), getattr(entry, "teacher", None)):
+            if nxt and (rest := walk(nxt)):
+                return [current, *rest]
+        return []
+
+    return walk(name)
 
 
 def check_trainers(written: list[CandidateEntry], path: Path) -> None:

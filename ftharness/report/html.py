@@ -278,6 +278,7 @@ def view_model(results: CompareResults) -> dict[str, Any]:
         "gate_grid": gate_grid,
         "slice_tables": slice_tables,
         "memory": [(o.name, o.memory) for o in options if o.memory is not None],
+        "distilled": [o for o in options if o.distillation is not None],
         "sections": sections,
         "provenance": {
             "settings": document["settings"],

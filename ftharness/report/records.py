@@ -126,6 +126,34 @@ def memory_row(training: Training | None, plan: dict[str, Any] | None, plan_erro
     )
 
 
+@dataclass(kw_only=True)
+class Distillation:
+    """How a distilled candidate's training rows were made: its teacher's labels of its inputs, the labels
+    kept, and what labelling cost (``ftharness.compare.distill``)."""
+
+    teacher: str = doc("the option whose outputs are the labels (a baseline or a candidate of the task)")
+    teacher_kind: str = doc("what the teacher is: a baseline kind (zero-shot, few-shot, retrieved) or candidate")
+    inputs: str = doc(
+        "what was labelled: 'train' (the rows candidates train on, their labels dropped) or the unlabeled file"
+    )
+    excluded: int = doc("inputs left unlabelled because they also occur in the eval set or the validation split")
+    labelled: int = doc("inputs the teacher labelled")
+    kept: int = doc("labels kept as training rows")
+    dropped: int = doc("labels dropped: not one JSON document valid under the task's schema (or empty)")
+    drop_reasons: list[dict[str, Any]] = doc(
+        "the most common schema errors of the dropped labels ({path, validator, count, example})",
+        default_factory=list,
+    )
+    cached: bool = doc("the labels were read from the label cache, not generated in this run")
+    key: str = doc("the label cache key (teacher identity, inputs, generation settings)")
+    wall_s: float = doc("seconds the teacher took to label every input (as first labelled, when cached)")
+    prompt_tokens: int = doc("prompt tokens the teacher read, all inputs together")
+    new_tokens: int = doc("tokens the teacher wrote, all inputs together")
+    usd: float | None = doc("what labelling cost at the teacher's own token prices (null: the teacher has none)",
+                            default=None)
+    price_basis: str = doc("where usd comes from, or why there is none", default="")
+
+
 PLAN, MERGED_LATENCY = "plan", "merged latency"  # keys of OptionRecord.unavailable
 
 
@@ -165,6 +193,10 @@ class OptionRecord:
     served: Literal["merged", "as trained"] | None = doc(
         "how a candidate generated: its adapter merged into the weights, or as trained (an adapter that "
         "cannot be merged, or a full model); None for baselines",
+        default=None,
+    )
+    distillation: Distillation | None = doc(
+        "how a distilled candidate's training rows were labelled by its teacher, and the labelling cost",
         default=None,
     )
     memory: MemoryRow | None = doc("planned vs measured training memory (candidates)", init=False)
@@ -302,7 +334,10 @@ class OptionCost:
         "option's prompt tokens at the task's prompt price",
         default=None,
     )
-    training_s: float = doc("seconds of training, with every candidate it starts from (0: prompting)")
+    training_s: float = doc(
+        "seconds of training, with every candidate it starts from and, for a distilled candidate, its teacher's "
+        "labelling (0: prompting)"
+    )
     training_usd: float = doc("training_s at the hourly price of price_basis")
     price_basis: str = doc("the hourly price used for training and where it comes from ('': not trained)")
 

@@ -150,6 +150,12 @@ def load_candidate_file(path: str | Path, *, _seen: tuple[Path, ...] = ()) -> Ca
             raise BadInput("`combine` is only for `method: combine`", file=path, field="combine")
         check_layers(validate_candidate(spec, source=path), fields.base_model, source=path,
                      line=getattr(fields.hyperparameters, "lines", {}).get("target_modules"))
+        from ftharness.plugins import get_plugins
+
+        if get_plugins().training_method(spec.trainer, spec.method).data == "teacher":
+            raise BadInput(f"{spec.method} trains on a teacher's labels, and a candidate file has no teacher to "
+                           "run: add it to a task file with `teacher:` and run `ftharness compare`", file=path,
+                           field="method")
         corpus = corpus_method(spec)
         if corpus and not fields.data.corpus:
             raise BadInput(f"required: {spec.method} trains on a raw-text corpus", file=path, field="data.corpus")
