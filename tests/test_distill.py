@@ -190,9 +190,10 @@ def _run(tmp_path, path, run_id):
     return json.loads((run / "results.json").read_text()), (run / "report.html").read_text()
 
 
-def test_teacher_labels_train_the_student_and_a_rerun_reads_them_from_the_cache(tmp_path, fake):
+def test_teacher_labels_train_the_student_and_a_rerun_reads_them_from_the_cache(tmp_path, fake, capsys):
     path = write_task(tmp_path, STUDENT)
     results, html = _run(tmp_path, path, "first")
+    assert "student: teacher few-shot-2 labelled 144 inputs" in capsys.readouterr().out.replace("\n", " ")
     d = {o["name"]: o for o in results["options"]}["student"]["distillation"]
     trained = fake.trained["student"]
     eval_inputs = {normalise(r["input"]) for r in results["samples"]}

@@ -1,4 +1,5 @@
-"""The terminal view of a run: the decision, the leaderboard, each sweep's choice, and where the time went.
+"""The terminal view of a run: the decision, the leaderboard, what each distilled candidate's teacher labelled,
+each sweep's choice, and where the time went.
 
 Readable at 80 columns (CI logs): the leaderboard keeps the decision metric, the parse rate, prompt
 tokens, the monthly prompt cost, training time and gates, with headers that wrap instead of being cut;
@@ -46,6 +47,13 @@ def print_summary(results: CompareResults, report_path: str | None, console: Any
         missing = ", ".join(cd.unenforced_keywords) or "none"
         console.print(Text(f"Constrained options decode with {cd.library} {cd.version or ''}; "
                            f"schema keywords it cannot enforce: {missing}.", style="dim"))
+    for o in results.options:
+        if o.distillation is not None:
+            x = o.distillation
+            console.print(Text(
+                f"{o.name}: teacher {x.teacher} labelled {x.labelled} inputs ({x.excluded} in eval or validation "
+                f"left out) in {_minutes(x.wall_s)}{' (cached)' if x.cached else ''}, {x.prompt_tokens + x.new_tokens} "
+                f"tokens; kept {x.kept}, dropped {x.dropped} failing the schema.", style="dim"))
     for table in selection_tables(results):
         console.print(table)
     phases = phase_table(results)

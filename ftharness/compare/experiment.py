@@ -759,7 +759,7 @@ class Experiment:
         the instruction and the pool its shots are drawn from (and kept apart from)."""
         if teacher.kind == "candidate":
             art = self.artifact(teacher, by_name)
-            return {"candidate": getattr(art, "key", None) or str(art.path), "spec": teacher.spec,
+            return {"candidate": art.key, "spec": teacher.spec,
                     "instruction": self.task.instruction}
         shots = None if teacher.entry.kind == "zero-shot" else [self.data.hashes["train"], self.data.hashes["eval"]]
         return {"baseline": teacher.spec, "base_model": self.backend.model_identity(),
