@@ -730,6 +730,9 @@ class Experiment:
             labels = distill.write_labels(key, teacher.name, [_generated(g) for g in outs], wall)
         self.events.append(f"{'reused' if cached else 'made'} teacher labels of {teacher.name} for {option.name}")
         train, dropped, errors = distill.keep_valid(inputs, labels["rows"], self.task.schema)
+        # what the artifact's record and model card name as its training data: the labels, not the inputs' file
+        labels_file = distill.labels_path(key)
+        train = dataclasses.replace(train, file=str(labels_file), sha256=sha256_file(labels_file))
         rows = labels["rows"]
         self._distillation[option.name] = Distillation(
             teacher=teacher.name,
