@@ -17,9 +17,8 @@ from ftharness.cli import main
 from ftharness.compare import distill
 from ftharness.compare import experiment as experiment_mod
 from ftharness.compare import run as run_mod
-from ftharness.compare.task import BaselineEntry, load_task
+from ftharness.compare.task import load_task
 from ftharness.data.dedup import normalise
-from ftharness.errors import BadInput
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "extraction"
 SUITE = "name: fmt\nmetrics:\n  format: {}\ngates:\n  format.parse_rate: '>= 0.9'\n"
@@ -94,11 +93,6 @@ def test_a_candidate_teacher_trains_before_its_student(tmp_path, monkeypatch):
     assert [c.name for c in task.candidates] == ["big", "s"]
 
 
-def test_a_teacher_kind_that_cannot_label_is_named():
-    with pytest.raises(BadInput, match="teacher kind endpoint not supported yet"):
-        distill.check_teacher(BaselineEntry(name="hosted", kind="endpoint"))  # type: ignore[arg-type]
-
-
 # --- a run with fakes ---------------------------------------------------------------------------
 
 
@@ -154,16 +148,19 @@ class FakeBackend(experiment_mod.Backend):
         return super().teacher_messages(option, data, examples)
 
     def generate(self, lm, prompts, constrained=None):
-        out = []
-        for p in prompts:
-            text = json.loads(p)[-1]["content"]
-            ref = json.loads(self.refs[text])
-            if lm.name == "base" and sum(map(ord, text)) % 4 == 0:
-                ref["quantity"] = "many"
-                FakeBackend.refused.add(text)
-            out.append(types.SimpleNamespace(text=json.dumps(ref), prompt_tokens=len(p) // 4, new_tokens=30,
-                                             latency_s=0.1, finish_reason="eos"))
-        return out
+        return [self._answer(json.loads(p), refuse=lm.name == "base") for p in prompts]
+
+    def generate_endpoint(self, entry, conversations):
+        return [self._answer(messages, refuse=False) for messages in conversations]
+
+    def _answer(self, messages, *, refuse):
+        text = messages[-1]["content"]
+        ref = json.loads(self.refs[text])
+        if refuse and sum(map(ord, text)) % 4 == 0:
+            ref["quantity"] = "many"
+            FakeBackend.refused.add(text)
+        return types.SimpleNamespace(text=json.dumps(ref), prompt_tokens=len(json.dumps(messages)) // 4,
+                                     new_tokens=30, latency_s=0.1, finish_reason="eos")
 
     def load_data(self):
         data = super().load_data()
@@ -231,6 +228,22 @@ def test_an_unlabeled_file_loses_its_outputs_and_every_eval_and_validation_input
     held = {normalise(e["prompt"]) for e in evals}
     assert d["labelled"] + d["excluded"] == 12 and d["excluded"] >= 2
     assert fake.labelled_inputs and not {normalise(t) for t in fake.labelled_inputs} & held
+
+
+def test_an_endpoint_teacher_labels_at_its_prices(tmp_path, fake):
+    path = write_task(tmp_path, "  - {name: student, method: distill, teacher: hosted, hyperparameters: {epochs: 1}}")
+    path.write_text(path.read_text().replace("baselines:\n", "baselines:\n  - {name: hosted, kind: endpoint, "
+                                             "shots: few-shot, k: 2, endpoint: {base_url: 'http://127.0.0.1:9/v1', "
+                                             "model: big, price_per_million_input: 1.0, "
+                                             "price_per_million_output: 2.0}}\n"))
+    results, html = _run(tmp_path, path, "run")
+    d = {o["name"]: o for o in results["options"]}["student"]["distillation"]
+    assert d["teacher_kind"] == "endpoint" and d["kept"] == d["labelled"] > 0 and d["dropped"] == 0
+    assert d["usd"] == pytest.approx((d["prompt_tokens"] * 1.0 + d["new_tokens"] * 2.0) / 1e6)
+    assert "big at $1 per million input" in d["price_basis"]
+    cost = results["decision"]["costs"]["student"]  # training at the CPU price, labelling at the teacher's
+    assert cost["training_usd"] == pytest.approx(60.0 / 3600 * 0.10 + d["usd"])
+    assert fake.labelling_calls == 1 and 'id="distillation"' in html
 
 
 # --- one tiny real run ----------------------------------------------------------------------------

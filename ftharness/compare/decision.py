@@ -62,8 +62,6 @@ def option_costs(option: OptionRecord, spec: Any) -> OptionCost:
     training_s, training_usd, basis = 0.0, 0.0, ""
     if option.training is not None:
         training_s = option.training.total_wall_s
-        if option.distillation is not None:  # the student needs its teacher's labels before it can train
-            training_s += option.distillation.wall_s
         on_gpu = option.training.memory_kind.startswith("cuda")
         price, basis = gpu_price(spec.gpu) if on_gpu else (None, "")
         if price is None:
@@ -74,6 +72,10 @@ def option_costs(option: OptionRecord, spec: Any) -> OptionCost:
                 else f"GPU price unknown; CPU price ${price:.2f}/h used (set decision.gpu)"
             )
         training_usd = training_s / 3600 * price
+        labelling = option.distillation
+        if labelling is not None:  # the student needs its teacher's labels before it can train
+            training_s += labelling.wall_s
+            training_usd += labelling.wall_s / 3600 * price if labelling.usd is None else labelling.usd
     endpoint = option.endpoint
     per_token = (endpoint.price_per_million_input if endpoint else spec.usd_per_million_prompt_tokens) / 1e6
     return OptionCost(

@@ -244,7 +244,7 @@ class Backend:
         if option.kind == "candidate":
             return self.messages(option, data, examples)
         b = option.entry
-        spec = baselines.BaselineSpec(name=b.name, kind=b.kind, k=b.k, seed=option.spec["seed"])
+        spec = baselines.BaselineSpec(name=b.name, kind=b.prompt_kind, k=b.k, seed=option.spec["seed"])
         return baselines.build_messages(spec, self.task.instruction, data.train.examples, examples,
                                         exclude=data.eval.examples)
 
@@ -718,14 +718,11 @@ class Experiment:
         cached = labels is not None
         if labels is None:
             with self.phases("label: teacher", option.name):
-                lm = self.teacher_model(teacher, by_name)
-                prompts = [self.backend.render(lm, m)
-                           for m in self.backend.teacher_messages(teacher, self.data, inputs.examples)]
-                self._status(f"teacher {teacher.name} labelling {len(prompts)} inputs for {option.name}")
+                conversations = self.backend.teacher_messages(teacher, self.data, inputs.examples)
+                self._status(f"teacher {teacher.name} labelling {len(conversations)} inputs for {option.name}")
                 t0 = time.perf_counter()
-                outs = self.backend.generate(lm, prompts, constrained)
+                outs = self.teacher_generate(teacher, by_name, conversations)
                 wall = time.perf_counter() - t0
-                del lm
             release_memory()
             labels = distill.write_labels(key, teacher.name, [_generated(g) for g in outs], wall)
         self.events.append(f"{'reused' if cached else 'made'} teacher labels of {teacher.name} for {option.name}")
@@ -748,7 +745,7 @@ class Experiment:
             wall_s=float(labels["wall_s"]),
             prompt_tokens=sum(int(r["prompt_tokens"]) for r in rows),
             new_tokens=sum(int(r["new_tokens"]) for r in rows),
-            price_basis="a local teacher has no token price: its cost is its time (wall_s)",
+            **self._labelling_price(teacher, rows),
         )
         if not train.examples:
             raise BadInput(f"teacher {teacher.name} wrote no label valid under the task's schema for the "
@@ -758,24 +755,43 @@ class Experiment:
 
     def teacher_identity(self, teacher: Option, by_name: dict[str, Option]) -> dict[str, Any]:
         """What a teacher's labels depend on besides the inputs and generation settings: a candidate's
-        artifact key (its base model, data, settings) and prompt; a baseline's spec, the base model's hash,
-        the instruction and the pool its shots are drawn from (and kept apart from)."""
+        artifact key (its base model, data, settings) and prompt; a baseline's spec (an endpoint's server and
+        model), the local base model's hash, the instruction and the pool its shots are drawn from (and kept
+        apart from)."""
         if teacher.kind == "candidate":
-            art = self.artifact(teacher, by_name)
-            return {"candidate": art.key, "spec": teacher.spec,
+            return {"candidate": self.artifact(teacher, by_name).key, "spec": teacher.spec,
                     "instruction": self.task.instruction}
-        shots = None if teacher.entry.kind == "zero-shot" else [self.data.hashes["train"], self.data.hashes["eval"]]
-        return {"baseline": teacher.spec, "base_model": self.backend.model_identity(),
-                "instruction": self.task.instruction, "shots": shots}
+        shots = None if teacher.entry.prompt_kind == "zero-shot" else [self.data.hashes["train"],
+                                                                       self.data.hashes["eval"]]
+        identity = {"baseline": teacher.spec, "instruction": self.task.instruction, "shots": shots}
+        if not is_endpoint(teacher):
+            identity["base_model"] = self.backend.model_identity()
+        return identity
 
-    def teacher_model(self, teacher: Option, by_name: dict[str, Option]) -> Any:
-        """The model a teacher labels with: a candidate's artifact served as it is evaluated, else the base
-        model (every baseline kind in ``distill.TEACHER_KINDS`` runs on the local engine)."""
+    def teacher_generate(self, teacher: Option, by_name: dict[str, Option],
+                         conversations: list[list[dict[str, str]]]) -> list[Any]:
+        """The teacher's answers, generated as it is evaluated: an endpoint's by its server, a local
+        baseline's by the base model, a candidate's by its artifact served as it is evaluated."""
+        b = self.backend
+        if is_endpoint(teacher):
+            return b.generate_endpoint(teacher.entry, conversations)
         if teacher.kind == "candidate":
-            lm = self.backend.load_trained(self.artifact(teacher, by_name))
-            self.backend.serve(lm)
-            return lm
-        return self.backend.base_model()
+            lm = b.load_trained(self.artifact(teacher, by_name))
+            b.serve(lm)
+        else:
+            lm = b.base_model()
+        return b.generate(lm, [b.render(lm, m) for m in conversations], teacher.entry.constrained)
+
+    @staticmethod
+    def _labelling_price(teacher: Option, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """``usd`` and ``price_basis`` of a Distillation record: an endpoint's tokens at its stated prices; a
+        local teacher has no token price."""
+        if not is_endpoint(teacher):
+            return {"usd": None, "price_basis": "a local teacher has no token price: its cost is its time (wall_s)"}
+        e = teacher.entry.endpoint
+        return {"usd": endpoint_usage(teacher.entry, rows).usd,
+                "price_basis": f"{e.model} at ${e.price_per_million_input:g} per million input and "
+                               f"${e.price_per_million_output:g} per million output tokens (stated in the task)"}
 
     def evaluate(self, option: Option, by_name: dict[str, Option], suites: list[Any], key: str) -> OptionRecord:
         b = self.backend

@@ -449,11 +449,10 @@ def order_candidates(candidates: list[CandidateEntry], path: Path) -> list[Candi
 
 def check_teachers(baselines: list[BaselineEntry], candidates: list[CandidateEntry], path: Path) -> None:
     """A method declared to train on teacher labels (``Method.data == "teacher"``: distill) needs a
-    ``teacher:`` naming a baseline or another candidate of the task, of a kind that can label
-    (:func:`ftharness.compare.distill.check_teacher`), which neither is the candidate nor depends on it
+    ``teacher:`` naming a baseline or another candidate of the task, which neither is the candidate nor
+    depends on it
     (through ``start_from`` or its own ``teacher``); ``teacher`` and ``unlabeled`` belong to such methods
     only."""
-    from ftharness.compare.distill import check_teacher
     from ftharness.plugins import get_plugins
 
     by_name: dict[str, BaselineEntry | CandidateEntry] = {b.name: b for b in baselines}
@@ -473,15 +472,13 @@ def check_teachers(baselines: list[BaselineEntry], candidates: list[CandidateEnt
                            file=path, field=f"{where}teacher")
         if c.teacher == c.name:
             raise BadInput("a candidate cannot be its own teacher", file=path, field=f"{where}teacher")
-        teacher = by_name.get(c.teacher)
-        if teacher is None:
+        if c.teacher not in by_name:
             raise BadInput(f"teacher names no option of this task: {c.teacher!r} (options: "
                            f"{', '.join(n for n in by_name if n != c.name)})", file=path, field=f"{where}teacher")
         chain = _depends_on(c.teacher, c.name, by_name)
         if chain:
             raise BadInput(f"the teacher depends on this candidate: {' -> '.join(chain)}", file=path,
                            field=f"{where}teacher")
-        check_teacher(teacher, file=path, field=f"{where}teacher")
 
 
 def _depends_on(name: str, target: str, by_name: dict[str, Any]) -> list[str]:

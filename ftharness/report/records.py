@@ -149,8 +149,10 @@ class Distillation:
     wall_s: float = doc("seconds the teacher took to label every input (as first labelled, when cached)")
     prompt_tokens: int = doc("prompt tokens the teacher read, all inputs together")
     new_tokens: int = doc("tokens the teacher wrote, all inputs together")
-    usd: float | None = doc("what labelling cost at the teacher's own token prices (null: the teacher has none)",
-                            default=None)
+    usd: float | None = doc(
+        "what labelling cost at the teacher's own token prices (an endpoint's; null: a local teacher, whose cost "
+        "is its time)", default=None
+    )
     price_basis: str = doc("where usd comes from, or why there is none", default="")
 
 
@@ -338,7 +340,10 @@ class OptionCost:
         "seconds of training, with every candidate it starts from and, for a distilled candidate, its teacher's "
         "labelling (0: prompting)"
     )
-    training_usd: float = doc("training_s at the hourly price of price_basis")
+    training_usd: float = doc(
+        "training_s at the hourly price of price_basis; a distilled candidate's labelling at its teacher's "
+        "token prices where it has them (an endpoint), else at that hourly price"
+    )
     price_basis: str = doc("the hourly price used for training and where it comes from ('': not trained)")
 
 
