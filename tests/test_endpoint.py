@@ -352,7 +352,7 @@ def test_costs_against_an_endpoint_use_its_prices():
     spec = NS(requests_per_month=100_000, usd_per_million_prompt_tokens=0.10, cpu_usd_per_hour=0.10, gpu=None)
     trained = NS(total_wall_s=3600.0, memory_kind="rss")
     lora = NS(name="lora", cost=NS(prompt_tokens_mean=100.0, latency_s_mean=0.5), training=trained, endpoint=None,
-              merged_latency=None)
+              merged_latency=None, distillation=None)
     usage = NS(price_per_million_input=1.0, usd_per_1k_requests=1.0)
     hosted = NS(name="hosted", cost=NS(prompt_tokens_mean=500.0, latency_s_mean=1.0), training=None, endpoint=usage)
     costs = {o.name: option_costs(o, spec) for o in (lora, hosted)}
