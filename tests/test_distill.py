@@ -271,6 +271,7 @@ def test_a_tiny_model_distils_through_compare(tmp_path, tiny_model_dir, isolated
     assert d["labelled"] == results["data"]["validation"]["trained_on"] == 8
     assert d["kept"] == 8 and d["dropped"] == 0 and d["wall_s"] > 0 and d["new_tokens"] > 0
     assert student["training"]["train_tokens"] > 0
+    assert student["plan"]["method"] == "distill" and student["plan"]["teacher"]["examples"] == 8  # planned too
     labels = json.loads(distill.labels_path(d["key"]).read_text())
     record = json.loads((Path(student["training"]["artifact"]) / "candidate.json").read_text())
     assert record["data"]["train"]["file"] == str(distill.labels_path(d["key"]))  # trained on the labels

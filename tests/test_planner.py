@@ -388,3 +388,20 @@ def test_planner_imports_nothing_heavy():
             "print(','.join(m for m in ('torch','transformers','peft','trl') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_distill_is_planned_as_its_students_training_plus_the_teachers_labelling():
+    common = {"model": "llama-3.2-1b", "gpu": "l4", "examples": 2000, "epochs": 2.0}
+    student = estimate(PlanRequest(method="lora", **common)).to_dict()
+    distill = estimate(PlanRequest(method="distill", teacher_usd_per_million_tokens=2.5, **common)).to_dict()
+    for key in ("peak_gb", "device_gb", "trainable_params", "train_tokens", "gpus"):
+        assert distill[key] == student[key], key
+    assert student["teacher"] is None
+    # one call per example, each at most seq_len (512 by default) tokens, at the stated price
+    assert distill["teacher"] == {"examples": 2000, "tokens_at_most": 2000 * 512, "usd_per_million_tokens": 2.5,
+                                  "usd_at_most": round(2000 * 512 * 2.5 / 1e6, 4)}
+    dora = estimate(PlanRequest(method="distill", student="dora", **common))
+    assert dora.trainable_params == estimate(PlanRequest(method="dora", **common)).trainable_params
+    with pytest.raises(BadInput) as e:
+        estimate(PlanRequest(method="lora", teacher_usd_per_million_tokens=1.0, **common))
+    assert e.value.field == "teacher_usd_per_million_tokens"

@@ -84,6 +84,14 @@ def _render(plan: dict[str, Any]) -> None:
     out.print(rows)
     if plan["train_tokens"] is None:
         out.print("time and cost need --examples (with --epochs), --train-tokens, or --corpus-tokens (with --epochs)")
+    teacher = plan.get("teacher")
+    if teacher is not None:
+        cost = (f"at most ${teacher['usd_at_most']:,.2f}" if teacher["usd_at_most"] is not None
+                else "cost: give --teacher-usd-per-million-tokens" if teacher["tokens_at_most"] is not None
+                else "cost: give --examples and --teacher-usd-per-million-tokens")
+        calls = f"{teacher['examples']:,} teacher calls, " if teacher["examples"] is not None else ""
+        tokens = f"at most {teacher['tokens_at_most']:,} tokens; " if teacher["tokens_at_most"] is not None else ""
+        out.print(f"teacher labelling (on top of the student's training): {calls}{tokens}{cost}")
     a = plan["assumptions"]
     out.print(f"assumptions: MFU {a['mfu']}, CUDA context {a['cuda_context_gb']} GB, allocator reserve "
               f"{int(a['allocator_reserve'] * 100)} %, {a['weights']}; {a['multi_gpu']}")

@@ -368,7 +368,9 @@ class Backend:
                       "corpus_tokens": sum(len(document_ids(tokenizer, d.completion)) for d in data.corpus.examples),
                       "adapter": getattr(hp, "adapter", "lora")}
         else:
-            amount["examples"] = len(data.preference if option.spec["data"] == "preference" else data.train)
+            amount["examples"] = len(data.preference if option.spec["data"] == "preference" else data.fit)
+        if hasattr(hp, "student"):  # a distilled student is planned as the training it is (labelling is measured)
+            amount["student"] = hp.student
         req = PlanRequest(
             model=str(config),
             method=c.method,

@@ -20,6 +20,8 @@ ATTENTIONS = ("eager", "sdpa", "flash")
 DPO_BASES = ("lora", "qlora", "full")
 CORPUS_ADAPTERS = ("lora", "full")  # what continued pretraining trains (the peft trainer's `adapter`)
 CONTINUED_PRETRAINING = "continued-pretraining"
+DISTILL = "distill"
+STUDENTS = ("lora", "dora")  # what a distilled student trains as (the peft trainer's `student`)
 
 
 @dataclass
@@ -54,6 +56,11 @@ class PlanRequest:
                                                       "--epochs, packed into --seq-len blocks")
     adapter: str = spec("lora", choices=CORPUS_ADAPTERS,
                         help="what continued pretraining trains (lora: an adapter; full: every weight)")
+    student: str = spec("lora", choices=STUDENTS, help="distill: the method the student trains as on the "
+                                                       "teacher's labels (memory and time are that training's)")
+    teacher_usd_per_million_tokens: float | None = spec(
+        None, ge=0, help="distill: the teacher's price per million tokens, prompt and answer together; the "
+        "labelling is priced at --examples x --seq-len tokens (every labelled example at the planned length)")
 
 
 @dataclass
@@ -71,6 +78,7 @@ class Plan:
     flops: float | None
     assumptions: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
+    teacher: dict[str, Any] | None = None  # distill: the teacher's labelling (examples, tokens, usd)
 
     @property
     def peak_gb(self) -> float:
@@ -96,6 +104,7 @@ class Plan:
             "train_tokens": self.train_tokens,
             "train_flops": self.flops,
             "assumptions": self.assumptions,
+            "teacher": self.teacher,
             "warnings": self.warnings,
             "shape": self.shape.to_dict(),
         }
@@ -115,6 +124,8 @@ def _check(req: PlanRequest) -> None:
     if req.method == CONTINUED_PRETRAINING and req.examples is not None:
         raise BadInput("continued pretraining reads a corpus, not examples: give --corpus-tokens (with --epochs)",
                        field="examples")
+    if req.teacher_usd_per_million_tokens is not None and req.method != DISTILL:
+        raise BadInput("--teacher-usd-per-million-tokens is for --method distill", field="teacher_usd_per_million_tokens")
     if req.method != CONTINUED_PRETRAINING and req.corpus_tokens is not None:
         raise BadInput("--corpus-tokens is for --method continued-pretraining; give --examples or --train-tokens",
                        field="corpus_tokens")
@@ -123,7 +134,7 @@ def _check(req: PlanRequest) -> None:
 def _train_method(req: PlanRequest) -> str:
     """The method whose weights, adapters and activations the training has: what DPO or continued
     pretraining trains through."""
-    return {"dpo": req.dpo_base, CONTINUED_PRETRAINING: req.adapter}.get(req.method, req.method)
+    return {"dpo": req.dpo_base, CONTINUED_PRETRAINING: req.adapter, DISTILL: req.student}.get(req.method, req.method)
 
 
 def estimate(req: PlanRequest) -> Plan:
@@ -259,7 +270,24 @@ def estimate(req: PlanRequest) -> Plan:
     }
     return Plan(request=req, shape=shape, total_params=n, trainable_params=t, components=components,
                 peak_bytes=peak, device_bytes=device, peak_phase=phase, rows=rows, train_tokens=train_tokens,
-                flops=flops, assumptions=assumptions, warnings=warnings)
+                flops=flops, assumptions=assumptions, warnings=warnings, teacher=_teacher(req))
+
+
+def _teacher(req: PlanRequest) -> dict[str, Any] | None:
+    """What labelling a distilled student's data costs on top of training it: one teacher call per example,
+    at most ``seq_len`` tokens each (prompt and answer: the planned training length bounds them), at the
+    teacher's stated price. The teacher's time is not planned: it is a hosted API's rate limit or a local
+    model's generation speed, which ``compare`` measures."""
+    if req.method != DISTILL:
+        return None
+    tokens = req.examples * req.seq_len if req.examples is not None else None
+    price = req.teacher_usd_per_million_tokens
+    return {
+        "examples": req.examples,
+        "tokens_at_most": tokens,
+        "usd_per_million_tokens": price,
+        "usd_at_most": None if tokens is None or price is None else round(tokens * price / 1e6, 4),
+    }
 
 
 def _weights_note(method: str, precision: str) -> str:

@@ -47,9 +47,11 @@ CUDA_CONTEXT_GB = 0.5  # CUDA context + kernels: in nvidia-smi, not in max_memor
 ALLOCATOR_RESERVE = 0.10  # caching-allocator blocks reserved but not allocated, as a share of the peak
 
 # The training methods these formulas model, by the names the trainers declare them under (the list of
-# valid names is the trainers': ftharness.plugins.Plugins.methods). dpo and continued-pretraining are
-# modelled as the method they train through (planner.DPO_BASES, planner.CORPUS_ADAPTERS).
-MODELLED_METHODS = ("full", "lora", "qlora", "dora", "ia3", "prefix", "prompt-tuning", "dpo", "continued-pretraining")
+# valid names is the trainers': ftharness.plugins.Plugins.methods). dpo, continued-pretraining and distill
+# are modelled as the method they train through (planner.DPO_BASES, planner.CORPUS_ADAPTERS,
+# planner.STUDENTS).
+MODELLED_METHODS = ("full", "lora", "qlora", "dora", "ia3", "prefix", "prompt-tuning", "dpo", "continued-pretraining",
+                    "distill")
 
 
 # --- which modules a method adapts --------------------------------------------------------------------
