@@ -8,13 +8,7 @@ comes). The task-file checks need no server.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -28,12 +22,11 @@ from ftharness.compare.task import load_task
 from ftharness.errors import BadInput, EnvironmentProblem
 from ftharness.models.endpoint import EndpointConfig, cache_path, generate_chat, request_body
 from ftharness.models.generation import GenerationSettings
+from ftharness.models.local_server import DIRECT, local_server
 
 SENTINEL = "sk-SENTINEL-5f1e9c7d-never-written-anywhere"
 KEY_ENV = "FTHARNESS_TEST_ENDPOINT_KEY"
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "extraction"
-SERVE_NEEDS = ("fastapi", "uvicorn", "openai")  # transformers' `serving` extra, beside torch
-DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback, whatever HTTP_PROXY says
 
 
 @pytest.fixture(autouse=True)
@@ -43,50 +36,14 @@ def loopback_without_proxy(monkeypatch):
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def served_model(embedded_dir, tmp_path_factory):
     """``(base_url, model)`` of ``transformers serve`` answering for the embedded model on 127.0.0.1."""
-    missing = [m for m in SERVE_NEEDS if importlib.util.find_spec(m) is None]
-    if missing:
-        pytest.skip(f"transformers serve needs {', '.join(missing)}: pip install -e '.[serve]' (the test "
-                    "tools install it)")
-    port = _free_port()
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    cmd = [sys.executable, "-m", "transformers.cli.transformers", "serve", str(embedded_dir),
-           "--host", "127.0.0.1", "--port", str(port)]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                env={**os.environ, "HF_HUB_OFFLINE": "1"})
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                tail = log.read_text(errors="replace")[-1500:]
-                pytest.skip(f"`{' '.join(cmd)}` exited with {proc.returncode} before answering /health: {tail}")
-            try:
-                with DIRECT.open(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.skip(f"`{' '.join(cmd)}` did not answer /health within 180 s: "
-                            f"{log.read_text(errors='replace')[-1500:]}")
-            time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}/v1", str(embedded_dir)  # the server is pinned to this model path
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        with local_server(embedded_dir, log=tmp_path_factory.mktemp("serve") / "serve.log") as server:
+            yield server.base_url, server.model
+    except EnvironmentProblem as e:  # the serving extra is missing, or the server did not start: say why
+        pytest.skip(str(e))
 
 
 class Proxy:

@@ -1,0 +1,87 @@
+"""A local OpenAI-compatible server for a model folder: ``transformers serve`` on 127.0.0.1.
+
+What an ``endpoint`` baseline calls when the "hosted" model is one you run yourself, and what the endpoint
+tests run against (a real server, not a mock of HTTP). The server needs transformers' ``serving`` extra
+(fastapi, uvicorn, openai: ``pip install -e '.[serve]'``); it runs offline (``HF_HUB_OFFLINE=1``) in its own
+process group, which :func:`local_server` stops on exit. The model name the server answers to is the
+folder's name: it is started from the folder's parent, as ``transformers serve NAME`` pins that name.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from ftharness.errors import EnvironmentProblem
+
+SERVE_NEEDS = ("fastapi", "uvicorn", "openai")  # transformers' `serving` extra, beside torch
+# Loopback, whatever HTTP_PROXY says.
+DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+@dataclass(frozen=True)
+class LocalServer:
+    base_url: str  # http://127.0.0.1:PORT/v1
+    model: str  # the name requests must give
+    log: Path  # the server's output
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def local_server(model_dir: str | Path, *, port: int | None = None, log: str | Path,
+                 start_timeout_s: float = 180.0) -> Iterator[LocalServer]:
+    """Serve ``model_dir`` until the block ends. EnvironmentProblem when the serving packages are missing,
+    or the server exits or does not answer ``/health`` in time (with the end of its log)."""
+    missing = [m for m in SERVE_NEEDS if importlib.util.find_spec(m) is None]
+    if missing:
+        raise EnvironmentProblem(f"transformers serve needs {', '.join(missing)}: pip install -e '.[serve]'")
+    model_dir = Path(model_dir).resolve()
+    port = port or free_port()
+    log = Path(log)
+    cmd = [sys.executable, "-m", "transformers.cli.transformers", "serve", model_dir.name,
+           "--host", "127.0.0.1", "--port", str(port)]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=model_dir.parent, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    try:
+        _wait_for_health(proc, port, log, time.monotonic() + start_timeout_s, " ".join(cmd))
+        yield LocalServer(f"http://127.0.0.1:{port}/v1", model_dir.name, log)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _wait_for_health(proc: subprocess.Popen, port: int, log: Path, deadline: float, cmd: str) -> None:
+    while True:
+        if proc.poll() is not None:
+            raise EnvironmentProblem(f"`{cmd}` exited with {proc.returncode} before answering /health: "
+                                     f"{log.read_text(errors='replace')[-1500:]}")
+        try:
+            with DIRECT.open(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise EnvironmentProblem(f"`{cmd}` did not answer /health in time: "
+                                     f"{log.read_text(errors='replace')[-1500:]}")
+        time.sleep(0.5)
