@@ -52,7 +52,8 @@ def test_measured_facts_match_results_json(tmp_path, capsys):
     assert gap["value"]["diff"] == pytest.approx(d["comparison"]["diff"])
     assert gap["value"]["ci"] == pytest.approx([d["comparison"]["ci_low"], d["comparison"]["ci_high"]])
     costs = next(f for f in advice["measured"] if f["source"] == "decision.costs")["value"]
-    assert costs == pytest.approx({n: c["monthly_prompt_usd"] for n, c in d["costs"].items()})
+    assert costs == pytest.approx({n: c["usd_per_1k_requests"] * c["requests_per_month"] / 1000
+                                   for n, c in d["costs"].items()})
     # the run measured a candidate that wins and passes every gate: the answer is to finetune, with its method
     assert advice["recommendation"] == "finetune" and advice["method"] == "lora"
     assert advice["reasons"][0]["rule"] == "measured_candidate_wins"
@@ -68,7 +69,7 @@ def test_the_users_volume_prices_each_option(tmp_path, capsys):
                      str(task_volume * 10))
     costs = next(f for f in advice["measured"] if f["source"] == "decision.costs")["value"]
     for name, c in results["decision"]["costs"].items():
-        assert costs[name] == pytest.approx(10 * c["monthly_prompt_usd"])
+        assert costs[name] == pytest.approx(10 * c["usd_per_1k_requests"] * task_volume / 1000)
 
 
 @pytest.mark.usefixtures("fake")

@@ -36,6 +36,8 @@ class MeasuredOption:
     failed: tuple[str, ...] = ()  # the failed gates' messages
     failed_suites: tuple[str, ...] = ()  # the suites those gates belong to
     prompt_tokens_mean: float = 0.0
+    usd_per_request: float | None = None  # serving cost of one request as the run priced it (an endpoint's
+    # input and output tokens at its prices); None: prompt tokens at the task's price
     training_s: float = 0.0  # with every candidate it starts from
     training_usd: float = 0.0
     prompting: str | None = None  # a baseline's kind: zero-shot, few-shot, retrieved, ...
@@ -156,8 +158,10 @@ def scenario_facts(m: Measured) -> list[MeasuredFact]:
 
 
 def monthly_usd(m: Measured, o: MeasuredOption, requests_per_month: int | None) -> float:
-    """Prompt tokens per request x requests per month x the task's price per prompt token."""
-    return o.prompt_tokens_mean * (requests_per_month or m.requests_per_month) * m.usd_per_prompt_token
+    """Serving cost per request as the run priced it x requests per month (without a price per request:
+    prompt tokens x the task's price per prompt token)."""
+    per_request = o.usd_per_request if o.usd_per_request is not None else o.prompt_tokens_mean * m.usd_per_prompt_token
+    return per_request * (requests_per_month or m.requests_per_month)
 
 
 def payback_months(
@@ -200,7 +204,7 @@ def run_facts(m: Measured, requests_per_month: int | None) -> list[MeasuredFact]
     costs = {o.name: monthly_usd(m, o, requests_per_month) for o in m.options}
     out.append(MeasuredFact(
         None, costs,
-        f"prompt cost per month at {requests:,} requests: "
+        f"serving cost per month at {requests:,} requests: "
         + ", ".join(f"{name} ${usd:,.2f}" for name, usd in costs.items()),
         "decision.costs"))
     ref = m.option(c.reference) if c is not None else None

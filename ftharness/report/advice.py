@@ -100,6 +100,8 @@ def _option(o: OptionRecord, results: CompareResults) -> MeasuredOption:
         failed=tuple(g.message for g in failed),
         failed_suites=tuple(g.suite or "task" for g in failed),
         prompt_tokens_mean=cost.prompt_tokens_mean if cost is not None else o.cost.prompt_tokens_mean,
+        usd_per_request=(cost.usd_per_1k_requests / 1000
+                         if cost is not None and cost.usd_per_1k_requests is not None else None),
         training_s=cost.training_s if cost is not None else 0.0,
         training_usd=cost.training_usd if cost is not None else 0.0,
         # an endpoint baseline prompts as its `shots:` kind says (few-shot, retrieved...)
