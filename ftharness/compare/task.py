@@ -537,7 +537,7 @@ def check_candidate_layers(candidates: list[CandidateEntry], base_model: str | N
         spec = CandidateSpec(name=c.name, trainer=c.trainer, method=c.method, start_from=c.start_from,
                              hyperparameters=c.hyperparameters)
         check_layers(validate_candidate(spec, source=path), base_model, source=path, prefix=f"candidates.{c.name}.",
-                     line=getattr(c.hyperparameters, "lines", {}).get("target_modules"))
+                     lines=getattr(c.hyperparameters, "lines", {}))
 
 
 def data_kind(c: CandidateEntry) -> str:

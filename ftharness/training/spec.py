@@ -52,12 +52,21 @@ MODULE_FIELDS = ("target_modules", "feedforward_modules")  # hyperparameters tha
 
 def check_layers(
     hyperparameters: Any, base_model: str | Path | None, *, source: str | Path | None = None, prefix: str = "",
-    line: int | None = None,
+    lines: dict[str, int] | None = None,
 ) -> None:
-    """Each name listed in ``target_modules`` / ``feedforward_modules`` matches a layer of the base model as
+    """What the hyperparameters ask of the base model's layers, checked before any training loads weights.
+
+    Each name listed in ``target_modules`` / ``feedforward_modules`` matches a layer of the base model as
     PEFT matches it (the layer's dotted name, or its end after a dot). PEFT itself refuses only a list that
     matches nothing, and only once the model is loaded for training; a typo among several names would
-    otherwise train fewer layers than asked. A pattern (text other than ``all-linear``) is PEFT's to match."""
+    otherwise train fewer layers than asked. A pattern (text other than ``all-linear``) is PEFT's to match.
+    A LoRA rank ``r`` is at most the model's hidden size: a low-rank update of a layer has rank at most its
+    smaller side, so a larger ``r`` holds more parameters than a full update (the planner's rule), and would
+    allocate them before failing for memory. ``lines`` gives each field's line in ``source``."""
+    lines = lines or {}
+    r = getattr(hyperparameters, "r", None)
+    if isinstance(r, int) and not isinstance(r, bool):
+        _check_rank(r, base_model, source=source, field=f"{prefix}hyperparameters.r", line=lines.get("r"))
     lists = {f: getattr(hyperparameters, f) for f in MODULE_FIELDS if isinstance(getattr(hyperparameters, f, None), list)}
     if not lists:
         return
@@ -69,8 +78,32 @@ def check_layers(
             if not any(n == target or n.endswith(f".{target}") for n in layers):
                 linear = sorted({n.rsplit(".", 1)[-1] for n, kind in layers.items() if kind == "Linear"})
                 raise BadInput(f"{target!r} names no layer of the base model; its linear layers are: "
-                               f"{', '.join(linear)}", file=source, line=line,
+                               f"{', '.join(linear)}", file=source, line=lines.get(name),
                                field=f"{prefix}hyperparameters.{name}[{i}]")
+
+
+HIDDEN_SIZE_KEYS = ("hidden_size", "n_embd", "d_model")  # what configs call the model width (Llama, GPT-2, T5)
+
+
+def _check_rank(r: int, base_model: str | Path | None, *, source: str | Path | None, field: str,
+                line: int | None) -> None:
+    from ftharness.models.loading import is_embedded
+
+    if is_embedded(base_model):  # its shape is the planner's preset: no need to convert the GGUF file to read it
+        from ftharness.models.embedded import EMBEDDED_NAME
+        from ftharness.planner.catalogue import resolve_model
+
+        hidden = resolve_model(EMBEDDED_NAME).hidden
+    else:
+        from ftharness.io import read_json_file
+        from ftharness.models.loading import resolve
+
+        base, _ = resolve(base_model)
+        config = read_json_file(base / "config.json") if (base / "config.json").is_file() else {}
+        hidden = next((config[k] for k in HIDDEN_SIZE_KEYS if isinstance(config.get(k), int)), None)
+    if hidden is not None and r > hidden:
+        raise BadInput(f"rank {r} is above the base model's hidden size {hidden}: more trainable parameters than "
+                       f"a full update; use at most {hidden}", file=source, line=line, field=field)
 
 
 def hyperparameter_values(hyperparameters: Any) -> dict[str, Any]:
@@ -149,7 +182,7 @@ def load_candidate_file(path: str | Path, *, _seen: tuple[Path, ...] = ()) -> Ca
         if combine:
             raise BadInput("`combine` is only for `method: combine`", file=path, field="combine")
         check_layers(validate_candidate(spec, source=path), fields.base_model, source=path,
-                     line=getattr(fields.hyperparameters, "lines", {}).get("target_modules"))
+                     lines=getattr(fields.hyperparameters, "lines", {}))
         from ftharness.plugins import get_plugins
 
         if get_plugins().training_method(spec.trainer, spec.method).data == "teacher":
