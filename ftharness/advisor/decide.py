@@ -160,9 +160,9 @@ def advise(s: Scenario, measured: Measured | None = None) -> Advice:
     deciding = _deciding_votes(rec, path)
     reasons = measured_fired + [f for f in fired if f.vote in deciding] + method_fired
     reasons += [f for f in fired if f.vote == "constraint"]
-    steps = _next_steps(eff, rec, path, method, plan_model, fit, by_rule, t)
+    steps = _next_steps(eff, rec, path, method, plan_model, fit, by_rule, t, ran=measured is not None)
     if measured is not None:
-        steps = next_experiments(measured) + [st for st in steps if "ftharness compare" not in st]
+        steps = next_experiments(measured) + steps
     return Advice(
         recommendation=rec,
         method=method,
@@ -389,7 +389,11 @@ def _next_steps(
     fit: planning.Fit | None,
     by_rule: dict[str, Fired],
     t: R.Thresholds,
+    *,
+    ran: bool = False,
 ) -> list[str]:
+    """What to do next; ``ran``: a comparison already measured this (advise --from-run), so the steps that
+    would run one are left to the run's own next experiments."""
     training = rec in TRAINING
     gates = _gates(s, t, training)
     gate_text = f"; suites: {', '.join(gates)}" if gates else ""
@@ -401,10 +405,9 @@ def _next_steps(
                 f"Index the fact source for retrieval, refreshed {s.knowledge_refresh} or faster, and "
                 "evaluate on questions whose answers changed after the model was trained."
             )
-        steps.append(
-            f"Measure prompting: `ftharness compare {task}` ({TASK_HINT}) with the zero-shot, few-shot and "
-            f"retrieved few-shot baselines{gate_text}."
-        )
+        if not ran:
+            steps.append(f"Measure prompting: `ftharness compare {task}` ({TASK_HINT}) with the zero-shot, "
+                         f"few-shot and retrieved few-shot baselines{gate_text}.")
         if "distill_for_cost_latency" in by_rule or "small_model_on_device" in by_rule:
             steps.append("Try a smaller model with few-shot prompting first: cost and latency often improve "
                          "most by choosing another model.")
@@ -426,11 +429,11 @@ def _next_steps(
             steps.append(f"Collect about {need_p} more chosen/rejected preference pairs.")
         steps.append("Check what you collect with `ftharness data inspect FILE.jsonl` (format, lengths, "
                      "near-duplicates).")
-        if s.labeled_examples >= t.pilot_labeled_examples:
+        if not ran and s.labeled_examples >= t.pilot_labeled_examples:
             steps.append(f"Meanwhile compare prompting with a pilot: `ftharness compare {task}` ({TASK_HINT}) "
                          f"with the few-shot baselines and a LoRA candidate on the {s.labeled_examples} examples"
                          f"{gate_text}; a pilot shows the direction of the gain, not its size.")
-        else:
+        elif not ran:
             steps.append(f"Meanwhile keep prompting: `ftharness compare {task}` ({TASK_HINT}) with the few-shot "
                          f"baselines{gate_text}.")
         steps.append("Rerun `ftharness advise` with the new --labeled-examples / --preference-pairs counts.")
@@ -464,10 +467,9 @@ def _next_steps(
         if method in CORPUS_ADAPTERS:
             candidate = (f"{_candidate(CONTINUED_PRETRAINING)} with `adapter: {method}` on `data.corpus`, and a "
                          "LoRA candidate with `start_from` on it")
-    steps.append(
-        f"Run `ftharness compare {task}` ({TASK_HINT}) with the zero-shot and few-shot baselines and "
-        f"{candidate} on the same held-out split{gate_text}."
-    )
+    if not ran:
+        steps.append(f"Run `ftharness compare {task}` ({TASK_HINT}) with the zero-shot and few-shot baselines "
+                     f"and {candidate} on the same held-out split{gate_text}.")
     if fit is not None and fit.fits is False:
         steps.append("The plan does not fit the named GPU: pick one marked fits in `ftharness plan`.")
     if "too_few_preference_pairs" in by_rule:

@@ -115,7 +115,7 @@ STRONG_PROMPTING = ("few-shot", "retrieved")
 GUARD_SUITES = ("forgetting", "safety", "redteam")
 
 
-def _pct(x: float) -> str:
+def _diff(x: float) -> str:
     return f"{x:+.2f}"
 
 
@@ -197,8 +197,8 @@ def run_facts(m: Measured, requests_per_month: int | None) -> list[MeasuredFact]
     if c is not None:
         out.append(MeasuredFact(
             None, {"diff": c.diff, "ci": [c.ci_low, c.ci_high], "verdict": c.verdict},
-            f"{c.option} vs {c.reference} on {m.metric}: {_pct(c.diff)} "
-            f"({c.confidence:.0%} CI [{_pct(c.ci_low)}, {_pct(c.ci_high)}], n={c.n}): {c.verdict}",
+            f"{c.option} vs {c.reference} on {m.metric}: {_diff(c.diff)} "
+            f"({c.confidence:.0%} CI [{_diff(c.ci_low)}, {_diff(c.ci_high)}], n={c.n}): {c.verdict}",
             "decision.comparison"))
     requests = requests_per_month or m.requests_per_month
     costs = {o.name: monthly_usd(m, o, requests_per_month) for o in m.options}
@@ -236,7 +236,7 @@ def next_experiments(m: Measured) -> list[str]:
         if rows is not None:
             steps.append(
                 f"The interval of {c.option} vs {c.reference} contains zero at n={c.n}: with the measured "
-                f"spread (sd {c.sd:.2f} per row) and difference ({_pct(c.diff)}), about {rows[0]} eval rows "
+                f"spread (sd {c.sd:.2f} per row) and difference ({_diff(c.diff)}), about {rows[0]} eval rows "
                 f"would exclude zero if that difference is real ({rows[1]} for {POWER:.0%} power).")
     for o in m.candidates:
         guard = [s for s in o.failed_suites if s in GUARD_SUITES]

@@ -134,14 +134,17 @@ def _paired_sd(results: CompareResults, option: str, reference: str, metric: str
 
 
 def _target(gates: list[str], metric: str) -> float | None:
-    """The threshold of the task's own ``METRIC >= X`` (or ``<=``) gate on the decision metric."""
-    for gate in gates:
-        parts = gate.split()
-        if len(parts) == 3 and parts[0] == metric and parts[1] in (">=", ">", "<=", "<"):
-            try:
-                return float(parts[2])
-            except ValueError:
-                return None
+    """The threshold of the task's own gate on the decision metric (gates are written METRIC.VALUE OP X)."""
+    from ftharness.suites.gates import parse_gate
+
+    for text in gates:
+        name, _, expr = text.partition(" ")
+        try:
+            gate = parse_gate(name, expr)
+        except BadInput:
+            continue
+        if gate.name == metric and gate.op in (">=", ">", "<=", "<"):
+            return gate.threshold
     return None
 
 
