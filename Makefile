@@ -22,3 +22,5 @@ bench:
 	.venv/bin/python benchmarks/bad_inputs.py
 	.venv/bin/python benchmarks/generate.py
 	.venv/bin/python benchmarks/train.py
+	.venv/bin/python -m pip install -q "rank-bm25>=0.2" "tantivy>=0.22"  # the libraries bm25s is measured against
+	.venv/bin/python benchmarks/retrieval.py

@@ -57,10 +57,25 @@ class BaselineSpec:
         return data
 
 
+def example_turns(example: Example) -> list[dict[str, str]]:
+    """The example's turns, its retrieved context (``Example.context``) rendered into its last user turn by
+    :func:`ftharness.retrieval.with_context`."""
+    messages = [dict(m) for m in example.messages]
+    if example.context is None:
+        return messages
+    from ftharness.retrieval import with_context
+
+    for m in reversed(messages):
+        if m.get("role") == "user":
+            m["content"] = with_context(example.context, m["content"])
+            return messages
+    return [*messages, {"role": "user", "content": with_context(example.context, "")}]
+
+
 def zero_shot_messages(instruction: str | None, example: Example) -> list[dict[str, str]]:
     """The task instruction as the system turn (joined with the example's own system turn, if any), then
     the example's turns."""
-    messages = [dict(m) for m in example.messages]
+    messages = example_turns(example)
     if instruction and instruction.strip():
         if messages and messages[0]["role"] == "system":
             messages[0] = {"role": "system", "content": instruction.strip() + "\n\n" + messages[0]["content"]}
@@ -73,7 +88,7 @@ def shot_turns(example: Example) -> list[dict[str, str]]:
     """A training example as demonstration turns: its non-system turns and its answer."""
     if example.completion is None:
         raise BadInput("a few-shot example needs an answer", file=example.file or None, line=example.line or None)
-    turns = [dict(m) for m in example.messages if m["role"] != "system"]
+    turns = [m for m in example_turns(example) if m["role"] != "system"]
     return [*turns, {"role": "assistant", "content": example.completion}]
 
 

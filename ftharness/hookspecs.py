@@ -14,7 +14,9 @@ What a plugin registers, by hook:
   :class:`Method`;
 - ``register_metrics``: :class:`Metric` objects;
 - ``register_toxicity_scorers``: :class:`ToxicityScorer` objects;
-- ``register_report_sections``: :class:`ReportSection` objects.
+- ``register_report_sections``: :class:`ReportSection` objects;
+- ``register_retrievers``: :class:`Retriever` objects, which index a knowledge base's chunks into a
+  :class:`RetrievalIndex`.
 
 The types these Protocols name (a trainer's ``TrainJob`` and ``TrainResult`` from
 :mod:`ftharness.training.trainer`, a metric's ``MetricContext`` and ``MetricResult`` from
@@ -190,6 +192,50 @@ class ReportSection(Protocol):
         (use jinja2 with autoescape)."""
 
 
+@runtime_checkable
+class RetrievalIndex(Protocol):
+    """What :meth:`Retriever.index` returns: the chunks of one knowledge base, searchable.
+
+    - ``search(queries, k)``: for each query, at most ``k`` ``(chunk position, score)`` pairs, best first
+      (a position indexes the ``texts`` the index was built from; a higher score is more relevant). Ties
+      are broken by position, so that a search is deterministic.
+
+    Optional: ``save(folder)`` writes the index into an empty folder, and the retriever's ``load(folder,
+    settings)`` reads it back; with both, the core caches the index by the content hash of the chunks and
+    the retriever's settings (:mod:`ftharness.retrieval`), else it is built again in every process.
+    """
+
+    def search(self, queries: list[str], k: int) -> list[list[tuple[int, float]]]: ...
+
+
+@runtime_checkable
+class Retriever(Protocol):
+    """What a retriever plugin registers; the registry checks every retriever against it when it registers.
+
+    - ``name``: what a ``retrieval:`` block of a task file names in ``retriever:``.
+    - ``unavailable_reason()``: None when it can index and search on this machine, else what is missing
+      and what to do (asked only when needed; it may import what it checks).
+    - ``index(texts, settings)``: a :class:`RetrievalIndex` over ``texts`` (the knowledge base's chunks, in
+      a fixed order), under the task's ``retrieval.settings`` for it.
+
+    Optional members the core uses when a retriever has them:
+
+    - ``check_settings(settings, *, source) -> dict``: validate the task's settings for it (raise
+      ``BadInput`` naming ``source``) and return them normalised, e.g. paths resolved against the task file.
+      Called when the task is loaded, before any work.
+    - ``load(folder, settings) -> RetrievalIndex``: read back what the index's ``save`` wrote.
+    - ``describe(settings) -> str``: one line saying how it ranks, for the report (default: its name).
+    - ``fingerprint(settings) -> str``: what else its rankings depend on (the content hash of a local
+      model folder, say); it joins the index's cache key, so a changed model is indexed again.
+    """
+
+    name: str
+
+    def unavailable_reason(self) -> str | None: ...
+
+    def index(self, texts: list[str], settings: dict[str, Any]) -> RetrievalIndex: ...
+
+
 # --- the hooks ----------------------------------------------------------------------------------------------
 
 
@@ -230,6 +276,18 @@ def register_toxicity_scorers(register: Register[ToxicityScorer]) -> None:
 
     :param register: call ``register(scorer)`` once per scorer. ``scorer.name`` is what the toxicity
         metric's ``scorer:`` setting names.
+
+    Called once per plugin when plugins load; not firstresult; the return value is ignored.
+    """
+
+
+@hookspec
+def register_retrievers(register: Register[Retriever]) -> None:
+    """Register retrievers: objects following :class:`Retriever`.
+
+    :param register: call ``register(retriever)`` once per retriever. ``retriever.name`` is what a task's
+        ``retrieval: {retriever: NAME}`` names (``bm25`` and ``dense`` are built in; a team's own vector
+        database or search service is a plugin registering its own).
 
     Called once per plugin when plugins load; not firstresult; the return value is ignored.
     """

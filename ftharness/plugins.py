@@ -37,7 +37,7 @@ import pluggy
 
 from ftharness import hookspecs
 from ftharness.errors import BadInput
-from ftharness.hookspecs import Method, Metric, ReportSection, ToxicityScorer, Trainer
+from ftharness.hookspecs import Method, Metric, ReportSection, Retriever, ToxicityScorer, Trainer
 
 ENTRY_POINT_GROUP = "ftharness"
 BUILTIN_PACKAGE = "ftharness_plugins"
@@ -62,6 +62,7 @@ KINDS = {
     "metrics": Kind("register_metrics", Metric, "metric"),
     "toxicity_scorers": Kind("register_toxicity_scorers", ToxicityScorer, "toxicity scorer"),
     "report_sections": Kind("register_report_sections", ReportSection, "report section"),
+    "retrievers": Kind("register_retrievers", Retriever, "retriever"),
 }
 
 
@@ -305,6 +306,14 @@ class Plugins:
                 return f" (trainer {other} trains {', '.join(sorted(names))} without one)"
         return ""
 
+    def retriever(self, name: str, *, file: Any = None, field: str = "retrieval.retriever") -> Any:
+        """The registered retriever ``name``; BadInput listing the installed ones when there is none."""
+        entry = self._entries["retrievers"].get(name)
+        if entry is None:
+            installed = ", ".join(sorted(self._entries["retrievers"])) or "none"
+            raise BadInput(f"unknown retriever {name!r}; installed: {installed}", file=file, field=field)
+        return entry.obj
+
     # listing -------------------------------------------------------------------------------------
     def describe(self) -> list[dict[str, Any]]:
         """What ``ftharness plugins`` shows: each plugin, built-ins first, with what it provides, what cannot
@@ -433,3 +442,7 @@ def toxicity_scorers() -> dict[str, Any]:
 
 def report_sections() -> dict[str, Any]:
     return get_plugins().get("report_sections")
+
+
+def retrievers() -> dict[str, Any]:
+    return get_plugins().get("retrievers")

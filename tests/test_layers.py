@@ -32,7 +32,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("reports", ("ftharness.report",)),
     ("built-in plugins", ("ftharness_plugins",)),
     ("evaluation, training, advice", ("ftharness.suites", "ftharness.training", "ftharness.advisor")),
-    ("prompting baselines", ("ftharness.baselines",)),
+    ("prompting baselines, retrieval", ("ftharness.baselines", "ftharness.retrieval")),
     ("data", ("ftharness.data",)),
     ("models, planner", ("ftharness.models", "ftharness.planner")),
     ("foundation", (

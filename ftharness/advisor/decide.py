@@ -184,11 +184,16 @@ def _measured_recommendation(
     """(recommendation, training path, method) once the run's measurements have spoken; the method is the
     winning candidate's, None when the scenario rules choose it."""
     rules = {f.rule for f in fired}
+    # A run that measured retrieval answers whether to retrieve; one that did not leaves it to the scenario.
+    rag = rag and not m.measured_retrieval
     if rules & {"measured_candidate_wins", "measured_candidate_wins_with_losses"}:
         assert m.comparison is not None
         cand = m.option(m.comparison.option)
         method = cand.method if cand is not None else None
-        return ("rag+finetune" if rag else "finetune"), ("dpo" if method == "dpo" else "sft"), method
+        answer = "rag+finetune" if rag or (cand is not None and cand.answer == "rag+finetune") else "finetune"
+        return answer, ("dpo" if method == "dpo" else "sft"), method
+    if "measured_rag_wins" in rules:
+        return "rag", None, None
     if "measured_prompting_suffices" in rules:
         return ("rag" if rag else "prompt"), None, None
     if "measured_training_no_gain" in rules and rec in TRAINING:

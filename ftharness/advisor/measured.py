@@ -44,6 +44,7 @@ class MeasuredOption:
     method: str | None = None  # a candidate's training method
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     still_improving: bool | None = None  # the validation loss was lowest at the last evaluation
+    answer: str = "prompt"  # the decision chart's answer it measures: prompt, rag, finetune, rag+finetune
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class Measured:
     metric: str  # the decision metric (METRIC.VALUE)
     higher_is_better: bool
     target: float | None  # the task's own gate threshold on the decision metric
-    verdict: str  # the run's decision: finetune, prompt, none
+    verdict: str  # the run's decision: prompt, rag, finetune, rag+finetune, none
     recommended: str | None
     best_baseline: str | None
     options: tuple[MeasuredOption, ...]
@@ -84,6 +85,11 @@ class Measured:
 
     def option(self, name: str | None) -> MeasuredOption | None:
         return next((o for o in self.options if o.name == name), None)
+
+    @property
+    def measured_retrieval(self) -> bool:
+        """Some option of the run retrieved from a knowledge base: the run measured RAG itself."""
+        return any(o.answer in ("rag", "rag+finetune") for o in self.options)
 
     @property
     def baselines(self) -> list[MeasuredOption]:

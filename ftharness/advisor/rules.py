@@ -504,11 +504,26 @@ def measured_candidate_wins_with_losses(m: Measured) -> Fired | None:
                  "fix that before shipping it.", "finetune")
 
 
+def measured_rag_wins(m: Measured) -> Fired | None:
+    """The run recommends prompting with retrieval: an option reading the knowledge base passes every gate
+    and nothing that needs training beats it outside the noise (facts, not form, were missing)."""
+    best = m.option(m.recommended)
+    if m.verdict != "rag" or best is None:
+        return None
+    beaten = m.option(m.comparison.option) if m.comparison is not None else None
+    tail = (f"; {_vs(m)} is not a win" if beaten is not None and beaten.name != best.name else "")
+    return Fired("measured_rag_wins",
+                 f"Measured in run {m.run_id}: {best.name} (prompting with chunks retrieved from the knowledge "
+                 f"base) passes every gate{tail}.", "rag")
+
+
 def measured_prompting_suffices(m: Measured) -> Fired | None:
     """The best prompting option passes every gate and no candidate beats it outside the noise: keep the
     prompt (cheaper to change, nothing to train or serve)."""
     best = m.option(m.best_baseline)
     if best is None or not best.passed or (m.comparison is not None and m.comparison.verdict == "better"):
+        return None
+    if m.verdict == "rag":  # measured_rag_wins says it
         return None
     return Fired("measured_prompting_suffices",
                  f"Measured in run {m.run_id}: {best.name} passes every gate"
@@ -538,6 +553,7 @@ def measured_inconclusive(m: Measured) -> Fired | None:
 MEASURED_RULES: tuple[Callable[[Measured], Fired | None], ...] = (
     measured_candidate_wins,
     measured_candidate_wins_with_losses,
+    measured_rag_wins,
     measured_prompting_suffices,
     measured_training_no_gain,
     measured_inconclusive,

@@ -19,6 +19,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     inspect.add_argument("--format", default="auto", help="declare the format instead of detecting it (text: a corpus)")
     inspect.add_argument("--near-threshold", type=float, default=None,
                          help="Jaccard similarity from which two texts are near duplicates (default 0.8)")
+    inspect.add_argument("--knowledge", action="store_true",
+                         help="FILE is a knowledge base (JSONL of {id, title, text}, or a folder of .txt/.md "
+                              "files): its documents, chunks and tokens")
+    inspect.add_argument("--chunk-size", type=int, default=None,
+                         help="--knowledge: tokens per chunk (default: a task's default, 200)")
+    inspect.add_argument("--chunk-overlap", type=int, default=None,
+                         help="--knowledge: tokens consecutive chunks share (default 0)")
     inspect.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     inspect.set_defaults(func=run_inspect)
     p.set_defaults(func=_usage(p))
@@ -34,12 +41,23 @@ def _usage(parser: argparse.ArgumentParser):
 
 def run_inspect(args: argparse.Namespace) -> int:
     from ftharness.data import dedup
-    from ftharness.data.inspect import inspect_corpus, inspect_dataset, is_corpus
+    from ftharness.data.inspect import inspect_corpus, inspect_dataset, inspect_knowledge, is_corpus
     from ftharness.errors import BadInput
 
     threshold = dedup.THRESHOLD if args.near_threshold is None else args.near_threshold
     if not 0 < threshold <= 1:
         raise BadInput(f"must be in (0, 1], got {threshold}", field="--near-threshold")
+    if args.knowledge:
+        report = inspect_knowledge(args.file, model=args.model, chunking=_chunking(args))
+        if args.json:
+            from ftharness.cli.render import print_json
+
+            print_json(report)
+        else:
+            render_knowledge(report)
+        return 0
+    if args.chunk_size is not None or args.chunk_overlap is not None:
+        raise BadInput("chunks are a knowledge base's: add --knowledge", field="--chunk-size")
     corpus = is_corpus(args.file, args.format)
     if corpus:
         if args.eval_file:
@@ -58,6 +76,35 @@ def run_inspect(args: argparse.Namespace) -> int:
     else:
         render(report)
     return 0
+
+
+def _chunking(args: argparse.Namespace) -> Any:
+    from ftharness.data.knowledge import ChunkingSpec
+    from ftharness.errors import BadInput
+    from ftharness.typed import from_mapping
+
+    given = {k: v for k, v in (("size", args.chunk_size), ("overlap", args.chunk_overlap)) if v is not None}
+    try:
+        return from_mapping(ChunkingSpec, given)
+    except BadInput as e:  # name the flag, not the task field
+        raise BadInput(e.reason, field=f"--chunk-{e.field}") from None
+
+
+def render_knowledge(r: dict[str, Any]) -> None:
+    from rich.markup import escape
+
+    from ftharness.cli.render import console
+
+    out = console()
+    out.rule(f"[bold]knowledge base: {escape(r['file'])}")
+    c = r["chunk_tokens"]
+    out.print(f"documents [bold]{r['documents']}[/] ({r['titled']} with a title)  chunks [bold]{r['chunks']}[/] "
+              f"(size {r['chunking']['size']}, overlap {r['chunking']['overlap']})  sha256 {r['sha256'][:12]}")
+    out.print(f"[bold]{r['tokens']:,}[/] {escape(r['length_unit'])}; per chunk: p50 {c['p50']}  p90 {c['p90']}  "
+              f"max {c['max']}")
+    dup = r["duplicate_texts"]
+    out.print(f"documents with the same text: {_warn(len(dup))}"
+              + (f"  {escape('; '.join(' = '.join(g) for g in dup))}" if dup else ""))
 
 
 def render_corpus(r: dict[str, Any]) -> None:

@@ -36,7 +36,7 @@ def print_summary(results: CompareResults, report_path: str | None, console: Any
     from rich.text import Text
 
     d = results.decision
-    colour = {"finetune": "green", "prompt": "cyan", "none": "red"}[d.verdict]
+    colour = {"finetune": "green", "rag+finetune": "green", "prompt": "cyan", "rag": "cyan", "none": "red"}[d.verdict]
     body = Text(d.headline, style="bold")
     for r in d.reasons[:6]:
         body.append(f"\n- {r}")

@@ -1,15 +1,21 @@
-"""The decision: the best option that passes every gate, and whether finetuning is worth its cost.
+"""The decision: the best option that passes every gate, which answer of the decision chart it is, and
+whether it is worth its cost.
+
+Every option measures one of four answers (``OptionRecord.answer``; ``records.ANSWERS``, simplest first):
+``prompt`` (a prompting baseline), ``rag`` (prompting with chunks retrieved from the knowledge base),
+``finetune`` (a trained candidate), ``rag+finetune`` (a candidate trained and served with retrieval).
 
 Rules, in order:
 1. Only options that pass every gate (their suites' gates and the task's) can be recommended; if none
    does, nothing is recommended (exit 1).
-2. Among those, the best on the decision metric wins, ties going to the cheaper request (fewer prompt
-   tokens), then to a baseline (nothing to train or serve).
-3. A trained candidate beats prompting only when its paired difference against the best *passing*
-   prompting baseline is outside the noise (``stats.paired_compare``: the whole confidence interval
-   on the good side of zero). Inside the noise the cheaper prompting baseline is recommended and the
-   candidate's result is called inconclusive. With no passing baseline, a passing candidate is the only
-   option that meets the gates and is recommended as such.
+2. Among those, the best on the decision metric is the front runner, ties going to the cheaper request
+   (fewer prompt tokens), then to the simpler answer.
+3. The front runner is kept only when its paired difference against the best *passing* option of every
+   simpler answer is outside the noise (``stats.paired_compare``: the whole confidence interval on the good
+   side of zero). Against the first simpler answer it does not beat, that simpler option is recommended
+   and the front runner's result is called inconclusive: what is simpler to build and run wins a tie.
+   An answer with no passing option is not weighed. The decision also records the recommended option
+   against the best option of every other answer (``Decision.comparisons``).
 4. The cost is stated, not hidden: training cost = measured wall time x an hourly price (the planner
    catalogue's GPU price when trained on a GPU, else the task's stated CPU price), and per-request prompt
    tokens saved x requests per month x the stated token price, giving a payback time. An endpoint
@@ -22,7 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 from ftharness.compare.stats import paired_compare
-from ftharness.report.records import Decision, OptionCost, OptionRecord, PairedComparison
+from ftharness.report.records import ANSWERS, Decision, OptionCost, OptionRecord, PairedComparison
 from ftharness.report.units import usd
 
 
@@ -99,7 +105,7 @@ def _value(option: OptionRecord, metric: str) -> float | None:
 def _rank_key(option: OptionRecord, metric: str, higher: bool) -> tuple:
     v = _value(option, metric)
     v = float("-inf") if v is None else (v if higher else -v)
-    return (-v, option.cost.prompt_tokens_mean, 0 if option.kind == "baseline" else 1, option.name)
+    return (-v, option.cost.prompt_tokens_mean, ANSWERS.index(option.answer), option.name)
 
 
 def gate_summary(option: OptionRecord, limit: int = 4) -> list[str]:
@@ -144,6 +150,7 @@ def decide(options: list[OptionRecord], spec: Any, *, seed: int = 0) -> Decision
                 f"{_fmt(_value(top, metric))} vs {_fmt(_value(best_baseline, metric))} ({_ci(comparison)}, "
                 f"{_verdict(comparison)})",
             )
+        top_all = min(options, key=lambda o: _rank_key(o, metric, higher)) if options else None
         return Decision(
             verdict="none",
             recommended=None,
@@ -153,56 +160,46 @@ def decide(options: list[OptionRecord], spec: Any, *, seed: int = 0) -> Decision
             reasons=reasons,
             comparison=comparison,
             comparison_note=note,
+            comparisons=_against_every_answer(top_all, options, metric, higher, spec, seed),
             **common,
         )
 
     ranked = sorted(passing, key=lambda o: _rank_key(o, metric, higher))
-    best = ranked[0]
-    passing_baselines = [o for o in ranked if o.kind == "baseline"]
-    ref = passing_baselines[0] if passing_baselines else best_baseline
-    reasons: list[str] = []
-    comparison, note = None, None
-    if best.kind == "candidate" and ref is not None:
-        comparison, note = _compare(best, ref, metric, higher, spec, seed)
-        if passing_baselines and _verdict(comparison) != "better":
-            reasons.append(
-                f"{best.name} scores {label} {_fmt(_value(best, metric))} vs {_fmt(_value(ref, metric))} for "
-                f"{ref.name}, but the difference is inside the noise ({_ci(comparison)}): inconclusive, "
-                f"so the cheaper prompting option is kept"
-            )
-            best = ref
-    chosen = best
+    top = ranked[0]
+    chosen, ref, comparison, note, reasons = _simplest_within_noise(top, ranked, metric, higher, spec, seed)
+    if ref is None and top.kind == "candidate" and best_baseline is not None:
+        # no prompting option passes: the candidate is still weighed against the best of them
+        ref = best_baseline
+        comparison, note = _compare(top, ref, metric, higher, spec, seed)
     c = costs[chosen.name]
     gates = "; ".join(gate_summary(chosen, 4))
-    if chosen.kind == "candidate":
-        verdict = "finetune"
-        parts = [f"{chosen.name}: {label} {_fmt(_value(chosen, metric))}"]
-        if ref is not None:
-            parts[0] += f" vs {_fmt(_value(ref, metric))} for {ref.name}"
+    parts = [f"{chosen.name}: {label} {_fmt(_value(chosen, metric))}"]
+    if chosen is top and ref is not None:
+        parts[0] += f" vs {_fmt(_value(ref, metric))} for {ref.name}"
         if comparison is not None:
             parts.append(_ci(comparison))
-        if gates:
-            parts.append(gates)
+    if gates:
+        parts.append(gates)
+    if chosen.kind == "candidate":
         parts.append(f"trained in {_duration(c.training_s)} ({usd(c.training_usd)})")
-        parts.append("recommend finetuning")
-        headline = "; ".join(parts)
-        if ref is not None and not passing_baselines:
+    parts.append(ADVICE[chosen.answer])
+    headline = "; ".join(parts)
+    if chosen.kind == "candidate":
+        prompting = [o for o in ranked if o.kind == "baseline"]
+        if not prompting and best_baseline is not None:
             reasons.append(
-                f"no prompting baseline passes every gate; best was {ref.name}: " + "; ".join(gate_summary(ref, 2))
+                f"no prompting baseline passes every gate; best was {best_baseline.name}: "
+                + "; ".join(gate_summary(best_baseline, 2))
             )
+        reasons.extend(_cost_reasons(chosen, ref or best_baseline, costs))
+    elif chosen.answer == "rag" and ref is not None:
         reasons.extend(_cost_reasons(chosen, ref, costs))
-    else:
-        verdict = "prompt"
-        headline = f"{chosen.name}: {label} {_fmt(_value(chosen, metric))}; {gates}; keep prompting, no training needed"
-        for o in options:
-            if o.kind == "candidate" and not o.passed:
-                reasons.append(f"{o.name} fails its gates: " + "; ".join(gate_summary(o, 2)))
     for o in options:
-        if o is chosen or o.kind != "baseline" or o.passed:
+        if o is chosen or o.passed:
             continue
-        reasons.append(f"{o.name} fails: " + "; ".join(gate_summary(o, 2)))
+        reasons.append(f"{o.name} ({o.answer}) fails its gates: " + "; ".join(gate_summary(o, 2)))
     return Decision(
-        verdict=verdict,
+        verdict=chosen.answer,
         recommended=chosen.name,
         recommended_kind=chosen.kind,
         passes_all_gates=chosen.passed,
@@ -210,8 +207,72 @@ def decide(options: list[OptionRecord], spec: Any, *, seed: int = 0) -> Decision
         reasons=reasons,
         comparison=comparison,
         comparison_note=note,
+        comparisons=_against_every_answer(chosen, options, metric, higher, spec, seed),
         **common,
     )
+
+
+ADVICE = {
+    "prompt": "keep prompting, no training needed",
+    "rag": "retrieve from the knowledge base; no training needed",
+    "finetune": "recommend finetuning",
+    "rag+finetune": "recommend finetuning with retrieval (trained and served with the retrieved chunks)",
+}
+
+
+def _simplest_within_noise(
+    top: OptionRecord, ranked: list[OptionRecord], metric: str, higher: bool, spec: Any, seed: int
+) -> tuple[OptionRecord, OptionRecord | None, PairedComparison | None, str | None, list[str]]:
+    """(chosen, reference, comparison, note, reasons): the best passing option ``top`` is kept only if it
+    beats the best passing option of every simpler answer (``ANSWERS``: prompt, rag, finetune,
+    rag+finetune) outside the noise; the first simpler answer it does not beat is chosen instead (a tie
+    goes to what is simpler to build and run). ``reference`` is the simpler option the comparison was made
+    against: the one chosen instead, or the strongest simpler one ``top`` beat."""
+    label = metric.split(".", 1)[-1].replace("_", " ")
+    level = ANSWERS.index(top.answer)
+    simpler = {}
+    for o in ranked:  # best first: the first of each answer is its best passing option
+        if ANSWERS.index(o.answer) < level:
+            simpler.setdefault(o.answer, o)
+    reasons: list[str] = []
+    if not simpler:
+        return top, None, None, None, reasons
+    beaten: list[tuple[OptionRecord, PairedComparison | None, str | None]] = []
+    for answer in ANSWERS[:level]:
+        ref = simpler.get(answer)
+        if ref is None:
+            continue
+        comparison, note = _compare(top, ref, metric, higher, spec, seed)
+        if _verdict(comparison) != "better":
+            reasons.append(
+                f"{top.name} ({top.answer}) scores {label} {_fmt(_value(top, metric))} vs "
+                f"{_fmt(_value(ref, metric))} for {ref.name} ({ref.answer}), but the difference is inside the "
+                f"noise ({_ci(comparison)}): inconclusive, so the simpler {ref.answer} option is kept"
+            )
+            return ref, ref, comparison, note, reasons
+        beaten.append((ref, comparison, note))
+    ref, comparison, note = min(beaten, key=lambda b: _rank_key(b[0], metric, higher))
+    for other, c, _ in beaten:
+        reasons.append(f"{top.name} beats {other.name} ({other.answer}) outside the noise: {_ci(c)}")
+    return top, ref, comparison, note, reasons
+
+
+def _against_every_answer(chosen: OptionRecord | None, options: list[OptionRecord], metric: str, higher: bool,
+                          spec: Any, seed: int) -> list[PairedComparison]:
+    """The chosen option against the best option (by the decision metric, gates aside) of every other
+    answer of the decision chart, with the usual paired statistics."""
+    if chosen is None:
+        return []
+    out = []
+    for answer in ANSWERS:
+        others = [o for o in options if o.answer == answer and o is not chosen]
+        if answer == chosen.answer or not others:
+            continue
+        best = min(others, key=lambda o: _rank_key(o, metric, higher))
+        comparison, _ = _compare(chosen, best, metric, higher, spec, seed)
+        if comparison is not None:
+            out.append(comparison)
+    return out
 
 
 NO_PAIRED_SCORES = "no paired per-example scores"

@@ -40,6 +40,7 @@ from typing import Any
 from ftharness import faults, ui
 from ftharness.compare import distill
 from ftharness.compare.phases import Phases, release_memory
+from ftharness.compare.retrieving import Retrieval
 from ftharness.compare.selection import choose
 from ftharness.compare.task import BaselineEntry, CandidateEntry, Task, data_kind
 from ftharness.errors import BadInput
@@ -78,6 +79,9 @@ class Option:
     kind: str  # "baseline" | "candidate"
     entry: BaselineEntry | CandidateEntry
     spec: dict[str, Any] = field(default_factory=dict)
+
+
+RETRIEVES_NOTHING = "reads what an option retrieved, and this option retrieves nothing (no retrieval: block)"
 
 
 @dataclass
@@ -155,6 +159,12 @@ class Backend:
         else:
             fit, validation = carve_validation(train, fraction=v.fraction, minimum=v.min, seed=t.spec.seed)
         hashes["validation"] = examples_hash(validation.examples)
+        if t.knowledge_path is not None:
+            from ftharness.data.knowledge import knowledge_sha256
+
+            hashes["knowledge"] = knowledge_sha256(t.knowledge_path)
+            for name, path in t.training_knowledge.items():
+                hashes[f"knowledge:{name}"] = knowledge_sha256(path)
         corpus = None
         if t.corpus_path is not None:
             from ftharness.data.corpus import load_corpus
@@ -163,6 +173,25 @@ class Backend:
             hashes["corpus"] = corpus.sha256
         return LoadedData(train, load_dataset(t.eval_path), pref, hashes, fit=fit, validation=validation,
                           corpus=corpus)
+
+    def knowledge(self, path: Path, retrieval: Any, field: str) -> Any:
+        """The knowledge base at ``path`` chunked with the base model's tokenizer and indexed by the
+        retriever ``retrieval`` names (``ftharness.retrieval.Knowledge``; the index is cached on disk)."""
+        from ftharness.data.knowledge import load_knowledge
+        from ftharness.retrieval import build_knowledge
+
+        kb = load_knowledge(path, source=self.task.file, field=field)
+        return build_knowledge(kb, self.tokenizer(), self.task.spec.chunking, retrieval)
+
+    def tokenizer(self) -> Any:
+        """The base model's tokenizer (what chunks are counted in), without loading its weights."""
+        if getattr(self, "_tokenizer", None) is None:
+            from transformers import AutoTokenizer
+
+            from ftharness.models.loading import local_model_dir
+
+            self._tokenizer = AutoTokenizer.from_pretrained(local_model_dir(self._base_spec()))
+        return self._tokenizer
 
     def base_model(self) -> Any:
         if self._base is None:
@@ -317,6 +346,12 @@ class Backend:
         from ftharness.suites.evaluate import model_only
 
         return model_only(suite)
+
+    def retrieval_only(self, suite: Any) -> bool:
+        """True when every metric of the suite reads what an option retrieved (the rag suite)."""
+        from ftharness.suites.evaluate import retrieval_only
+
+        return retrieval_only(suite)
 
     def run_suite(self, suite: Any, samples: list[Any], model: Any, option: str, wall_s: float) -> SuiteResult:
         from ftharness.suites.metric import MetricContext
@@ -484,6 +519,7 @@ class Experiment:
         self.events: list[str] = []  # what was reused / computed, for the terminal and tests
         self.phases = Phases()
         self._base_loaded = False
+        self.retrieval = Retrieval(task, self.backend, self.phases, self.events)
 
     # keys ------------------------------------------------------------------------------------
     def eval_key(self, option: Option, options: dict[str, Option], suites: list[Any]) -> str:
@@ -639,17 +675,19 @@ class Experiment:
         with self.phases("load model", option.name):
             lm = b.load_trained(art)
             b.serve(lm)
+        shown, hits = self.retrieval.view(option, examples, training=True)
         with self.phases("validate: generate", option.name):
-            prompts = [b.render(lm, m) for m in b.messages(option, self.data, examples)]
+            prompts = [b.render(lm, m) for m in b.messages(option, self.data, shown)]
             self._status(f"generating {option.name} on {len(prompts)} validation rows")
             t0 = time.perf_counter()
             outs = b.generate(lm, prompts, option.entry.constrained)
             wall = time.perf_counter() - t0
-        samples = self._samples(examples, [_generated(g) for g in outs])
+        samples = self._samples(examples, [_generated(g) for g in outs], hits,
+                                self.retrieval.knowledge_for(option, training=True))
         metrics: dict[str, float | None] = {}
         with self.phases("validate: score", option.name):
             for suite in suites:
-                if b.model_only(suite):
+                if b.model_only(suite) or (hits is None and b.retrieval_only(suite)):
                     continue  # forgetting reads the model, not the outputs: it does not choose a point
                 res = b.run_suite(suite, samples, lm, option.name, wall)
                 metrics.update(_metrics_of(res, len(samples))[0])
@@ -682,6 +720,7 @@ class Experiment:
         data = self.data
         if option.entry.teacher:  # distilled: it trains on its teacher's labels, not on the training labels
             data = dataclasses.replace(data, fit=self.distill(option, by_name))
+        data = self.retrieval.training_data(option, data)
         with self.phases("train", option.name):
             art = self.backend.train(option, data, parent, self.progress)
         release_memory()
@@ -720,7 +759,9 @@ class Experiment:
         cached = labels is not None
         if labels is None:
             with self.phases("label: teacher", option.name):
-                conversations = self.backend.teacher_messages(teacher, self.data, inputs.examples)
+                # a retrieving teacher reads the chunks each input retrieves, as it does when evaluated
+                conversations = self.backend.teacher_messages(teacher, self.retrieval.prompt_data(teacher, self.data),
+                                                              self.retrieval.view(teacher, inputs.examples)[0])
                 self._status(f"teacher {teacher.name} labelling {len(conversations)} inputs for {option.name}")
                 t0 = time.perf_counter()
                 outs = self.teacher_generate(teacher, by_name, conversations)
@@ -762,10 +803,13 @@ class Experiment:
         apart from)."""
         if teacher.kind == "candidate":
             return {"candidate": self.artifact(teacher, by_name).key, "spec": teacher.spec,
-                    "instruction": self.task.instruction}
+                    "instruction": self.task.instruction,
+                    **({"knowledge": self.data.hashes.get("knowledge")} if teacher.entry.retrieval else {})}
         shots = None if teacher.entry.prompt_kind == "zero-shot" else [self.data.hashes["train"],
                                                                        self.data.hashes["eval"]]
         identity = {"baseline": teacher.spec, "instruction": self.task.instruction, "shots": shots}
+        if teacher.entry.retrieval is not None:  # its prompts hold chunks of the knowledge base
+            identity["knowledge"] = self.data.hashes.get("knowledge")
         if not is_endpoint(teacher):
             identity["base_model"] = self.backend.model_identity()
         return identity
@@ -801,7 +845,8 @@ class Experiment:
         plan = merged = None
         unavailable: dict[str, str] = {}
         endpoint = is_endpoint(option)
-        messages = b.messages(option, self.data, self.data.eval.examples)
+        shown, hits = self.retrieval.view(option, self.data.eval.examples)
+        messages = b.messages(option, self.retrieval.prompt_data(option, self.data), shown)
         if endpoint:  # the model is behind a server: the messages are the requests, no local weights
             lm = None
             prompts: list[Any] = messages
@@ -825,14 +870,17 @@ class Experiment:
                     merged = attempt(lambda: b.merged_latency(lm, prompts[:n]), MERGED_LATENCY, unavailable)
             b.serve(lm)
         with self.phases("generate", option.name):
-            gens, gen_wall = self._generate_streaming(option, prompts, generate, key)
+            gens, gen_wall = self._generate_streaming(option, prompts, generate, key, hits)
         examples = self.data.eval.examples
-        samples = self._samples(examples, gens)
+        samples = self._samples(examples, gens, hits, self.retrieval.knowledge_for(option))
         suite_results: dict[str, SuiteResult] = {}
         for suite in suites:
             name = suite.name
             if endpoint and b.model_only(suite):
                 unavailable[f"suite {name}"] = ENDPOINT_MODEL_ONLY
+                continue
+            if hits is None and b.retrieval_only(suite):
+                unavailable[f"suite {name}"] = RETRIEVES_NOTHING
                 continue
             shared = option.kind == "baseline" and b.model_only(suite)
             if shared and name in self._shared_suites:
@@ -853,11 +901,22 @@ class Experiment:
             option, suite_results, samples, gens, gen_wall, self.slice_fields(suites),
             training=training, plan=plan, merged_latency=merged, unavailable=unavailable,
             distillation=self._distillation.get(option.name),
+            retrieval=self.retrieval.record(option),
             served=("merged" if getattr(lm, "merged", False) else "as trained") if option.kind == "candidate" else None,
         )
 
-    def _samples(self, examples: list[Any], gens: list[dict[str, Any]]) -> list[Any]:
-        """The suites' samples: each example with its generated row (``_generated`` fields)."""
+    def _samples(self, examples: list[Any], gens: list[dict[str, Any]], hits: list[list[Any]] | None = None,
+                 knowledge: Any = None) -> list[Any]:
+        """The suites' samples: each example with its generated row (``_generated`` fields) and, for an option
+        that retrieves, the chunks its prompt held (``hits``, from ``knowledge``)."""
+        from ftharness.compare.retrieving import hit_fields
+        from ftharness.retrieval import context_text
+
+        def retrieval(i: int) -> dict[str, Any]:
+            if hits is None:
+                return {}
+            return {"retrieved": [hit_fields(h) for h in hits[i]], "context": context_text(knowledge, hits[i])}
+
         return [
             self.backend.sample(
                 id=i,
@@ -868,6 +927,7 @@ class Experiment:
                 prompt_tokens=g["prompt_tokens"],
                 new_tokens=g["new_tokens"],
                 latency_s=g["latency_s"],
+                **retrieval(i),
             )
             for i, (ex, g) in enumerate(zip(examples, gens, strict=True))
         ]
@@ -881,7 +941,8 @@ class Experiment:
             ui.status(message)
 
     def _generate_streaming(
-        self, option: Option, prompts: list[Any], generate: Callable[[list[Any]], list[Any]], key: str
+        self, option: Option, prompts: list[Any], generate: Callable[[list[Any]], list[Any]], key: str,
+        hits: list[list[Any]] | None = None,
     ) -> tuple[list[dict], float]:
         """Generate in batches of similar length (``generate(batch)``: rendered prompts for a local model,
         message lists for an endpoint), appending each finished batch to the samples file; samples already
@@ -916,6 +977,7 @@ class Experiment:
                         "reference": examples[i].completion,
                         "meta": examples[i].meta,
                         **_generated(g),
+                        **(self.retrieval.row_fields(option, hits[i]) if hits is not None else {}),
                         "batch_wall_s": took,
                         "batch_n": len(batch),
                     }

@@ -23,9 +23,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from ftharness.data.knowledge import ChunkingSpec
 from ftharness.errors import BadInput
 from ftharness.models.endpoint import EndpointConfig, check_endpoint
 from ftharness.paths import package_data
+from ftharness.retrieval import RetrievalSpec
 from ftharness.suites.gates import Gate, parse_gate
 from ftharness.typed import from_mapping, load_json_schema, load_mapping, resolve_path, spec, text_or_file
 
@@ -40,6 +42,8 @@ class DataFiles:
     preference: str | None = None
     corpus: str | None = spec(None, help="raw text for continued pretraining: a .txt file, a folder of them, or "
                                          "JSONL with a `text` field (ftharness.data.corpus)")
+    knowledge: str | None = spec(None, help="the knowledge base retrieving options read: JSONL of {id, title?, "
+                                            "text}, or a folder of .txt/.md files (ftharness.data.knowledge)")
 
 
 @dataclass
@@ -57,10 +61,12 @@ class GenerationSpec:
 @dataclass
 class BaselineEntry:
     name: str
-    kind: Literal["zero-shot", "few-shot", "retrieved", "endpoint"] = spec(
+    kind: Literal["zero-shot", "few-shot", "retrieved", "rag", "endpoint"] = spec(
         "zero-shot",
-        help="zero-shot, few-shot, retrieved: prompting the base model; endpoint: prompting a model behind an "
-             "OpenAI-compatible server (`endpoint:`), with the prompt `shots:` names",
+        help="zero-shot, few-shot, retrieved: prompting the base model (retrieved: training examples as shots); "
+             "rag: the base model reading the knowledge base's chunks its `retrieval:` finds, with the shots "
+             "`shots:` names; endpoint: prompting a model behind an OpenAI-compatible server (`endpoint:`), "
+             "with the prompt `shots:` names (and chunks, with `retrieval:`)",
     )
     k: int = spec(5, ge=1)
     seed: int | None = None  # None: the task's seed
@@ -68,14 +74,19 @@ class BaselineEntry:
         None, help="json-schema: decoding may only produce JSON valid under the task's schema"
     )
     shots: Literal["zero-shot", "few-shot", "retrieved"] = spec(
-        "zero-shot", help="kind endpoint: its prompt, built as the local baseline of that kind builds it (with k)"
+        "zero-shot", help="kinds endpoint and rag: its shots, drawn as the local baseline of that kind draws them "
+                          "(with k); a rag shot shows the chunks its own input retrieves"
     )
     endpoint: EndpointConfig | None = spec(None, help="kind endpoint: the server, the model and its prices")
+    retrieval: RetrievalSpec | None = spec(
+        None, help="kinds rag and endpoint: the retriever and how many chunks of data.knowledge go into each prompt"
+    )
 
     @property
     def prompt_kind(self) -> str:
-        """How its prompt is built (ftharness.baselines.KINDS): its kind, or an endpoint's ``shots``."""
-        return self.shots if self.kind == "endpoint" else self.kind
+        """How its shots are drawn (ftharness.baselines.KINDS): its kind, or the ``shots`` of an endpoint or
+        rag baseline."""
+        return self.shots if self.kind in ("endpoint", "rag") else self.kind
 
 
 @dataclass
@@ -111,6 +122,11 @@ class CandidateEntry:
     constrained: Literal["json-schema"] | None = None
     teacher: str | None = spec(
         None, help="distill: the baseline or candidate of this task whose outputs label the student's inputs"
+    )
+    retrieval: RetrievalSpec | None = spec(
+        None, help="retrieval-augmented finetuning: training rows hold the chunks their input retrieves, exactly "
+                   "as served (or RAFT's gold and distractor chunks, with `distractors:`); served with the top k "
+                   "chunks of data.knowledge"
     )
     unlabeled: str | None = spec(
         None, help="distill: a JSONL of inputs without outputs for the teacher to label (relative to the task "
@@ -149,6 +165,7 @@ class TaskSpec:
     schema: str | None = None
     slices: list[str] = field(default_factory=list)
     seed: int = 0
+    chunking: ChunkingSpec = field(default_factory=ChunkingSpec)
     validation: ValidationSpec = field(default_factory=ValidationSpec)
     generation: GenerationSpec = field(default_factory=GenerationSpec)
     baselines: list[BaselineEntry] = field(default_factory=list)
@@ -177,6 +194,8 @@ class Task:
     validation_path: Path | None = None
     sweeps: dict[str, list[str]] = field(default_factory=dict)  # sweep name -> its points' candidate names
     unlabeled_paths: dict[str, Path] = field(default_factory=dict)  # candidate name -> its `unlabeled:` file
+    knowledge_path: Path | None = None  # data.knowledge: what retrieving options read when served
+    training_knowledge: dict[str, Path] = field(default_factory=dict)  # candidate -> its retrieval.knowledge
 
     @property
     def name(self) -> str:
@@ -220,6 +239,7 @@ def check_task(spec: TaskSpec, path: Path, *, check_plugins: bool = True) -> Tas
     _check_names([b.name for b in spec.baselines], [c.name for c in candidates], path)
     _check_constraints(spec, candidates, schema, path)
     _check_endpoints(spec.baselines, path)
+    knowledge_path, training_knowledge = check_retrieval(spec, candidates, path)
     check_teachers(spec.baselines, candidates, path)
     candidates = order_candidates(candidates, path)
     check_trainers(spec.candidates, path)
@@ -260,6 +280,8 @@ def check_task(spec: TaskSpec, path: Path, *, check_plugins: bool = True) -> Tas
                 raise BadInput(e.reason if e.file is None else f"{e.reason}: {e.file}", file=path,
                                field="base_model") from None
         check_block_sizes(spec, candidates, path)
+        if knowledge_path is not None:
+            check_chunk_size(spec, path)
         from ftharness.suites.suite import load_suite, parse_gates
 
         measured: dict[str, dict[str, Any]] = {}  # every metric the task's suites compute, with its settings
@@ -299,6 +321,8 @@ def check_task(spec: TaskSpec, path: Path, *, check_plugins: bool = True) -> Tas
         validation_path=validation_path,
         sweeps=sweeps,
         unlabeled_paths=unlabeled_paths,  # type: ignore[arg-type]
+        knowledge_path=knowledge_path,
+        training_knowledge=training_knowledge,
     )
 
 
@@ -316,15 +340,101 @@ def _check_constraints(spec: TaskSpec, candidates: list[CandidateEntry], schema:
                 )
 
 
+def retrieving(entries: list[Any]) -> list[tuple[str, Any]]:
+    """``(field prefix, entry)`` of every baseline and candidate whose prompts hold retrieved chunks."""
+    return [(f"{where}.{e.name}.", e) for where, group in entries for e in group if e.retrieval is not None]
+
+
+def check_retrieval(spec: TaskSpec, candidates: list[CandidateEntry], path: Path) -> tuple[Path | None, dict[str, Path]]:
+    """Everything a retrieving option needs, checked before any work: a ``rag`` baseline has its
+    ``retrieval:`` block; every block names an installed retriever whose settings it accepts; the knowledge
+    bases (``data.knowledge``, a candidate's ``retrieval.knowledge``) load (every document checked:
+    ``ftharness.data.knowledge.load_knowledge``); RAFT's ``distractors`` go on candidates only. Returns the
+    task's knowledge base and each candidate's training knowledge base."""
+    from ftharness.data.knowledge import load_knowledge
+    from ftharness.plugins import get_plugins
+
+    for b in spec.baselines:
+        if b.kind == "rag" and b.retrieval is None:
+            b.retrieval = RetrievalSpec()  # the documented default: bm25, k 2
+        if b.retrieval is not None and b.kind not in ("rag", "endpoint"):
+            raise BadInput("retrieval: is for kinds rag and endpoint; a local baseline that retrieves is kind: rag",
+                           file=path, field=f"baselines.{b.name}.retrieval")
+    users = retrieving([("baselines", spec.baselines), ("candidates", candidates)])
+    knowledge_path = resolve_path(spec.data.knowledge, path)
+    if knowledge_path is None:
+        if users:
+            where, _ = users[0]
+            raise BadInput("this option retrieves but the task has no knowledge base: set data.knowledge (JSONL of "
+                           "{id, title, text}, or a folder of .txt/.md files)", file=path, field=where + "retrieval")
+        return None, {}
+    load_knowledge(knowledge_path, source=path, field="data.knowledge")
+    from ftharness.data.knowledge import check_chunking
+
+    check_chunking(spec.chunking, None, file=path)
+    training: dict[str, Path] = {}
+    for where, e in users:
+        r = e.retrieval
+        retriever = get_plugins().retriever(r.retriever, file=path, field=where + "retrieval.retriever")
+        check = getattr(retriever, "check_settings", None)
+        if callable(check):
+            r.settings = check(dict(r.settings), source=path)
+        if where.startswith("baselines.") and (r.distractors is not None or r.knowledge is not None):
+            extra = "distractors" if r.distractors is not None else "knowledge"
+            raise BadInput(f"{extra}: shapes a candidate's training rows; a baseline reads data.knowledge as served",
+                           file=path, field=where + "retrieval." + extra)
+        kb_path = knowledge_path
+        if r.knowledge is not None:
+            kb_path = training[e.name] = resolve_path(r.knowledge, path)
+        kb = load_knowledge(kb_path, source=path, field=where + "retrieval.knowledge") if r.knowledge else None
+        if r.distractors is not None:
+            _check_gold_ids(spec, path, kb or load_knowledge(kb_path))
+    return knowledge_path, training
+
+
+def _check_gold_ids(spec: TaskSpec, path: Path, kb: Any) -> None:
+    """RAFT builds each training row around its gold document: every row names one (``doc_id`` or
+    ``doc_ids``) that the knowledge base holds."""
+    from ftharness.data.knowledge import gold_ids
+    from ftharness.data.loading import load_dataset
+
+    docs = {d.id for d in kb.documents}
+    for ex in load_dataset(resolve_path(spec.data.train, path)).examples:
+        gold = gold_ids(ex.meta)
+        if not gold:
+            raise BadInput("RAFT (retrieval.distractors) needs the gold document of every training row: add "
+                           "`doc_id` (or `doc_ids`) to the row", file=ex.file, line=ex.line, field="doc_id")
+        missing = [g for g in gold if g not in docs]
+        if missing:
+            raise BadInput(f"doc_id {missing[0]!r} is not a document of the knowledge base {kb.path}",
+                           file=ex.file, line=ex.line, field="doc_id")
+
+
+def check_chunk_size(spec: TaskSpec, path: Path) -> None:
+    """A chunk fits the base model's positions (its config.json) with room for the rest of the prompt."""
+    import json
+
+    from ftharness.data.knowledge import check_chunking
+    from ftharness.models.loading import local_model_dir
+    from ftharness.training.sequences import max_positions
+
+    try:
+        config = local_model_dir(None if spec.base_model == "embedded" else spec.base_model) / "config.json"
+    except BadInput as e:
+        raise BadInput(e.reason, file=path, field="base_model") from None
+    positions = max_positions(json.loads(config.read_text(encoding="utf-8")))
+    check_chunking(spec.chunking, positions, file=path)
+
+
 def _check_endpoints(baselines: list[BaselineEntry], path: Path) -> None:
     """An endpoint baseline has its ``endpoint:`` (checked by ``check_endpoint``: URL, key variable set) and
     decodes on the server, unconstrained; ``endpoint:`` and ``shots:`` belong to endpoint baselines only."""
     for b in baselines:
         where = f"baselines.{b.name}."
         if b.kind != "endpoint":
-            if b.endpoint is not None or b.shots != "zero-shot":
+            if b.endpoint is not None or (b.shots != "zero-shot" and b.kind != "rag"):
                 extra = "endpoint" if b.endpoint is not None else "shots"
-                raise BadInput(f"{extra}: is for kind: endpoint; a local baseline's kind is its prompt",
+                raise BadInput(f"{extra}: is for kinds endpoint and rag; a local baseline's kind is its prompt",
                                file=path, field=where + extra)
             continue
         if b.endpoint is None:

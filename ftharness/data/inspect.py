@@ -244,5 +244,40 @@ def inspect_corpus(path: str | Path, *, model: str | None = None, tokenizer: Any
     }
 
 
+def inspect_knowledge(path: str | Path, *, model: str | None = None, tokenizer: Any = None,
+                      chunking: Any = None) -> dict[str, Any]:
+    """A knowledge base (``ftharness.data.knowledge``), checked as a task loads it: its documents, the chunks
+    they split into under ``chunking`` (default: the task default) in ``model``'s tokens (default: the
+    embedded model, what a task without ``base_model`` chunks with), their token counts, and documents
+    whose texts are the same."""
+    from ftharness.data.knowledge import (
+        ChunkingSpec,
+        check_chunking,
+        chunk_documents,
+        knowledge_stats,
+        load_knowledge,
+    )
+
+    chunking = chunking or ChunkingSpec()
+    check_chunking(chunking, None, fields=("--chunk-size", "--chunk-overlap"))
+    kb = load_knowledge(path)  # every document checked before a model is read
+    if tokenizer is None:
+        from ftharness.models.loading import load_tokenizer
+
+        tokenizer = load_tokenizer(model or "embedded")
+    chunks = chunk_documents(kb, tokenizer, chunking)
+    stats = knowledge_stats(kb, chunks, tokenizer)
+    sizes = [c.tokens for c in chunks]
+    return {
+        "file": str(path),
+        "sha256": kb.sha256,
+        **stats.to_dict(),
+        "titled": sum(1 for d in kb.documents if d.title),
+        "chunk_tokens": distribution(sizes),
+        "chunking": {"size": chunking.size, "overlap": chunking.overlap},
+        "length_unit": f"tokens of {model or 'embedded'}'s tokenizer",
+    }
+
+
 def _where(file: str, line: int) -> str:
     return f"{file}:{line}" if line else file

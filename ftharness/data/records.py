@@ -23,6 +23,9 @@ class Example:
     meta: dict[str, Any] = field(default_factory=dict)  # the record's other fields, for slices
     file: str = ""
     line: int = 0
+    # Retrieved chunks shown before the input (ftharness.retrieval.augment); the prompt builder
+    # (ftharness.baselines) renders them into the last user turn, identically at training and serving time.
+    context: str | None = None
 
     @property
     def input_text(self) -> str:

@@ -110,6 +110,7 @@ def _option(o: OptionRecord, results: CompareResults) -> MeasuredOption:
         method=spec.get("method") if o.kind == "candidate" else None,
         hyperparameters=dict(spec.get("hyperparameters") or {}),
         still_improving=_still_improving(o),
+        answer=o.answer,
     )
 
 

@@ -267,6 +267,8 @@ def view_model(results: CompareResults) -> dict[str, Any]:
         "selection": selection_view(results),
         "phases": results.timing.phases,
         "comparisons": results.comparisons,
+        "answers": {o.name: o.answer for o in options},
+        "retrieval": [o for o in options if o.retrieval is not None],
         "options": options,
         "metric": metric,
         "cols": cols,

@@ -156,6 +156,42 @@ class Distillation:
     price_basis: str = doc("where usd comes from, or why there is none", default="")
 
 
+@dataclass(kw_only=True)
+class RetrievalRecord:
+    """How a retrieving option filled its prompts from the knowledge base (``ftharness.retrieval``)."""
+
+    retriever: str = doc("the retriever plugin")
+    description: str = doc("how it ranks, in its own words")
+    k: int = doc("chunks in each prompt")
+    settings: dict[str, Any] = doc("the retriever's settings")
+    knowledge: str = doc("the knowledge base it read when served (data.knowledge)")
+    knowledge_sha256: str = doc("its content hash")
+    documents: int = doc("documents in it")
+    chunks: int = doc("chunks they were split into")
+    chunking: dict[str, Any] = doc("the chunking settings (tokens of the task's model)")
+    training_knowledge: str | None = doc(
+        "candidates: the knowledge base its training rows retrieved from, when not the served one", default=None
+    )
+    distractors: int | None = doc("candidates, RAFT: distractor chunks beside the gold one in training rows",
+                                  default=None)
+    oracle_fraction: float | None = doc("candidates, RAFT: share of training rows that kept the gold chunk",
+                                        default=None)
+
+
+# The four answers of the decision chart, simplest first: what must be built and kept running to serve it
+# (nothing but a prompt; a retrieval index; a training pipeline; both). The decision prefers the simpler
+# answer unless a more complex one beats it outside the noise (ftharness.compare.decision).
+ANSWERS = ("prompt", "rag", "finetune", "rag+finetune")
+Answer = Literal["prompt", "rag", "finetune", "rag+finetune"]
+
+
+def answer_of(kind: str, retrieves: bool) -> str:
+    """The decision chart's answer an option measures: prompting or training, with or without retrieval."""
+    if kind == "baseline":
+        return "rag" if retrieves else "prompt"
+    return "rag+finetune" if retrieves else "finetune"
+
+
 PLAN, MERGED_LATENCY = "plan", "merged latency"  # keys of OptionRecord.unavailable
 
 
@@ -201,6 +237,13 @@ class OptionRecord:
         "how a distilled candidate's training rows were labelled by its teacher, and the labelling cost",
         default=None,
     )
+    retrieval: RetrievalRecord | None = doc(
+        "how it retrieved from the knowledge base (null: it retrieves nothing)", default=None
+    )
+    answer: Answer = doc(
+        "which answer of the decision chart it measures: prompt, rag (prompting with retrieval), finetune, "
+        "rag+finetune (a candidate trained and served with retrieval)", init=False
+    )
     memory: MemoryRow | None = doc("planned vs measured training memory (candidates)", init=False)
     endpoint: EndpointUsage | None = doc(
         "the server, token usage and cost of a baseline answered by an endpoint (null: a local model)", default=None
@@ -210,6 +253,7 @@ class OptionRecord:
 
     def __post_init__(self) -> None:
         self.passed = all(g.passed for g in self.gates)
+        self.answer = answer_of(self.kind, self.retrieval is not None)
         self.memory = memory_row(self.training, self.plan, self.unavailable.get(PLAN))
 
     @staticmethod
@@ -290,7 +334,7 @@ class PairedComparison:
     outside the noise."""
 
     option: str = doc("the option compared")
-    reference: str = doc("what it is compared with (the best prompting baseline)")
+    reference: str = doc("what it is compared with (the best option of a simpler answer, or of another one)")
     metric: str = doc("the per-example score compared (METRIC.VALUE)")
     n: int = doc("paired examples")
     mean_option: float = doc("the option's mean score")
@@ -351,9 +395,10 @@ class OptionCost:
 class Decision:
     """The verdict over every measured option, with its reasons and the costs it weighed."""
 
-    verdict: Literal["finetune", "prompt", "none"] = doc(
-        "finetune: a trained candidate wins outside the noise; prompt: a prompting option is kept; none: "
-        "no option passes every gate"
+    verdict: Literal["prompt", "rag", "finetune", "rag+finetune", "none"] = doc(
+        "the answer of the recommended option (OptionRecord.answer): prompt or rag when a prompting option is "
+        "kept, finetune or rag+finetune when a trained candidate wins outside the noise; none: no option "
+        "passes every gate"
     )
     recommended: str | None = doc("the recommended option (null: none)")
     recommended_kind: Literal["baseline", "candidate"] | None = doc("its kind (null: none)")
@@ -368,6 +413,10 @@ class Decision:
         default=None,
     )
     comparison_note: str | None = doc("why no comparison was made, when one was sought", default=None)
+    comparisons: list[PairedComparison] = doc(
+        "the recommended option (when nothing passes: the best one) against the best option of every other "
+        "answer, by the decision metric", default_factory=list,
+    )
     costs: dict[str, OptionCost] = doc("every option's training and serving cost, by name")
     assumptions: list[str] = doc("the prices and confidence level the decision assumes")
 

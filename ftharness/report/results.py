@@ -14,6 +14,7 @@ before ``kind``) included: their older shapes are mapped by the records' ``from_
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -43,6 +44,11 @@ class SampleOutput:
     json_found: bool = doc("a JSON document was found, bare or inside other text")
     errors: list[str] = doc("what is wrong with it, at most six lines")
     error_paths: list[str] = doc("JSON paths of the schema errors")
+    retrieved: list[dict[str, Any]] | None = doc(
+        "the chunks its prompt held, best first ({id, doc_id, score}); null: the option retrieves nothing",
+        default=None,
+    )
+    context: str | None = doc("those chunks' text as the prompt showed it", default=None)
 
 
 @dataclass(kw_only=True)
@@ -161,10 +167,15 @@ class CompareResults:
         return data
 
 
-def output_check(text: str, schema: dict | None, finish_reason: str | None = None) -> SampleOutput:
+def output_check(text: str, schema: dict | None, finish_reason: str | None = None, *,
+                 json_task: bool = True) -> SampleOutput:
     """One output with its format verdict for the side-by-side view: strict parse, lenient parse, schema
-    errors."""
+    errors. ``json_task=False`` (a task without a schema, whose answers are text): no format verdict."""
     from ftharness.suites.json_extract import parse_lenient, parse_strict
+
+    if not json_task:
+        return SampleOutput(text=text, finish_reason=finish_reason, strict_ok=True, json_found=False, errors=[],
+                            error_paths=[])
 
     strict = parse_strict(text)
     found = strict if strict.ok else parse_lenient(text)
@@ -202,7 +213,8 @@ def side_by_side(
     for i in ids:
         first = next(by_option[n][i] for n in names if i in by_option[n])
         outputs = {
-            n: output_check(r["output"], schema, r.get("finish_reason"))
+            n: dataclasses.replace(output_check(r["output"], schema, r.get("finish_reason"), json_task=schema is not None),
+                                   retrieved=r.get("retrieved"), context=r.get("context"))
             for n in names
             if (r := by_option[n].get(i)) is not None
         }

@@ -92,6 +92,15 @@ def model_only(suite: Suite) -> bool:
     return all(getattr(installed.get(m), "needs_model", False) for m in suite.metrics)
 
 
+def retrieval_only(suite: Suite) -> bool:
+    """Every metric of the suite reads what an option retrieved (``needs_retrieval``: recall@k, MRR,
+    groundedness): an option that retrieves nothing gives it nothing to measure."""
+    from ftharness.plugins import metrics
+
+    installed = metrics()
+    return bool(suite.metrics) and all(getattr(installed.get(m), "needs_retrieval", False) for m in suite.metrics)
+
+
 def load_models(
     model: str | None, adapter: str | None = None, base_model: str | None = None, *, need_base: bool = False
 ) -> tuple[Any, Any]:

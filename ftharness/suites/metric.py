@@ -21,6 +21,11 @@ class Sample:
     prompt_tokens: int = doc("tokens of the rendered prompt", default=0)
     new_tokens: int = doc("tokens generated", default=0)
     latency_s: float = doc("seconds to generate this output (its batch's time shared out)", default=0.0)
+    retrieved: list[dict[str, Any]] | None = doc(
+        "the chunks its prompt held, best first: {id, doc_id, score} each (null: the option retrieves nothing)",
+        default=None,
+    )
+    context: str | None = doc("the retrieved chunks' text as the prompt showed it (null: none)", default=None)
 
 
 @dataclass

@@ -100,8 +100,10 @@ def model_fingerprint(folder: Path) -> str:
 
 
 def examples_hash(examples: list[Example]) -> str:
-    """Hash of what training reads from the examples (not their file positions)."""
-    return sha256_json([[e.messages, e.completion, e.chosen, e.rejected] for e in examples])
+    """Hash of what training reads from the examples (not their file positions): a retrieved context too,
+    where a row has one."""
+    return sha256_json([[e.messages, e.completion, e.chosen, e.rejected, *([e.context] if e.context else [])]
+                        for e in examples])
 
 
 def artifact_key(spec: CandidateSpec, hyperparameters: dict[str, Any], base_hash: str, train_hash: str,
