@@ -20,7 +20,6 @@ shape and settings). A search is one matrix product, then a sort by score with t
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -102,24 +101,19 @@ def _malformed(answer: Any, n: int, dim: int | None) -> str | None:
 def _from_endpoint(texts: list[str], endpoint: dict[str, Any], batch_size: int) -> Any:
     import numpy as np
 
-    from ftharness.models.endpoint import _Client
+    from ftharness.models.endpoint import post_json
 
     e = EmbeddingEndpoint(**endpoint)
     cfg = EndpointConfig(e.base_url, e.model, 0.0, 0.0, api_key_env=e.api_key_env, concurrency=1,
                          timeout_s=e.timeout_s, max_retries=e.max_retries)
-    key = os.environ.get(e.api_key_env, "") if e.api_key_env else ""
-    if e.api_key_env and not key:
-        raise BadInput(f"the environment variable {e.api_key_env} is not set (or empty): export the API key "
-                       "in it", field=f"{FIELD}.endpoint.api_key_env")
-    client = _Client(cfg, key, None, f"{FIELD}.endpoint")  # its retries, timeouts and key redaction
-    client.url = e.base_url.rstrip("/") + "/embeddings"
+    url = e.base_url.rstrip("/") + "/embeddings"
     out: list[Any] = []
     for start in range(0, len(texts), batch_size):
         batch = texts[start:start + batch_size]
-        answer, _, _ = client._post({"model": e.model, "input": batch})
+        answer = post_json(cfg, "embeddings", {"model": e.model, "input": batch}, field=f"{FIELD}.endpoint")
         why = _malformed(answer, len(batch), out[0].shape[1] if out else None)
         if why:
-            raise EnvironmentProblem(f"embeddings endpoint {client.url} (model {e.model!r}) answered {why}: "
+            raise EnvironmentProblem(f"embeddings endpoint {url} (model {e.model!r}) answered {why}: "
                                      "is base_url the API root of an OpenAI-compatible embeddings server?")
         data = sorted(enumerate(answer["data"]), key=lambda p: p[1].get("index", p[0]))
         out.append(np.asarray([d["embedding"] for _, d in data], dtype=np.float32))

@@ -283,7 +283,7 @@ ENDPOINT = {"base_url": "https://api.example.com/v1", "model": "large", "api_key
         ({"kind": "endpoint", "constrained": "json-schema", "endpoint": ENDPOINT},
          "baselines.hosted.constrained", "decodes on its server"),
         ({"kind": "few-shot", "endpoint": ENDPOINT}, "baselines.hosted.endpoint", "is for kind: endpoint"),
-        ({"kind": "few-shot", "shots": "retrieved"}, "baselines.hosted.shots", "is for kind: endpoint"),
+        ({"kind": "few-shot", "shots": "retrieved"}, "baselines.hosted.shots", "is for kinds endpoint and rag"),
     ],
 )
 def test_task_file_checks(tmp_path, key, baseline, field, says):

@@ -72,7 +72,7 @@ def leaderboard(results: CompareResults, *, wide: bool = False) -> Any:
     d = results.decision
     cols = [c for c in leaderboard_columns(results, limit=7 if wide else 2) if c in (d.metric, PARSE) or wide]
     table = Table(title="Leaderboard (* recommended)", box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("option", overflow="fold", min_width=12)
+    table.add_column("option / answer", overflow="fold", min_width=12)
     for c in cols:
         table.add_column(c.split(".", 1)[-1].replace("_", " "), justify="right")
     table.add_column("prompt tokens", justify="right")
@@ -84,6 +84,7 @@ def leaderboard(results: CompareResults, *, wide: bool = False) -> Any:
         ok = sum(1 for g in o.gates if g.passed)
         mark = "[green]pass[/green]" if o.passed else "[red]FAIL[/red]"
         name = _text(o.name + (" *" if o.name == d.recommended else ""))
+        name.append(f"\n{o.answer}", style="dim")  # which answer of the decision chart it measures
         table.add_row(
             name,
             *[_num(o.metrics.get(c)) for c in cols],

@@ -433,8 +433,8 @@ def _check_endpoints(baselines: list[BaselineEntry], path: Path) -> None:
         where = f"baselines.{b.name}."
         if b.kind != "endpoint":
             if b.endpoint is not None or (b.shots != "zero-shot" and b.kind != "rag"):
-                extra = "endpoint" if b.endpoint is not None else "shots"
-                raise BadInput(f"{extra}: is for kinds endpoint and rag; a local baseline's kind is its prompt",
+                extra, kinds = ("endpoint", "kind: endpoint") if b.endpoint is not None else ("shots", "kinds endpoint and rag")
+                raise BadInput(f"{extra}: is for {kinds}; a local baseline's kind is its prompt",
                                file=path, field=where + extra)
             continue
         if b.endpoint is None:

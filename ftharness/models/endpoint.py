@@ -160,11 +160,7 @@ def generate_chat(
     settings = settings or GenerationSettings()
     if not conversations:
         return []
-    key = os.environ.get(config.api_key_env, "") if config.api_key_env else ""
-    if config.api_key_env and not key:
-        raise BadInput(f"the environment variable {config.api_key_env} is not set (or empty): export the API "
-                       "key in it", file=file, field=f"{field}.api_key_env")
-    client = _Client(config, key, file, field)
+    client = _Client(config, api_key(config, file=file, field=field), file, field)
     with ThreadPoolExecutor(max_workers=min(config.concurrency, len(conversations))) as pool:
         futures = [pool.submit(client.answer, request_body(config, m, settings)) for m in conversations]
         try:
@@ -175,12 +171,32 @@ def generate_chat(
             raise
 
 
+def api_key(config: EndpointConfig, *, file: str | Path | None = None, field: str = "endpoint") -> str:
+    """The key in the environment variable ``api_key_env`` names ("" without one); BadInput when it is named
+    but not set."""
+    key = os.environ.get(config.api_key_env, "") if config.api_key_env else ""
+    if config.api_key_env and not key:
+        raise BadInput(f"the environment variable {config.api_key_env} is not set (or empty): export the API "
+                       "key in it", file=file, field=f"{field}.api_key_env")
+    return key
+
+
+def post_json(config: EndpointConfig, route: str, body: dict[str, Any], *, file: str | Path | None = None,
+              field: str = "endpoint") -> dict[str, Any]:
+    """POST ``body`` to ``BASE_URL/ROUTE`` of an OpenAI-compatible server with the same retries, timeouts,
+    key handling and errors as chat completions (no cache): what another route (``embeddings``) is called
+    with. Returns the answer's JSON; checking its shape is the caller's."""
+    client = _Client(config, api_key(config, file=file, field=field), file, field, route=route)
+    return client._post(body)[0]
+
+
 class _Client:
     """Sends one request with its retries, through the cache. Holds the key; never prints it."""
 
-    def __init__(self, config: EndpointConfig, key: str, file: str | Path | None, field: str) -> None:
+    def __init__(self, config: EndpointConfig, key: str, file: str | Path | None, field: str,
+                 route: str = "chat/completions") -> None:
         self.config = config
-        self.url = config.base_url.rstrip("/") + "/chat/completions"
+        self.url = config.base_url.rstrip("/") + "/" + route
         self._key = key
         self.where = {"file": file, "field": field}
 
