@@ -10,10 +10,10 @@ rows said, but it cannot know a fact it was never shown, nor one that changed af
 Writes, next to this file (or into ``--out``):
 - ``knowledge.jsonl``: one document per product, ``id`` (slug), ``title`` (product name), ``text`` (a
   short paragraph stating price, warranty, return window, weight and support contact in varied prose, with
-  a few sentences that state no asked fact, so that retrieval has some noise);
+  a sentence that states no asked fact, so that retrieval has some noise);
 - ``train.jsonl``: questions about the "seen" products (about two thirds), each asking one fact that is
-  "asked" for that product (2 or 3 of its 5), in two phrasings; every row has ``slice`` "train";
-- ``eval.jsonl``: 12 rows in each of four slices:
+  "asked" for that product (2 of its 5), in one phrasing; every row has ``slice`` "train";
+- ``eval.jsonl``: 8 rows in each of four slices:
   - ``asked``: a fact asked in training, asked again in other words (same answer): recall of trained facts;
   - ``unasked``: a seen product, a fact never asked about it in training: what training did not cover;
   - ``unseen-product``: a product that never occurs in training: pure lookup, only retrieval can know it;
@@ -36,8 +36,12 @@ import re
 from pathlib import Path
 
 SEED = 0
-N_PRODUCTS, N_UNSEEN, N_PER_SLICE, N_TRAIN_PHRASINGS = 40, 13, 12, 2
-MAX_WORDS = 80  # a paragraph short enough that a small model can read two in its prompt
+# Sized for a comparison of four options within ten minutes on a 2-core CPU (prompt tokens dominate it)
+N_PRODUCTS, N_UNSEEN, N_PER_SLICE, N_TRAIN_PHRASINGS = 40, 13, 8, 1
+ASKED_PER_PRODUCT = 2  # of its five facts, asked in training about each seen product
+# A paragraph short enough that a small model reads two in its prompt, and that a comparison on the 2-core
+# CPU stays within ten minutes: a CPU pays for every prompt token of every row it generates or trains on.
+MAX_WORDS = 60
 FACTS = ("price", "warranty", "returns", "weight", "contact")
 CHANGEABLE = ("price", "warranty", "returns", "contact")
 SLICES = ("asked", "unasked", "unseen-product", "changed")
@@ -175,7 +179,7 @@ def changed_value(rng: random.Random, product: dict, fact: str) -> str:
 
 
 def paragraph(rng: random.Random, product: dict) -> str:
-    """The product's document: an intro naming it, its five facts and one or two noise lines in random order.
+    """The product's document: an intro naming it, its five facts and one noise line in random order.
 
     Drawn again (up to 50 times) while it is longer than MAX_WORDS; the shortest draw is kept otherwise."""
     title, cat, brand = product["title"], product["cat"], product["brand"]
@@ -189,7 +193,7 @@ def paragraph(rng: random.Random, product: dict) -> str:
             template, subject = rng.choice(FACT_SENTENCES[fact]), rng.choice(subjects)
             sentence = template.format(s=subject, v=product["facts"][fact])
             body.append(sentence[0].upper() + sentence[1:])
-        body += [t.format(**words) for t in rng.sample(NOISE, rng.choice([1, 2]))]
+        body += [t.format(**words) for t in rng.sample(NOISE, 1)]
         rng.shuffle(body)
         drafts.append(" ".join([rng.choice(INTROS).format(**words), *body]))
         if len(drafts[-1].split()) <= MAX_WORDS:
@@ -219,7 +223,7 @@ def build(seed: int = SEED) -> tuple[dict[str, list[dict]], dict]:
     order = list(range(N_PRODUCTS))
     rng.shuffle(order)
     unseen, seen = order[:N_UNSEEN], order[N_UNSEEN:]
-    asked = {p: set(rng.sample(FACTS, 3 if k < len(seen) // 2 else 2)) for k, p in enumerate(seen)}
+    asked = {p: set(rng.sample(FACTS, ASKED_PER_PRODUCT)) for p in seen}
     trained = [(p, f) for p in seen for f in FACTS if f in asked[p]]
     changed = pick_pairs(rng, [c for c in trained if c[1] in CHANGEABLE], CHANGEABLE)
     asked_pairs = pick_pairs(rng, [c for c in trained if c not in changed], FACTS)

@@ -86,7 +86,7 @@ def convert_gguf(gguf: Path, target: Path, *, progress: bool = True) -> Path:
     try:
         if progress:
             ui.status(f"converting {gguf.name} once into {target} (about 30 s per 100M parameters)")
-        with ui.progress(f"converting {gguf.name}", None, show=progress):
+        with ui.progress(f"converting {gguf.name}", None, show=progress), _no_library_bars():
             _convert_into(gguf, tmp)
         if target.exists():
             shutil.rmtree(target)
@@ -95,6 +95,22 @@ def convert_gguf(gguf: Path, target: Path, *, progress: bool = True) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+@contextlib.contextmanager
+def _no_library_bars() -> Any:
+    """transformers' own bars (GGUF tensors, loading weights, writing shards) off while converting: the
+    conversion may run before a run's log exists (a task file is checked first), and ftharness's own
+    progress line says what is happening."""
+    from transformers.utils import logging as tlog
+
+    was_enabled = tlog.is_progress_bar_enabled()
+    tlog.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            tlog.enable_progress_bar()
 
 
 def _library_bars() -> Any:
