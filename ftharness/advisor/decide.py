@@ -405,10 +405,14 @@ def _next_steps(
     task = "TASK.yaml"
     steps: list[str] = []
     if rec in ("prompt", "rag"):
-        if rec == "rag":
+        if rec == "rag" and ran:
+            steps.append(f"Keep the knowledge base refreshed {s.knowledge_refresh} or faster, and rerun the "
+                         "comparison when it changes.")
+        elif rec == "rag":
             steps.append(
-                f"Index the fact source for retrieval, refreshed {s.knowledge_refresh} or faster, and "
-                "evaluate on questions whose answers changed after the model was trained."
+                f"Index the fact source for retrieval, refreshed {s.knowledge_refresh} or faster, and measure "
+                f"it: `data.knowledge` and a `kind: rag` baseline in `ftharness compare {task}` "
+                "(examples/facts/task.yaml), with questions whose answers changed after the model was trained."
             )
         if not ran:
             steps.append(f"Measure prompting: `ftharness compare {task}` ({TASK_HINT}) with the zero-shot, "
@@ -456,9 +460,11 @@ def _next_steps(
         teacher = "a local teacher" if not s.data_can_leave else "the teacher"
         steps.append(f"Have {teacher} answer real inputs (at least {t.min_labeled_examples}) and keep its "
                      "rationales as extra targets (distilling step-by-step).")
-    if rec == "rag+finetune":
+    if rec == "rag+finetune" and not ran:
         steps.append("Build the retrieval index, and train on examples that include retrieved context with "
-                     "distractor documents (RAFT) so the model learns to use what retrieval returns.")
+                     "distractor documents (RAFT) so the model learns to use what retrieval returns: "
+                     "`data.knowledge`, a `kind: rag` baseline and a candidate with `retrieval: {k: 2, "
+                     "distractors: 1}` in the task file (examples/facts/task.yaml).")
     if path == "dpo" and s.labeled_examples < t.min_labeled_examples:
         steps.append("Start DPO from an SFT model: first finetune on the chosen responses of the pairs.")
     if model is not None and method is not None:
