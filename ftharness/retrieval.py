@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ftharness.data.knowledge import Chunk, ChunkingSpec, KnowledgeBase, chunk_documents, gold_ids
+from ftharness.data.knowledge import Chunk, ChunkingSpec, KnowledgeBase, check_gold, chunk_documents
 from ftharness.data.records import Example
 from ftharness.errors import BadInput
 from ftharness.io import sha256_json
@@ -214,14 +214,7 @@ def raft_rows(knowledge: Knowledge, examples: list[Example], r: RetrievalSpec, s
     rng = random.Random(seed)
     out = []
     for e, row in zip(examples, hits, strict=True):
-        gold = gold_ids(e.meta)
-        if not gold:
-            raise BadInput("RAFT (distractors:) needs the gold document of every training row: add `doc_id` "
-                           "(or `doc_ids`) to the row", file=e.file or source, line=e.line or None, field="doc_id")
-        missing = [g for g in gold if g not in docs]
-        if missing:
-            raise BadInput(f"doc_id {missing[0]!r} is not a document of the knowledge base {knowledge.kb.path}",
-                           file=e.file or source, line=e.line or None, field="doc_id")
+        gold = check_gold(e, docs, knowledge.kb.path, source=source)  # checked at task load too
         keep_gold = rng.random() < r.oracle_fraction
         ranked_gold = [h for h in row if h.doc_id in gold]
         gold_hit = ranked_gold[0] if ranked_gold else Hit(id=first_chunk[gold[0]], doc_id=gold[0], score=0.0, rank=0)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +47,15 @@ class RetrievalSettings:
     """The retrieval metric takes no settings: what it reads is fixed by the option's retrieval block."""
 
 
-def content_words(text: str) -> list[str]:
+@lru_cache(maxsize=1)
+def _stopwords() -> frozenset[str]:
     from bm25s.stopwords import STOPWORDS_EN
 
-    stop = set(STOPWORDS_EN)
+    return frozenset(STOPWORDS_EN)
+
+
+def content_words(text: str) -> list[str]:
+    stop = _stopwords()
     return [w for w in _WORD.findall(text.lower()) if len(w) > 1 and w not in stop]
 
 

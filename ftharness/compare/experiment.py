@@ -682,8 +682,8 @@ class Experiment:
             t0 = time.perf_counter()
             outs = b.generate(lm, prompts, option.entry.constrained)
             wall = time.perf_counter() - t0
-        samples = self._samples(examples, [_generated(g) for g in outs], hits,
-                                self.retrieval.knowledge_for(option, training=True))
+        samples = self._samples(examples, [_generated(g) for g in outs],
+                                self.retrieval.rows_fields(option, hits, training=True))
         metrics: dict[str, float | None] = {}
         with self.phases("validate: score", option.name):
             for suite in suites:
@@ -872,7 +872,7 @@ class Experiment:
         with self.phases("generate", option.name):
             gens, gen_wall = self._generate_streaming(option, prompts, generate, key, hits)
         examples = self.data.eval.examples
-        samples = self._samples(examples, gens, hits, self.retrieval.knowledge_for(option))
+        samples = self._samples(examples, gens, self.retrieval.rows_fields(option, hits))
         suite_results: dict[str, SuiteResult] = {}
         for suite in suites:
             name = suite.name
@@ -905,18 +905,10 @@ class Experiment:
             served=("merged" if getattr(lm, "merged", False) else "as trained") if option.kind == "candidate" else None,
         )
 
-    def _samples(self, examples: list[Any], gens: list[dict[str, Any]], hits: list[list[Any]] | None = None,
-                 knowledge: Any = None) -> list[Any]:
+    def _samples(self, examples: list[Any], gens: list[dict[str, Any]],
+                 retrieved: list[dict[str, Any]] | None = None) -> list[Any]:
         """The suites' samples: each example with its generated row (``_generated`` fields) and, for an option
-        that retrieves, the chunks its prompt held (``hits``, from ``knowledge``)."""
-        from ftharness.compare.retrieving import hit_fields
-        from ftharness.retrieval import context_text
-
-        def retrieval(i: int) -> dict[str, Any]:
-            if hits is None:
-                return {}
-            return {"retrieved": [hit_fields(h) for h in hits[i]], "context": context_text(knowledge, hits[i])}
-
+        that retrieves, what its prompt held (``retrieved``: ``Retrieval.rows_fields``)."""
         return [
             self.backend.sample(
                 id=i,
@@ -927,7 +919,7 @@ class Experiment:
                 prompt_tokens=g["prompt_tokens"],
                 new_tokens=g["new_tokens"],
                 latency_s=g["latency_s"],
-                **retrieval(i),
+                **(retrieved[i] if retrieved is not None else {}),
             )
             for i, (ex, g) in enumerate(zip(examples, gens, strict=True))
         ]
@@ -949,6 +941,7 @@ class Experiment:
         in the file for this key are kept, not generated again. A line a kill cut short is dropped from the
         file first (its row is generated again), so no row is ever glued to it."""
         path = self.run_dir.samples_file(option.name)
+        retrieved = self.retrieval.rows_fields(option, hits)
         done = {r["id"]: r for r in repair_jsonl(path) if r.get("key") == key}
         if path.exists() and not done:
             path.unlink()  # samples of an older key: start the file again
@@ -977,7 +970,7 @@ class Experiment:
                         "reference": examples[i].completion,
                         "meta": examples[i].meta,
                         **_generated(g),
-                        **(self.retrieval.row_fields(option, hits[i]) if hits is not None else {}),
+                        **(retrieved[i] if retrieved is not None else {}),
                         "batch_wall_s": took,
                         "batch_n": len(batch),
                     }

@@ -112,8 +112,13 @@ class Retrieval:
             oracle_fraction=r.oracle_fraction if option.kind == "candidate" and r.distractors is not None else None,
         )
 
-    def row_fields(self, option: Any, hits: list[Any]) -> dict[str, Any]:
-        """What a samples row keeps of what its prompt retrieved: the chunks' ids and scores, and their text."""
+    def rows_fields(self, option: Any, hits: list[list[Any]] | None, *,
+                    training: bool = False) -> list[dict[str, Any]] | None:
+        """What each row keeps of what its prompt retrieved (samples files, the suites' samples): the chunks'
+        ids and scores, and their text; None for an option that retrieves nothing."""
         from ftharness.retrieval import context_text
 
-        return {"retrieved": [hit_fields(h) for h in hits], "context": context_text(self.knowledge_for(option), hits)}
+        if hits is None:
+            return None
+        knowledge = self.knowledge_for(option, training=training)
+        return [{"retrieved": [hit_fields(h) for h in row], "context": context_text(knowledge, row)} for row in hits]

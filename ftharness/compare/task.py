@@ -395,19 +395,12 @@ def check_retrieval(spec: TaskSpec, candidates: list[CandidateEntry], path: Path
 def _check_gold_ids(spec: TaskSpec, path: Path, kb: Any) -> None:
     """RAFT builds each training row around its gold document: every row names one (``doc_id`` or
     ``doc_ids``) that the knowledge base holds."""
-    from ftharness.data.knowledge import gold_ids
+    from ftharness.data.knowledge import check_gold
     from ftharness.data.loading import load_dataset
 
     docs = {d.id for d in kb.documents}
     for ex in load_dataset(resolve_path(spec.data.train, path)).examples:
-        gold = gold_ids(ex.meta)
-        if not gold:
-            raise BadInput("RAFT (retrieval.distractors) needs the gold document of every training row: add "
-                           "`doc_id` (or `doc_ids`) to the row", file=ex.file, line=ex.line, field="doc_id")
-        missing = [g for g in gold if g not in docs]
-        if missing:
-            raise BadInput(f"doc_id {missing[0]!r} is not a document of the knowledge base {kb.path}",
-                           file=ex.file, line=ex.line, field="doc_id")
+        check_gold(ex, docs, kb.path)
 
 
 def check_chunk_size(spec: TaskSpec, path: Path) -> None:

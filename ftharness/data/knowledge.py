@@ -249,3 +249,18 @@ def gold_ids(meta: dict[str, Any]) -> list[str] | None:
     if meta.get("doc_id") is not None:
         return [str(meta["doc_id"])]
     return None
+
+
+def check_gold(example: Any, docs: set[str], kb_path: str, *, source: Any = None) -> list[str]:
+    """The gold ids of a training row that RAFT builds around: BadInput naming the row's file and line when it
+    has none, or names a document the knowledge base at ``kb_path`` does not hold."""
+    gold = gold_ids(example.meta)
+    if not gold:
+        raise BadInput("RAFT (retrieval.distractors) needs the gold document of every training row: add "
+                       "`doc_id` (or `doc_ids`) to the row", file=example.file or source, line=example.line or None,
+                       field="doc_id")
+    missing = [g for g in gold if g not in docs]
+    if missing:
+        raise BadInput(f"doc_id {missing[0]!r} is not a document of the knowledge base {kb_path}",
+                       file=example.file or source, line=example.line or None, field="doc_id")
+    return gold
