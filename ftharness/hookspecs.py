@@ -151,6 +151,12 @@ class Metric(Protocol):
       file.
     - ``needs_base_model: bool``: it compares ``ctx.model`` with ``ctx.base_model`` (forgetting), so the
       evaluator should load the base model too.
+    - ``selection_settings: dict``: for a metric of the model, the settings under which it measures without
+      reading what the eval run is judged on (forgetting: ``{"part": "selection"}``); a sweep then reads it
+      to choose its point (``ftharness.compare.selection``). A metric of the model without it does not take
+      part in a sweep's choice.
+    - values with a confidence interval go in ``MetricResult.intervals``; a gate on such a value reads the
+      interval (passed, failed or inconclusive; ``ftharness.suites.gates``).
 
     A value it cannot compute for this run (no references, no timings) is left out of ``values`` and the
     reason put in ``details["missing"][value_name]``: a gate on it then fails with that reason.

@@ -181,8 +181,12 @@ def test_default_task_loads(monkeypatch):
     builtin_plugins(monkeypatch)
     task = load_task(None, check_plugins=False)
     assert task.name == "extraction"
-    assert [c.name for c in task.candidates] == ["lora-bare-lr1e-3", "lora-bare-lr2e-3"]
-    assert task.sweeps == {"lora-bare": ["lora-bare-lr1e-3", "lora-bare-lr2e-3"]}
+    points = ["lora-bare-lr1e-3-replay0", "lora-bare-lr1e-3-replay0.2", "lora-bare-lr2e-3-replay0",
+              "lora-bare-lr2e-3-replay0.2"]
+    assert [c.name for c in task.candidates] == points
+    assert task.sweeps == {"lora-bare": points}
+    assert {c.sweep_strategy for c in task.candidates} == {"halving"}
+    assert {c.replay.source for c in task.candidates} == {"general"}
     assert {c.prompt for c in task.candidates} == {"bare"}
     assert {b.kind for b in task.spec.baselines} == {"zero-shot", "retrieved"}
     assert {b.constrained for b in task.spec.baselines} == {"json-schema"}

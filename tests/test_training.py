@@ -346,3 +346,22 @@ def test_the_artifact_card_states_hyperparameters_data_and_losses_and_takes_eval
     assert card.count(EVALUATION) == 1 and "run-2" in card and "run-1" not in card
     assert "| format.parse_rate >= 0.9 | 0.5 | FAIL |" in card and "0 of 1 gates passed" in card
     assert not record_evaluation(art.path.parent, run="r", option="o", metrics={}, gates=[])  # not a card of ours
+
+
+@pytest.mark.slow
+def test_a_stopped_stage_continues_to_the_full_budget(tiny_model_dir, isolated_cache):
+    """Successive halving's stages: stop at a step keeping a checkpoint, then continue from it."""
+    from ftharness.training.run import RESUME_DIR, train_candidate
+
+    train, evald = _data()
+    spec = _spec(tiny_model_dir, max_steps=4, eval_steps=4)
+    first = train_candidate(spec, train, evald, system_prompt=SYSTEM, progress=False, stop_at_step=2)
+    assert first.result.extra["global_step"] == 2 and (first.path / RESUME_DIR).is_dir()
+    assert any(p.get("eval_loss") is not None and p["step"] == 2 for p in first.result.loss_curve)  # validated there
+    rest = train_candidate(spec, train, evald, system_prompt=SYSTEM, progress=False, resume_from=first)
+    assert rest.path != first.path and rest.record["resumed_from"]["key"] == first.key
+    assert rest.result.extra["resumed_from_step"] == 2 and rest.result.extra["global_step"] == 4
+    assert [p["step"] for p in rest.result.loss_curve if "loss" in p] == [1, 2, 3, 4]
+    assert not (rest.path / RESUME_DIR).exists()
+    again = train_candidate(spec, train, evald, system_prompt=SYSTEM, progress=False, resume_from=first)
+    assert again.cached and again.path == rest.path

@@ -3,8 +3,9 @@
 Precedence, in words: a target already met, a task that changes often, or prompting not yet exhausted
 keep the answer in the prompt (with retrieval when facts are missing). Past that: a smaller model
 (distill) when cost, latency or the device demand it; continued pretraining for a large domain corpus;
-DPO when preference pairs exist; supervised finetuning when there are enough demonstrations; otherwise
-collect data. Retrieval joins finetuning (rag+finetune) when facts matter too: finetune for the form,
+DPO when preference pairs exist; supervised finetuning when there are enough demonstrations (for a
+preference or safety problem too: SFT on the demonstrations is the first stage, DPO joins once pairs exist);
+otherwise collect data. Retrieval joins finetuning (rag+finetune) when facts matter too: finetune for the form,
 retrieve the facts, and train on examples that carry retrieved documents (Zhang et al. 2024, "RAFT: Adapting
 Language Model to Domain Specific RAG"; OpenAI, "Optimizing LLMs for accuracy": the two are additive).
 The method is LoRA unless the plan says it does not fit (QLoRA) or large data, a domain shift and the
@@ -14,7 +15,9 @@ With a run (``advise --from-run``, :mod:`ftharness.advisor.measured`), the run's
 scenario's assumptions where they answer the same field, and the measured rules outrank the scenario rules:
 a candidate that beat prompting outside the noise makes the answer finetune (with its method), prompting that
 passes every gate makes it prompt, training that did not help rules finetuning out; an inconclusive run leaves
-the scenario rules to decide and sizes the experiment that would settle it.
+the scenario rules to decide and sizes the experiment that would settle it. A next step of a run that changes
+training names the candidate that runs it as a task-file block (``Advice.candidates``;
+:mod:`ftharness.advisor.blocks`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 
 from ftharness.advisor import planning
 from ftharness.advisor import rules as R
+from ftharness.advisor.blocks import CandidateBlock
 from ftharness.advisor.measured import Measured, MeasuredFact, next_experiments, run_facts, scenario_facts
 from ftharness.advisor.rules import Facts, Fired
 from ftharness.advisor.scenario import Scenario
@@ -75,10 +79,13 @@ class Advice:
     fit: planning.Fit | None = field(default=None, repr=False)
     run: str | None = None  # the run whose measurements the advice read (advise --from-run)
     measured: list[MeasuredFact] = field(default_factory=list)  # what the run measured, with its source
+    candidates: list[CandidateBlock] = field(default_factory=list)  # the task-file blocks of the next steps
 
     def to_dict(self) -> dict[str, Any]:
-        """The ``--json`` document; ``run`` and ``measured`` are there when the advice read a run, and then
-        ``assumptions`` holds only what the run did not measure."""
+        """The ``--json`` document; ``run``, ``measured`` and ``candidates`` are there when the advice read a
+        run, and then ``assumptions`` holds only what the run did not measure. Each of ``candidates`` is the
+        task-file block of one next step (``step``: its 1-based position in ``next_steps``, whose text ends
+        with the same YAML): ``{name, derived_from, step, needs, entry, yaml}``."""
         out = {
             "recommendation": self.recommendation,
             "method": self.method,
@@ -91,6 +98,7 @@ class Advice:
         if self.run is not None:
             out["run"] = self.run
             out["measured"] = [f.to_dict() for f in self.measured]
+            out["candidates"] = [c.to_dict() for c in self.candidates]
         return out
 
 
@@ -161,8 +169,11 @@ def advise(s: Scenario, measured: Measured | None = None) -> Advice:
     reasons = measured_fired + [f for f in fired if f.vote in deciding] + method_fired
     reasons += [f for f in fired if f.vote == "constraint"]
     steps = _next_steps(eff, rec, path, method, plan_model, fit, by_rule, t, ran=measured is not None)
+    candidates: list[CandidateBlock] = []
     if measured is not None:
-        steps = next_experiments(measured) + steps
+        experiments = next_experiments(measured)
+        candidates = [dataclasses.replace(e.block, step=i) for i, e in enumerate(experiments, 1) if e.block]
+        steps = [e.text for e in experiments] + steps
     return Advice(
         recommendation=rec,
         method=method,
@@ -175,6 +186,7 @@ def advise(s: Scenario, measured: Measured | None = None) -> Advice:
         fit=fit,
         run=measured.run_id if measured is not None else None,
         measured=facts + run_facts(measured, s.requests_per_month) if measured is not None else [],
+        candidates=candidates,
     )
 
 
@@ -231,11 +243,17 @@ def _recommend(s: Scenario, by_rule: dict[str, Fired], votes: set[str]) -> tuple
         return "continued-pretraining", "cpt"
     if "dpo" in votes:
         return ("rag+finetune" if rag else "finetune"), "dpo"
-    if "enough_examples" in by_rule:
+    if "enough_examples" in by_rule or _demonstrations_first(by_rule):
         return ("rag+finetune" if rag else "finetune"), "sft"
     if "collect-data" in votes:
         return "collect-data", None
     return ("rag" if rag else "prompt"), None
+
+
+def _demonstrations_first(by_rule: dict[str, Fired]) -> bool:
+    """Too few preference pairs, but enough demonstrations to train on now (the rule voted finetune)."""
+    fired = by_rule.get("too_few_preference_pairs")
+    return fired is not None and fired.vote == "finetune"
 
 
 def _deciding_votes(rec: str, path: str | None) -> set[str]:
@@ -486,7 +504,10 @@ def _next_steps(
     if "too_few_preference_pairs" in by_rule:
         need_p = max(t.min_preference_pairs - s.preference_pairs, 0)
         steps.append(f"For the {'/'.join(p for p in ('preference', 'safety') if p in (s.problems or []))} "
-                     f"problem, collect about {need_p} more chosen/rejected pairs for a later DPO stage.")
+                     f"problem, collect about {need_p} more chosen/rejected pairs for a later DPO stage: "
+                     f"{_candidate('dpo')} with `start_from:` the SFT candidate and the pairs in `data.preference` "
+                     "learns which of two answers to prefer (and, for safety, to refuse), which demonstrations "
+                     "alone do not teach (Rafailov et al. 2023; Ouyang et al. 2022).")
     return steps
 
 
@@ -594,7 +615,10 @@ def _alternatives(
         if corpus < bar
         else "The corpus is large but no domain problem was named." if "continued_pretraining_for_corpus" not in by_rule
         else f"Not yet: {blocked[0].lower()}{blocked[1:]}" if blocked else "Considered; see the reasons.")
-    if "too_few_examples" in by_rule or "too_few_preference_pairs" in by_rule:
+    if "too_few_examples" not in by_rule and _demonstrations_first(by_rule):
+        add("collect-data", "Worth doing alongside, not instead: the demonstrations train now, and preference "
+            "pairs add a DPO stage later.")
+    elif "too_few_examples" in by_rule or "too_few_preference_pairs" in by_rule:
         add("collect-data", "Worth doing alongside: more examples widen the options later.")
     else:
         add("collect-data", f"{n} labeled examples already meet the bar of {need}." if n >= need

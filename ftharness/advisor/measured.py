@@ -14,6 +14,10 @@ taken from the run, and the advice says so. The rules that read a run are in :mo
   is applied as well, and both are given).
 - **payback**: the training cost divided by the monthly serving saving against the reference, at the
   scenario's requests per month (or the task's).
+
+Every next experiment that changes training (:func:`next_experiments`) comes with the task-file block that
+runs it (:mod:`ftharness.advisor.blocks`), derived from the measured candidate's own entry: its text ends
+with the block's YAML, and :attr:`NextStep.block` holds the block itself.
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from ftharness.advisor import blocks
+from ftharness.advisor.blocks import CandidateBlock
 
 POWER = 0.8  # the conventional power for sizing an experiment (Cohen 1988, ch. 2)
 
@@ -45,6 +52,9 @@ class MeasuredOption:
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     still_improving: bool | None = None  # the validation loss was lowest at the last evaluation
     answer: str = "prompt"  # the decision chart's answer it measures: prompt, rag, finetune, rag+finetune
+    entry: dict[str, Any] = field(default_factory=dict)  # a candidate's task-file entry, as the task file
+    # writes it (no field left at its default, no sweep: a finalist's swept values are in its hyperparameters)
+    data: str | None = None  # what a candidate trained on: train, preference or corpus
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,7 @@ class Measured:
     requests_per_month: int  # the task's stated volume
     usd_per_prompt_token: float
     model: str | None  # the base model as the planner names it (a preset or a config.json), if known
+    task_file: str | None = None  # the task file the run read
 
     def option(self, name: str | None) -> MeasuredOption | None:
         return next((o for o in self.options if o.name == name), None)
@@ -233,49 +244,115 @@ def run_facts(m: Measured, requests_per_month: int | None) -> list[MeasuredFact]
     return out
 
 
-def next_experiments(m: Measured) -> list[str]:
-    """What to run next when the run did not settle the question, each with the figure that sizes it."""
-    steps: list[str] = []
+@dataclass(frozen=True)
+class NextStep:
+    """One next experiment: the text the user reads (ending with the block's YAML when it has one) and the
+    task-file block that runs it (None: the step changes no candidate)."""
+
+    text: str
+    block: CandidateBlock | None = None
+
+
+def _with_block(text: str, block: CandidateBlock | None, fallback: str) -> NextStep:
+    """``text`` followed by the block's YAML, or ``fallback`` when no block could be derived."""
+    if block is None:
+        return NextStep(fallback)
+    return NextStep(f"{text}\n{block.yaml}", block)
+
+
+def next_experiments(m: Measured) -> list[NextStep]:
+    """What to run next when the run did not settle the question, each with the figure that sizes it; a step
+    that changes training carries the candidate block that runs it (:mod:`ftharness.advisor.blocks`)."""
+    steps: list[NextStep] = []
+    taken = {o.name for o in m.options}
+    rerun = f"`ftharness compare {m.task_file}`" if m.task_file else "`ftharness compare TASK.yaml`"
+    add = f"Add this candidate to the task file's `candidates:` and rerun {rerun}"
     c = m.comparison
     if c is not None and c.verdict == "inconclusive":
         rows = rows_to_resolve(c)
         if rows is not None:
-            steps.append(
+            steps.append(NextStep(
                 f"The interval of {c.option} vs {c.reference} contains zero at n={c.n}: with the measured "
                 f"spread (sd {c.sd:.2f} per row) and difference ({_diff(c.diff)}), about {rows[0]} eval rows "
-                f"would exclude zero if that difference is real ({rows[1]} for {POWER:.0%} power).")
+                f"would exclude zero if that difference is real ({rows[1]} for {POWER:.0%} power)."))
     for o in m.candidates:
         guard = [s for s in o.failed_suites if s in GUARD_SUITES]
         if "forgetting" in guard:
-            lr = o.hyperparameters.get("learning_rate")
-            steps.append(
-                f"Rerun {o.name} to forget less: a lower learning rate"
-                + (f" than {lr:g}" if isinstance(lr, int | float) else "")
-                + ", fewer steps or a smaller rank, or mix general text into its training data "
-                "(Biderman et al. 2024, \"LoRA Learns Less and Forgets Less\": forgetting grows with the "
-                "learning rate and the steps).")
+            steps.append(_forgetting_step(o, taken, add))
         if "safety" in guard or "redteam" in guard:
-            steps.append(f"Add refusal and safe-completion examples to {o.name}'s training data, or train a DPO "
-                         "stage on safety preference pairs (Qi et al. 2023: finetuning erodes safety).")
+            steps.append(_safety_step(m, o, taken, add))
     best = max((o for o in m.candidates if o.score is not None), key=lambda o: _signed(m, o.score), default=None)
     short = best is not None and m.target is not None and _signed(m, best.score) < _signed(m, m.target)
     if short and best is not None:
-        r = best.hyperparameters.get("r")
+        gap = f"{m.metric} {best.score:.2f}, target {m.target:g}"
+        more = "the OpenAI fine-tuning guide sees gains with each doubling of the examples"
         if best.still_improving:
-            steps.append(f"{best.name} still improved at its last validation ({m.metric} {best.score:.2f}, target "
-                         f"{m.target:g}): train longer or on more data (the OpenAI fine-tuning guide sees gains "
-                         "with each doubling of the examples).")
-        elif isinstance(r, int):
-            steps.append(f"{best.name} stopped improving short of the target ({best.score:.2f} < {m.target:g}): "
-                         f"try a bigger rank (r={2 * r}) or more examples; a sweep over learning rates picks the "
-                         "best on validation.")
+            block = blocks.longer_block(best, taken)
+            steps.append(_with_block(
+                f"{best.name} still improved at its last validation ({gap}): train it longer, and on more "
+                f"examples ({more}). {add}:", block,
+                f"{best.name} still improved at its last validation ({gap}): train longer or on more data "
+                f"({more})."))
+        elif (block := blocks.rank_block(best, taken)) is not None:
+            r = block.entry["sweep"]["r"]
+            steps.append(NextStep(
+                f"{best.name} stopped improving short of the target ({gap}): try a bigger rank (r={r[0]} and "
+                f"{r[1]}, validation chooses) or more examples ({more}). {add}:\n{block.yaml}", block))
+        elif isinstance(rank := best.hyperparameters.get("r"), int):  # its trainer is not installed here
+            steps.append(NextStep(f"{best.name} stopped improving short of the target ({gap}): try a bigger rank "
+                                  f"(r={2 * rank}) or more examples ({more})."))
         else:
-            steps.append(f"{best.name} falls short of the target ({best.score:.2f} < {m.target:g}): train on more "
-                         "examples.")
+            steps.append(NextStep(f"{best.name} falls short of the target ({best.score:.2f} < {m.target:g}): "
+                                  "train on more examples."))
     if not m.candidates:
-        steps.append("The run trained no candidate: add a LoRA candidate to the task to measure what training "
-                     "adds over prompting.")
+        fallback = ("The run trained no candidate: add a LoRA candidate to the task to measure what training adds "
+                    "over prompting.")
+        steps.append(_with_block(f"The run trained no candidate: measure what training adds over prompting with a "
+                                 f"LoRA candidate. {add}:", blocks.first_candidate_block(taken), fallback))
     return steps
+
+
+def _forgetting_step(o: MeasuredOption, taken: set[str], add: str) -> NextStep:
+    lost = "; ".join(msg for msg, s in zip(o.failed, o.failed_suites, strict=True) if s == "forgetting")
+    why = ("forgetting grows with the learning rate and the steps (Biderman et al. 2024, \"LoRA Learns Less and "
+           "Forgets Less\")")
+    block = blocks.forgetting_block(o, taken)
+    fallback = f"Rerun {o.name} with a lower learning rate or fewer steps to forget less ({lost}): {why}."
+    if block is None:
+        return NextStep(fallback)
+    sweep = block.entry["sweep"]
+    varied = []
+    if "learning_rate" in sweep:
+        varied.append("lower learning rates (" + " and ".join(f"{v:g}" for v in sweep["learning_rate"]) + ")")
+    if "replay.fraction" in sweep:
+        varied.append(f"general text mixed into its training rows (replay, {sweep['replay.fraction'][-1]:g} per "
+                      "task row; Scialom et al. 2022: rehearsal keeps what the model knew) against "
+                      + (f"{sweep['replay.fraction'][0]:g}" if sweep["replay.fraction"][0] else "none"))
+    how = (f"; successive halving trains its {block.points} points on part of their steps and continues the better "
+           "half on validation, points that pass the forgetting gate first"
+           if block.entry.get("sweep_strategy") == "halving" else "; validation chooses among them")
+    return _with_block(f"Rerun {o.name} to forget less ({lost}): {why}. Try {' with '.join(varied)}{how}. "
+                       f"{add}:", block, fallback)
+
+
+def _safety_step(m: Measured, o: MeasuredOption, taken: set[str], add: str) -> NextStep:
+    erodes = "finetuning erodes safety (Qi et al. 2023)"
+    if o.data == "preference":  # a DPO candidate already: the same candidate on safety pairs, no new block
+        return NextStep(f"{o.name} fails a safety gate, and {erodes}: add safety pairs (chosen: the refusal or safe "
+                        "answer) to the task's data.preference and rerun it.")
+    fallback = (f"Add refusal and safe-completion examples to {o.name}'s training data, or train a DPO stage on "
+                f"safety preference pairs ({erodes}).")
+    has_pairs = bool(m.preference_pairs)
+    block = blocks.dpo_block(o, taken, has_pairs=has_pairs)
+    if block is None:
+        return NextStep(fallback)
+    pairs = (f"add safety pairs (chosen: the refusal or safe answer) to the task's data.preference "
+             f"({m.preference_pairs} pairs there now)" if has_pairs
+             else "collect safety pairs (chosen: the refusal or safe answer) and name them in the task's "
+                  "`data.preference`")
+    return _with_block(f"{o.name} fails a safety gate, and {erodes}: add refusal and safe-completion examples to its "
+                       f"training rows, and train a DPO stage on top of it (Rafailov et al. 2023): {pairs}. "
+                       f"{add}:", block, fallback)
 
 
 def _span(months: float) -> str:

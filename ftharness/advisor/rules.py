@@ -326,21 +326,31 @@ def dpo_for_preference_pairs(x: Facts) -> Fired | None:
 
 
 def too_few_preference_pairs(x: Facts) -> Fired | None:
-    """A preference or safety problem needs preference pairs; with too few, collect them first.
+    """A preference or safety problem needs preference pairs; with too few, collect them. With enough labeled
+    demonstrations meanwhile, train on those now (vote ``finetune``): supervised finetuning on demonstrations
+    is the first stage of the preference pipeline, and the pairs add a DPO stage on top of it; without them,
+    collecting comes first (vote ``collect-data``).
 
-    Source: Rafailov et al. 2023 (DPO); Bai et al. 2022, "Training a Helpful and Harmless Assistant with
-    Reinforcement Learning from Human Feedback" (harmlessness is taught from human preference comparisons).
+    Source: Ouyang et al. 2022, "Training language models to follow instructions with human feedback"
+    (InstructGPT: supervised finetuning on labeler demonstrations first, then preference comparisons train the
+    later stages, starting from the SFT model); Rafailov et al. 2023 (DPO, from the SFT model as its reference
+    policy); Bai et al. 2022, "Training a Helpful and Harmless Assistant with Reinforcement Learning from Human
+    Feedback" (harmlessness is taught from human preference comparisons).
     """
     wanted = _has(x.s, *PREFERENCE_PROBLEMS)
-    if not wanted or x.s.preference_pairs >= x.t.min_preference_pairs:
+    pairs, n = x.s.preference_pairs, x.s.labeled_examples
+    if not wanted or pairs >= x.t.min_preference_pairs:
         return None
-    return Fired(
-        "too_few_preference_pairs",
-        f"A {'/'.join(wanted)} problem is taught from preference pairs, and only "
-        f"{_n(x.s.preference_pairs)} are on hand (bar: {x.t.min_preference_pairs}): collect chosen/"
-        "rejected pairs.",
-        "collect-data",
-    )
+    short = (f"A {'/'.join(wanted)} problem is taught from preference pairs, and only {_n(pairs)} are on hand "
+             f"(bar: {x.t.min_preference_pairs})")
+    if n >= x.t.min_labeled_examples:
+        return Fired(
+            "too_few_preference_pairs",
+            f"{short}; the {_n(n)} labeled demonstrations train now: supervised finetuning on them is the first "
+            "stage of that pipeline (InstructGPT), and the pairs, once collected, add a DPO stage on top of it.",
+            "finetune",
+        )
+    return Fired("too_few_preference_pairs", f"{short}: collect chosen/rejected pairs.", "collect-data")
 
 
 def safety_gates(x: Facts) -> Fired | None:

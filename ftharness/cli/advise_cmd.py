@@ -2,7 +2,10 @@
 
 Input: ``--scenario FILE``, a flag per scenario field (flags override the file), or, in a terminal with
 neither, a questionnaire. ``--from-run`` adds what a comparison run measured: its facts replace the
-scenario's assumptions, and the advice names the run (:mod:`ftharness.report.advice`). Nothing heavy is imported: advise answers in well under a second without torch.
+scenario's assumptions, and the advice names the run (:mod:`ftharness.report.advice`). A next step that
+changes training ends with the task-file block of the candidate that runs it; the view prints that YAML as is,
+indented under the step, so it can be pasted into the task file's ``candidates:``. Nothing heavy is imported:
+advise answers in well under a second without torch.
 """
 
 from __future__ import annotations
@@ -156,7 +159,10 @@ def render(advice, *, brief: bool = False) -> None:
     if advice.next_steps:
         out.print("[bold]Next steps[/bold]")
         for i, step in enumerate(advice.next_steps, 1):
-            out.print(f"  {i}. {escape(step)}")
+            text, *block = step.split("\n")  # a step that changes training ends with its candidate's YAML
+            out.print(f"  {i}. {escape(text)}")
+            for line in block:
+                out.print(f"       {escape(line)}", highlight=False, soft_wrap=True)
     if brief:
         return
     if advice.fit is not None:

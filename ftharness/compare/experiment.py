@@ -30,6 +30,7 @@ import contextlib
 import dataclasses
 import functools
 import json
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -38,10 +39,10 @@ from pathlib import Path
 from typing import Any
 
 from ftharness import faults, ui
-from ftharness.compare import distill
+from ftharness.compare import distill, replay
 from ftharness.compare.phases import Phases, release_memory
 from ftharness.compare.retrieving import Retrieval
-from ftharness.compare.selection import choose
+from ftharness.compare.selection import halving_budgets, rank, selection_suite, survivors
 from ftharness.compare.task import BaselineEntry, CandidateEntry, Task, data_kind
 from ftharness.errors import BadInput
 from ftharness.io import append_jsonl, repair_jsonl, sha256_file, sha256_json
@@ -58,15 +59,17 @@ from ftharness.report.records import (
     OptionRecord,
     Phase,
     PointOutput,
+    Rung,
     Selection,
     SweepPoint,
     Training,
 )
 from ftharness.report.run_dir import RunDir
+from ftharness.suites.gates import GateOutcome
 from ftharness.suites.runner import SuiteResult
 from ftharness.suites.slices import check_slice_fields, compute_slices
 
-STATE_VERSION = 2
+STATE_VERSION = 3  # 3: sweep points carry their gates and rungs
 ENDPOINT_MODEL_ONLY = (
     "reads the model's weights, and an endpoint's cannot be read here (prompting changes no weights: there is "
     "nothing to forget)"
@@ -111,6 +114,9 @@ def options_of(task: Task) -> list[Option]:
     for c in task.candidates:
         spec = dataclasses.asdict(c)
         spec.pop("sweep", None)
+        for name, default in (("replay", None), ("sweep_strategy", "grid")):
+            if spec.get(name) == default:  # the spec (and evaluation key) of a candidate without them is unchanged
+                spec.pop(name)
         spec["seed"] = task.spec.seed if c.seed is None else c.seed
         spec["data"] = data_kind(c)
         out.append(Option(c.name, "candidate", c, spec))
@@ -210,7 +216,8 @@ class Backend:
         path = local_model_dir(self._base_spec())
         return {"spec": self.task.spec.base_model or "embedded", "path": str(path)}
 
-    def train(self, option: Option, data: LoadedData, parent: Any | None, progress: bool) -> Any:
+    def train(self, option: Option, data: LoadedData, parent: Any | None, progress: bool,
+              stop_at_step: int | None = None, resume_from: Any | None = None) -> Any:
         from ftharness.training.run import train_candidate
         from ftharness.training.trainer import CandidateSpec
 
@@ -236,6 +243,7 @@ class Backend:
             system_prompt=c.system_prompt(self.task.instruction),
             start_from=parent,
             progress=progress,
+            **{k: v for k, v in (("stop_at_step", stop_at_step), ("resume_from", resume_from)) if v is not None},
         )
 
     def load_trained(self, artifact: Any) -> Any:
@@ -642,55 +650,117 @@ class Experiment:
             )
         return out
 
-    # sweeps, chosen on validation --------------------------------------------------------------
+    # sweeps, chosen without the eval set (ftharness.compare.selection) -----------------------------
     def select_sweeps(
         self, by_name: dict[str, Option], suites: list[Any], keys: dict[str, str]
     ) -> dict[str, Selection]:
-        """Train every point of every sweep, score each on the validation rows, keep one finalist each."""
+        """Train the points of every sweep (all of them to the end, or by successive halving), score each
+        on the validation rows and the selection part of the forgetting reference, keep one finalist."""
         spec = self.task.spec.decision
         out: dict[str, Selection] = {}
         for sweep, names in self.task.sweeps.items():
-            points = [self.validate(by_name[n], by_name, suites, keys[n]) for n in names]
-            chosen = choose(points, spec.metric, spec.higher_is_better)
-            self.events.append(f"validation chose {chosen} from sweep {sweep}")
+            strategy = by_name[names[0]].entry.sweep_strategy
+            if strategy == "halving" and len(names) > 1:
+                points, finalists, full = self.halve(names, by_name, suites, keys)
+            else:
+                points = [self.validate(by_name[n], by_name, suites, keys[n]) for n in names]
+                finalists, full = names, None
+            chosen = rank([p for p in points if p.name in finalists], spec.metric, spec.higher_is_better)[0]
+            why = "" if chosen.feasible is not False else " (no point passed every gate measurable without the eval set)"
+            self.events.append(f"validation chose {chosen.name} from sweep {sweep}{why}")
+            trained = [p.global_step for p in points]
             out[sweep] = Selection(
-                chosen=chosen,
+                chosen=chosen.name,
                 metric=spec.metric,
                 on="validation",
                 n=len(self.data.validation) if self.data.validation is not None else 0,
                 points=points,
+                strategy=strategy,
+                feasible=chosen.feasible is not False,
+                steps_trained=sum(trained) if all(t is not None for t in trained) else None,
+                steps_grid=full * len(names) if full else None,
             )
         return out
 
-    def validate(self, option: Option, by_name: dict[str, Option], suites: list[Any], key: str) -> SweepPoint:
-        """One sweep point served on the validation rows and scored by the suites that read outputs."""
-        state = self.run_dir.read_state("validation", option.name)
-        if state and state.get("key") == key and state.get("done"):
-            self.events.append(f"reused validation of {option.name}")
-            self.artifact(option, by_name)  # from the artifact cache; its training record is needed
-            return from_json(SweepPoint, state["record"])
+    def halve(self, names: list[str], by_name: dict[str, Option], suites: list[Any],
+              keys: dict[str, str]) -> tuple[list[SweepPoint], list[str], int]:
+        """Successive halving over one sweep's points: (every point with its rungs, the points that reached
+        the full budget, that budget in steps)."""
+        spec = self.task.spec.decision
+        full = max(self.full_steps(by_name[n]) for n in names)
+        budgets = halving_budgets(full, len(names))
+        alive, stage, last = list(names), {}, {}
+        rungs: dict[str, list[Rung]] = {n: [] for n in names}
+        for r, steps in enumerate(budgets):
+            final = r == len(budgets) - 1
+            points = []
+            for n in alive:
+                option = by_name[n]
+                art = self.artifact(option, by_name, stop_at_step=None if final else steps, resume_from=stage.get(n))
+                stage[n] = art
+                name = n if final else f"{n}@{steps}"
+                points.append(self.validate(option, by_name, suites, f"{keys[n]}:{name}", art=art, state=name))
+            keep = set() if final else {p.name for p in rank(points, spec.metric, spec.higher_is_better)[
+                :survivors(len(points))]}
+            for p in points:
+                rungs[p.name].append(Rung(rung=r, steps=p.global_step if p.global_step is not None else steps,
+                                          value=p.metrics.get(spec.metric), feasible=p.feasible is not False,
+                                          promoted=p.name in keep))
+                last[p.name] = p
+            self.events.append(f"halving: rung {r} at {steps} steps validated {', '.join(p.name for p in points)}"
+                               + (f"; {', '.join(sorted(keep))} continue" if keep else ""))
+            if not final:
+                alive = [n for n in alive if n in keep]
+        points = [dataclasses.replace(last[n], rungs=rungs[n]) for n in names]
+        return points, alive, full
+
+    def full_steps(self, option: Option) -> int:
+        """The optimizer steps a candidate trains at its full budget: ``max_steps``, else epochs times the
+        steps of one pass over its rows (task rows, replay rows included) in batches of ``batch_size x
+        grad_accum`` (as transformers counts them on one device)."""
+        from ftharness.training.spec import hyperparameter_values, validate_candidate
+        from ftharness.training.trainer import CandidateSpec
+
+        c = option.entry
+        hp = hyperparameter_values(validate_candidate(CandidateSpec(
+            name=c.name, trainer=c.trainer, method=c.method, start_from=c.start_from,
+            hyperparameters=dict(c.hyperparameters))))
+        if hp.get("max_steps"):
+            return int(hp["max_steps"])
+        rows = len(self.data.fit)
+        if c.replay is not None:
+            rows += replay.replay_count(c.replay.fraction, rows)
+        per_step = int(hp.get("batch_size", 8)) * int(hp.get("grad_accum", 1))
+        return max(1, math.ceil(float(hp.get("epochs", 1.0)) * math.ceil(rows / per_step)))
+
+    def validate(self, option: Option, by_name: dict[str, Option], suites: list[Any], key: str, *,
+                 art: Any | None = None, state: str | None = None) -> SweepPoint:
+        """One sweep point (``art``: one stage of it) served on the validation rows, scored by what a sweep
+        may read (``ftharness.compare.selection.selection_suite``) and checked against the gates those
+        values reach."""
+        name = state or option.name
+        saved = self.run_dir.read_state("validation", name)
+        if saved and saved.get("key") == key and saved.get("done"):
+            self.events.append(f"reused validation of {name}")
+            if art is None:
+                self.artifact(option, by_name)  # from the artifact cache; its training record is needed
+            return from_json(SweepPoint, saved["record"])
         b = self.backend
-        art = self.artifact(option, by_name)
+        art = art if art is not None else self.artifact(option, by_name)
         examples = self.data.validation.examples
-        with self.phases("load model", option.name):
+        with self.phases("load model", name):
             lm = b.load_trained(art)
             b.serve(lm)
         shown, hits = self.retrieval.view(option, examples, training=True)
-        with self.phases("validate: generate", option.name):
+        with self.phases("validate: generate", name):
             prompts = [b.render(lm, m) for m in b.messages(option, self.data, shown)]
-            self._status(f"generating {option.name} on {len(prompts)} validation rows")
+            self._status(f"generating {name} on {len(prompts)} validation rows")
             t0 = time.perf_counter()
             outs = b.generate(lm, prompts, option.entry.constrained)
             wall = time.perf_counter() - t0
         samples = self._samples(examples, [_generated(g) for g in outs],
                                 self.retrieval.rows_fields(option, hits, training=True))
-        metrics: dict[str, float | None] = {}
-        with self.phases("validate: score", option.name):
-            for suite in suites:
-                if b.model_only(suite) or (hits is None and b.retrieval_only(suite)):
-                    continue  # forgetting reads the model, not the outputs: it does not choose a point
-                res = b.run_suite(suite, samples, lm, option.name, wall)
-                metrics.update(_metrics_of(res, len(samples))[0])
+        metrics, gates = self._selection_scores(suites, samples, lm, name, wall, retrieves=hits is not None)
         del lm
         release_memory()
         training = self._training[option.name]
@@ -699,6 +769,7 @@ class Experiment:
         point = SweepPoint(
             name=option.name,
             hyperparameters=dict(option.entry.hyperparameters),
+            replay_fraction=option.entry.replay.fraction if option.entry.replay is not None else None,
             metrics=metrics,
             validation_loss=min(losses) if losses else None,  # the kept (best) checkpoint's
             stopped_early=extra.get("stopped_early"),
@@ -706,13 +777,43 @@ class Experiment:
             training_wall_s=training.wall_s,
             global_step=extra.get("global_step"),
             outputs=[PointOutput(id=s.id, output=s.output) for s in samples],
+            gates=gates,
+            feasible=all(g.passed for g in gates),
         )
-        self.run_dir.write_state("validation", option.name, {"key": key, "done": True, "record": to_json(point)})
+        self.run_dir.write_state("validation", name, {"key": key, "done": True, "record": to_json(point)})
         return point
 
-    def artifact(self, option: Option, by_name: dict[str, Option]) -> Any:
-        """Train (or take from the cache) a candidate and everything it starts from."""
-        if option.name in self._artifacts:
+    def _selection_scores(self, suites: list[Any], samples: list[Any], lm: Any, name: str, wall: float, *,
+                          retrieves: bool) -> tuple[dict[str, float | None], list[GateOutcome]]:
+        """What a sweep point is chosen on, and the gates it reaches: each suite's selection part, then the
+        task's own gates on those values. A gate on a value nothing measured here is left out."""
+        from ftharness.suites.gates import check_gate
+
+        b = self.backend
+        metrics: dict[str, float | None] = {}
+        intervals: dict[str, list[float]] = {}
+        gates: list[GateOutcome] = []
+        with self.phases("validate: score", name):
+            for suite in suites:
+                part = selection_suite(suite)
+                if part is None or (not retrieves and b.retrieval_only(suite)):
+                    continue
+                res = b.run_suite(part, samples, lm, name, wall)
+                metrics.update(_metrics_of(res, len(samples))[0])
+                intervals.update({f"{m}.{k}": v for m, r in res.metrics.items() for k, v in r.intervals.items()})
+                gates.extend(dataclasses.replace(g, suite=suite.name) for g in res.gates if g.value is not None)
+        for gate in self.task.gates:
+            if metrics.get(gate.name) is not None:
+                gates.append(check_gate(gate, {gate.value: metrics[gate.name]}, suite="task",
+                                        interval=intervals.get(gate.name)))
+        return metrics, gates
+
+    def artifact(self, option: Option, by_name: dict[str, Option], *, stop_at_step: int | None = None,
+                 resume_from: Any | None = None) -> Any:
+        """Train (or take from the cache) a candidate and everything it starts from. ``stop_at_step`` and
+        ``resume_from`` train one stage of successive halving (``ftharness.training.run``); a stage that
+        stops early is not the candidate's artifact, the stage that trains to the end is."""
+        if option.name in self._artifacts and stop_at_step is None and resume_from is None:
             return self._artifacts[option.name]
         parent = None
         if option.entry.start_from:
@@ -721,26 +822,61 @@ class Experiment:
         if option.entry.teacher:  # distilled: it trains on its teacher's labels, not on the training labels
             data = dataclasses.replace(data, fit=self.distill(option, by_name))
         data = self.retrieval.training_data(option, data)
-        with self.phases("train", option.name):
-            art = self.backend.train(option, data, parent, self.progress)
+        data = self.replay_data(option, data)
+        stage = "" if stop_at_step is None else f" (to step {stop_at_step})"
+        with self.phases("train", option.name + stage):
+            staged = {k: v for k, v in (("stop_at_step", stop_at_step), ("resume_from", resume_from)) if v is not None}
+            art = self.backend.train(option, data, parent, self.progress, **staged)
         release_memory()
         result = art.result.to_dict() if hasattr(art.result, "to_dict") else dict(art.result)
         parent = self._training.get(option.entry.start_from or "")
+        earlier = self._training.get(option.name) if resume_from is not None else None
         self._training[option.name] = from_json(
             Training,
             {
                 **result,
                 "cached": bool(getattr(art, "cached", False)),
                 "artifact": str(art.path),
-                "total_wall_s": float(result["wall_s"]) + (parent.total_wall_s if parent else 0.0),
+                # a continued stage adds to the stages before it (which hold the parent's time already)
+                "total_wall_s": float(result["wall_s"]) + (
+                    earlier.total_wall_s if earlier is not None else (parent.total_wall_s if parent else 0.0)),
                 "start_from": option.entry.start_from,
             },
         )
         self.events.append(
-            ("reused training of " if getattr(art, "cached", False) else "trained ") + option.name
+            ("reused training of " if getattr(art, "cached", False) else "trained ") + option.name + stage
         )
         self._artifacts[option.name] = art
         return art
+
+    def replay_data(self, option: Option, data: LoadedData) -> LoadedData:
+        """The training rows with the candidate's replay rows mixed in (``ftharness.compare.replay``)."""
+        spec = getattr(option.entry, "replay", None)
+        if spec is None or data.fit is None:
+            return data
+        n = replay.replay_count(spec.fraction, len(data.fit))
+        if n == 0:
+            return data
+        seed = option.spec["seed"]
+        if spec.source == "self":
+            prompts = replay.self_prompts()
+            answers = replay.self_answers_cached(
+                {"model": self.backend.model_identity(), "generation": distill.generation_key(self.task, None)},
+                prompts, self._base_answers)
+            rows = replay.self_rows(prompts, answers, n, seed)
+        else:
+            rows = replay.text_rows(spec.source, self.task.replay_paths.get(option.name), n, seed)
+        self.events.append(f"{option.name} trains on {len(rows)} replay rows ({spec.source}) beside "
+                           f"{len(data.fit)} task rows")
+        return dataclasses.replace(data, fit=replay.with_replay(data.fit, rows))
+
+    def _base_answers(self, prompts: list[str]) -> list[str]:
+        b = self.backend
+        lm = b.base_model()
+        with self.phases("replay: generate", "base model"):
+            self._status(f"the base model answers {len(prompts)} general prompts for self-rehearsal")
+            outs = b.generate(lm, [b.render(lm, [{"role": "user", "content": p}]) for p in prompts])
+        return [_generated(g)["output"] for g in outs]
 
     # distillation (ftharness.compare.distill) ----------------------------------------------------
     def distill(self, option: Option, by_name: dict[str, Option]) -> Any:
@@ -1003,10 +1139,12 @@ class Experiment:
             for k, v in ps.items():
                 per_sample.setdefault(k, v)
             gates.extend(dataclasses.replace(g, suite=sname) for g in res.gates)
+        intervals = {f"{name}.{k}": v for res in suites.values() for name, m in res.metrics.items()
+                     for k, v in m.intervals.items()}
         for gate in self.task.gates:
             values = {gate.value: metrics[gate.name]} if gate.name in metrics else None
             why = None if values else f"no suite of this task measures {gate.name}"
-            gates.append(check_gate(gate, values, why, suite="task"))
+            gates.append(check_gate(gate, values, why, suite="task", interval=intervals.get(gate.name)))
         slices = compute_slices(samples, per_sample, slice_fields, file=self.task.file)
         lat = [g["latency_s"] for g in gens]
         new = sum(g["new_tokens"] for g in gens)

@@ -16,6 +16,9 @@ A difference whose interval contains zero is *inconclusive*, never a win.
 from __future__ import annotations
 
 from ftharness.report.records import PairedComparison
+from ftharness.suites.bootstrap import bootstrap_ci
+
+__all__ = ["bootstrap_ci", "paired_compare"]
 
 
 def paired_compare(
@@ -80,19 +83,3 @@ def paired_compare(
     return PairedComparison(
         option, reference, metric, n, float(a.mean()), float(b.mean()), diff, lo, hi, confidence, p, verdict
     )
-
-
-def bootstrap_ci(
-    scores: list[float], *, confidence: float = 0.95, n_resamples: int = 10_000, seed: int = 0
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of a mean (Efron & Tibshirani 1993, ch. 13)."""
-    import numpy as np
-
-    x = np.asarray(scores, dtype=float)
-    if x.size == 0:
-        return (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    boot = x[rng.integers(0, x.size, size=(n_resamples, x.size))].mean(axis=1)
-    alpha = 1.0 - confidence
-    lo, hi = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
-    return float(lo), float(hi)

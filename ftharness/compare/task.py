@@ -104,6 +104,36 @@ class ValidationSpec:
     file: str | None = None  # a JSONL file of validation rows (relative to the task file)
 
 
+# Replay's default share: one general row for every five task rows, the mix practitioners' forgetting
+# checklists give ("mix 20 % general data with task data"); rehearsal helps from small shares on
+# (Scialom et al. 2022, Continual-T0: 1 %; Ibrahim et al. 2024 measure 0.5 % to 50 % when continuing to
+# pretrain). Sweep it (`sweep: {replay.fraction: [0, 0.2]}`) and let validation and the selection part of the
+# forgetting reference choose.
+REPLAY_SOURCE = ("Scialom et al. 2022 (Fine-tuned Language Models are Continual Learners, arXiv:2205.12393); "
+                 "Ibrahim et al. 2024 (Simple and Scalable Strategies to Continually Pre-train LLMs, "
+                 "arXiv:2403.08763); Huang et al. 2024 (Self-Synthesized Rehearsal, arXiv:2403.01244) for `self`")
+REPLAY_SOURCES = ("general", "self")
+
+
+@dataclass
+class ReplaySpec:
+    """General text mixed into a supervised candidate's training rows against forgetting
+    (``ftharness.compare.replay``)."""
+
+    fraction: float = spec(0.2, ge=0, lt=1, source=REPLAY_SOURCE,
+                           help="replay rows per task training row (0.2: one in five); 0 turns replay off")
+    source: str = spec(
+        "general",
+        help="general: the replay part of the bundled general-text reference (no document of the forgetting "
+             "reference's test or selection part); self: the base model's own answers to prompts drawn from that "
+             "part, generated once and cached (self-synthesized rehearsal); or a file: JSONL with `text`, or "
+             "a .txt of documents separated by blank lines, relative to the task file",
+    )
+
+
+SWEEP_STRATEGIES = ("grid", "halving")
+
+
 @dataclass
 class CandidateEntry:
     name: str
@@ -131,6 +161,13 @@ class CandidateEntry:
     unlabeled: str | None = spec(
         None, help="distill: a JSONL of inputs without outputs for the teacher to label (relative to the task "
                    "file); null: the training rows candidates train on, their labels dropped"
+    )
+    replay: ReplaySpec | None = spec(
+        None, help="mix general text into supervised training against forgetting: {fraction, source}"
+    )
+    sweep_strategy: Literal["grid", "halving"] = spec(
+        "grid", help="grid: train every sweep point to its full budget; halving: successive halving on "
+                     "validation, the better half continuing at each budget (ftharness.compare.selection)"
     )
 
     def system_prompt(self, instruction: str | None) -> str | None:
@@ -196,6 +233,7 @@ class Task:
     unlabeled_paths: dict[str, Path] = field(default_factory=dict)  # candidate name -> its `unlabeled:` file
     knowledge_path: Path | None = None  # data.knowledge: what retrieving options read when served
     training_knowledge: dict[str, Path] = field(default_factory=dict)  # candidate -> its retrieval.knowledge
+    replay_paths: dict[str, Path] = field(default_factory=dict)  # candidate -> its replay file (source: a file)
 
     @property
     def name(self) -> str:
@@ -245,6 +283,7 @@ def check_task(spec: TaskSpec, path: Path, *, check_plugins: bool = True) -> Tas
     check_trainers(spec.candidates, path)
     unlabeled_paths = {c.name: need_file(c.unlabeled, f"candidates.{c.name}.unlabeled") for c in candidates
                        if c.unlabeled}
+    replay_paths = check_replay(candidates, path)
     for c in candidates:
         if data_kind(c) == "preference" and preference_path is None:
             raise BadInput(
@@ -323,6 +362,7 @@ def check_task(spec: TaskSpec, path: Path, *, check_plugins: bool = True) -> Tas
         unlabeled_paths=unlabeled_paths,  # type: ignore[arg-type]
         knowledge_path=knowledge_path,
         training_knowledge=training_knowledge,
+        replay_paths=replay_paths,
     )
 
 
@@ -452,6 +492,9 @@ def expand_sweeps(entries: list[CandidateEntry], path: Path) -> list[CandidateEn
     out: list[CandidateEntry] = []
     for c in entries:
         if not c.sweep:
+            if c.sweep_strategy == "halving":
+                raise BadInput("halving chooses among sweep points; add a sweep: or drop sweep_strategy",
+                               file=path, field=f"candidates.{c.name}.sweep_strategy")
             out.append(c)
             continue
         for key, values in c.sweep.items():
@@ -471,6 +514,14 @@ def expand_sweeps(entries: list[CandidateEntry], path: Path) -> list[CandidateEn
                     file=path,
                     field=f"candidates.{c.name}.sweep.{key}",
                 )
+            if key.startswith("replay."):
+                if key != "replay.fraction":
+                    raise BadInput("of replay, a sweep varies only replay.fraction", file=path,
+                                   field=f"candidates.{c.name}.sweep.{key}")
+                for v in values:
+                    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < 1:
+                        raise BadInput(f"replay.fraction takes numbers in [0, 1), got {v!r}", file=path,
+                                       field=f"candidates.{c.name}.sweep.{key}")
         out.extend(_sweep_points(c))
     return out
 
@@ -484,14 +535,17 @@ def _sweep_points(c: CandidateEntry) -> list[CandidateEntry]:
     for point in itertools.product(*(c.sweep[k] for k in keys)):
         values = dict(zip(keys, point, strict=True))
         suffix = "-".join(f"{_short(k)}{_fmt(v)}" for k, v in values.items())
-        fields = {k: values.pop(k) for k in SWEPT_FIELDS if k in values}
+        fields: dict[str, Any] = {k: values.pop(k) for k in SWEPT_FIELDS if k in values}
+        if "replay.fraction" in values:
+            fields["replay"] = replace(c.replay or ReplaySpec(), fraction=float(values.pop("replay.fraction")))
         hp = {**c.hyperparameters, **values}
         points.append(replace(c, name=f"{c.name}-{suffix}", hyperparameters=hp, sweep={}, **fields))
     return points
 
 
 def _short(key: str) -> str:
-    return {"learning_rate": "lr", "lora_alpha": "alpha", "epochs": "ep", "prompt": ""}.get(key, key)
+    return {"learning_rate": "lr", "lora_alpha": "alpha", "epochs": "ep", "prompt": "",
+            "replay.fraction": "replay"}.get(key, key)
 
 
 def _fmt(value: Any) -> str:
@@ -602,6 +656,34 @@ def _depends_on(name: str, target: str, by_name: dict[str, Any]) -> list[str]:
         return []
 
     return walk(name)
+
+
+def check_replay(candidates: list[CandidateEntry], path: Path) -> dict[str, Path]:
+    """Replay goes on supervised candidates only; a file source exists and holds text. Returns each
+    file-sourced candidate's replay file, resolved against the task file."""
+    from ftharness.data.general import read_documents
+
+    out: dict[str, Path] = {}
+    for c in candidates:
+        if c.replay is None:
+            continue
+        where = f"candidates.{c.name}.replay"
+        if data_kind(c) != "train":
+            raise BadInput("replay mixes general text into supervised training rows; this candidate trains on "
+                           f"{data_kind(c)} data", file=path, field=where)
+        if c.replay.source in REPLAY_SOURCES:
+            continue
+        file = resolve_path(c.replay.source, path)
+        if file is None or not file.is_file():
+            raise BadInput(f"replay source {c.replay.source!r} is neither {' nor '.join(REPLAY_SOURCES)} nor a "
+                           "file; name a JSONL (text) or .txt file relative to the task file",
+                           file=path, field=f"{where}.source")
+        try:
+            read_documents(file)
+        except BadInput as e:
+            raise BadInput(f"{e.reason}: {file}", file=path, field=f"{where}.source") from None
+        out[c.name] = file
+    return out
 
 
 def check_trainers(written: list[CandidateEntry], path: Path) -> None:

@@ -5,6 +5,11 @@ run's figures (:class:`~ftharness.advisor.measured.Measured`) replace the scenar
 exist, and the advice names the run and separates measured from assumed facts. This module only translates
 the report's records into those plain figures; what they mean for the advice is decided in
 :mod:`ftharness.advisor`.
+
+A candidate's task-file entry (:attr:`~ftharness.advisor.measured.MeasuredOption.entry`, what the advice's
+candidate blocks derive from) is its option spec as results.json records it, less what the run added to it
+(its data kind, which its method implies, and the task's seed) and less every field left at its default, so
+the entry reads as the task file would write it.
 """
 
 from __future__ import annotations
@@ -74,6 +79,7 @@ def measured_from_results(results: CompareResults, source: str | Path) -> Measur
         requests_per_month=int(results.task.decision_settings.get("requests_per_month") or 0),
         usd_per_prompt_token=next(iter(d.costs.values())).usd_per_prompt_token if d.costs else 0.0,
         model=_planner_model(results.task.base_model),
+        task_file=results.task.file or None,
     )
 
 
@@ -111,7 +117,41 @@ def _option(o: OptionRecord, results: CompareResults) -> MeasuredOption:
         hyperparameters=dict(spec.get("hyperparameters") or {}),
         still_improving=_still_improving(o),
         answer=o.answer,
+        entry=_entry(spec, results.settings.seed) if o.kind == "candidate" else {},
+        data=spec.get("data") if o.kind == "candidate" else None,
     )
+
+
+# Candidate fields at their task-file default: an entry leaves them out.
+ENTRY_DEFAULTS: dict[str, object] = {"prompt": "instruction", "sweep_strategy": "grid"}
+
+
+def _entry(spec: dict, task_seed: int) -> dict:
+    """A candidate's option spec as the task file writes the candidate (see the module's docstring)."""
+    out: dict = {}
+    for key, value in spec.items():
+        if key == "data" and value == _method_data(spec):
+            continue
+        if key == "seed" and value == task_seed:
+            continue
+        if isinstance(value, dict) and key != "hyperparameters":  # retrieval, replay: their unset fields
+            value = {k: v for k, v in value.items() if v is not None and v != {} and v != []}
+        if value is None or value == {} or value == [] or ENTRY_DEFAULTS.get(key, ...) == value:
+            continue
+        out[key] = value
+    return out
+
+
+def _method_data(spec: dict) -> str | None:
+    """The data kind the candidate's method trains on unless ``data:`` says otherwise (None: its trainer is not
+    installed here, so ``data`` stays in the entry as recorded)."""
+    from ftharness.plugins import get_plugins
+
+    try:
+        declared = get_plugins().training_method(str(spec.get("trainer")), str(spec.get("method"))).data
+    except BadInput:
+        return None
+    return {"preference": "preference", "corpus": "corpus"}.get(declared, "train")
 
 
 def _still_improving(o: OptionRecord) -> bool | None:

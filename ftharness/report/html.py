@@ -202,6 +202,9 @@ class SweepView:
     selection: Selection = doc("its points and the finalist")
     cols: list[str] = doc("the validation metrics worth a column: the decision metric, then well-known ones")
     swept: dict[str, str] = doc("by point name, the hyperparameters that vary across the sweep ('lr=0.001')")
+    rungs: int = doc("halving: the rungs of the longest-trained point (0: grid)", default=0)
+    chart: dict[str, Any] | None = doc("the points on the decision metric against a gated model metric",
+                                       default=None)
 
 
 def selection_view(results: CompareResults) -> list[SweepView]:
@@ -214,9 +217,61 @@ def selection_view(results: CompareResults) -> list[SweepView]:
             {k for p in s.points for k, v in p.hyperparameters.items()
              if any(q.hyperparameters.get(k) != v for q in s.points)}
         )
-        swept = {p.name: ", ".join(f"{k}={p.hyperparameters.get(k)}" for k in varying) for p in s.points}
-        out.append(SweepView(name=name, selection=s, cols=cols, swept=swept))
+        replays = {p.name: p.replay_fraction for p in s.points}
+        if len(set(replays.values())) > 1:
+            varying_text = {n: f"replay={r or 0:g}" for n, r in replays.items()}
+        else:
+            varying_text = {}
+        swept = {p.name: ", ".join([*(f"{k}={p.hyperparameters.get(k)}" for k in varying),
+                                    *([varying_text[p.name]] if p.name in varying_text else [])]) for p in s.points}
+        gated = next((g.name for p in s.points for g in p.gates if g.name.startswith("forgetting.")), None)
+        if gated and gated not in cols:
+            cols.append(gated)
+        out.append(SweepView(name=name, selection=s, cols=cols, swept=swept,
+                             rungs=max((len(p.rungs) for p in s.points), default=0),
+                             chart=sweep_chart(s, gated) if gated else None))
     return out
+
+
+def sweep_chart(s: Selection, x_metric: str, width: int = 420, height: int = 260) -> dict[str, Any] | None:
+    """A sweep's points: the decision metric on validation (y) against ``x_metric`` on the selection part
+    (x), with the gates on either as dashed lines."""
+    pts = [(p, p.metrics.get(x_metric), p.metrics.get(s.metric)) for p in s.points]
+    pts = [(p, float(x), float(y)) for p, x, y in pts
+           if x is not None and y is not None and math.isfinite(x) and math.isfinite(y)]
+    if not pts:
+        return None
+    thresholds = {g.name: g.threshold for p in s.points for g in p.gates if g.name in (x_metric, s.metric)}
+    xs = [x for _, x, _ in pts] + ([thresholds[x_metric]] if x_metric in thresholds else [])
+    ys = [y for _, _, y in pts] + ([thresholds[s.metric]] if s.metric in thresholds else [])
+    x0, x1 = min(0.0, *xs), max(xs) or 1.0
+    y0, y1 = min(0.0, *ys), max(ys) or 1.0
+    x1, y1 = (x1 if x1 > x0 else x0 + 1.0), (y1 if y1 > y0 else y0 + 1.0)
+    left, bottom, top, right = 50, 36, 16, 90
+    iw, ih = width - left - right, height - top - bottom
+
+    def sx(x: float) -> float:
+        return round(left + iw * (x - x0) / (x1 - x0), 1)
+
+    def sy(y: float) -> float:
+        return round(top + ih * (1 - (y - y0) / (y1 - y0)), 1)
+
+    lines = []
+    if x_metric in thresholds:
+        lines.append({"x1": sx(thresholds[x_metric]), "x2": sx(thresholds[x_metric]), "y1": top, "y2": top + ih,
+                      "label": f"gate {x_metric} at {thresholds[x_metric]:g}"})
+    if s.metric in thresholds:
+        lines.append({"x1": left, "x2": left + iw, "y1": sy(thresholds[s.metric]), "y2": sy(thresholds[s.metric]),
+                      "label": f"gate {s.metric} at {thresholds[s.metric]:g}"})
+    return {
+        "width": width, "height": height, "left": left, "top": top, "iw": iw, "ih": ih,
+        "x_label": x_metric, "y_label": s.metric, "gate_lines": lines,
+        "points": [{"cx": sx(x), "cy": sy(y), "name": p.name, "chosen": p.name == s.chosen,
+                    "feasible": bool(p.feasible), "title": f"{p.name}: {s.metric} {y:.3g}, {x_metric} {x:.3g}"}
+                   for p, x, y in pts],
+        "x_ticks": [{"x": sx(x0 + (x1 - x0) * f), "label": f"{x0 + (x1 - x0) * f:.3g}"} for f in (0, 0.5, 1)],
+        "y_ticks": [{"y": sy(y0 + (y1 - y0) * f), "label": f"{y0 + (y1 - y0) * f:.2g}"} for f in (0, 0.5, 1)],
+    }
 
 
 def gate_label(g: Any) -> str:

@@ -23,7 +23,8 @@ class Training:
     """How a candidate was trained: the trainer's measurements and where the weights are."""
 
     wall_s: float = doc("seconds this candidate's own training took (as first trained, when reused)")
-    total_wall_s: float = doc("wall_s plus the training of every candidate it starts from")
+    total_wall_s: float = doc("wall_s plus the training of every candidate it starts from and of its earlier "
+                              "halving stages")
     train_tokens: int = doc("tokens that went through the model in training (not padding)", default=0)
     tokens_per_s: float | None = doc("trained tokens per second", default=None)
     peak_memory_bytes: int = doc("peak memory while training, as measured_kind says", default=0)
@@ -282,8 +283,11 @@ class SweepPoint:
 
     name: str = doc("the point's candidate name")
     hyperparameters: dict[str, Any] = doc("its hyperparameters")
+    replay_fraction: float | None = doc("its replay fraction (null: no replay)", default=None)
     metrics: dict[str, float | None] = doc(
-        "validation values by METRIC.VALUE (suites that read outputs; forgetting does not choose a point)"
+        "values measured without the eval set, by METRIC.VALUE: the suites that read outputs on the validation "
+        "rows, and the metrics of the model that have a selection setting (forgetting on the selection part "
+        "of its reference)"
     )
     validation_loss: float | None = doc("the kept (best) checkpoint's loss on the validation rows")
     stopped_early: bool | None = doc("training stopped early on the validation loss")
@@ -291,6 +295,23 @@ class SweepPoint:
     training_wall_s: float | None = doc("seconds its training took")
     global_step: int | None = doc("optimizer steps taken")
     outputs: list[PointOutput] = doc("its output on each validation row")
+    gates: list[GateOutcome] = doc(
+        "the gates measurable without the eval set, checked on those values (a gate on a value that has no "
+        "selection measurement, such as forgetting's QA accuracy, is left out)", default_factory=list)
+    feasible: bool | None = doc("every gate in gates passed (null: not checked)", default=None)
+    rungs: list[Rung] = doc("halving: the point's validation at each budget it reached, in order (empty: grid)",
+                            default_factory=list)
+
+
+@dataclass(kw_only=True)
+class Rung:
+    """One budget of successive halving that a sweep point was trained to and validated at."""
+
+    rung: int = doc("0 for the first budget, then 1, 2, ...")
+    steps: int = doc("optimizer steps trained when validated")
+    value: float | None = doc("the decision metric on validation")
+    feasible: bool = doc("every gate measurable without the eval set passed")
+    promoted: bool = doc("it went on to the next budget")
 
 
 @dataclass(kw_only=True)
@@ -303,6 +324,14 @@ class Selection:
     on: Literal["validation"] = doc("the rows it was chosen on: always the validation split, never eval")
     n: int = doc("validation rows")
     points: list[SweepPoint] = doc("every point of the sweep")
+    strategy: Literal["grid", "halving"] = doc(
+        "grid: every point trained to its full budget; halving: successive halving (ftharness.compare.selection)",
+        default="grid")
+    feasible: bool = doc(
+        "the finalist passes every gate measurable without the eval set; false: no point did, and the "
+        "least-bad one was kept by the documented rule", default=True)
+    steps_trained: int | None = doc("optimizer steps trained over all points (null: not counted)", default=None)
+    steps_grid: int | None = doc("the steps a grid over the same points trains", default=None)
 
 
 @dataclass(kw_only=True)

@@ -2,6 +2,12 @@
 
 A gate never passes on a value that is missing or not a finite number: a metric that could not
 measure something has not shown that it is good enough.
+
+A value that comes with a confidence interval (``MetricResult.intervals``) is read the way the decision
+reads a difference between options: the gate **passed** when the whole interval meets the threshold,
+**failed** when none of it does, and is **inconclusive** when the interval straddles the threshold.
+An inconclusive gate does not pass (nothing has shown the value is good enough); its message says that
+more data would settle it.
 """
 
 from __future__ import annotations
@@ -61,6 +67,14 @@ class GateOutcome:
         "the suite the gate belongs to ('task' for a task file's own gates; null when checked alone)",
         default=None,
     )
+    verdict: str = doc("passed, failed, inconclusive (an interval straddles the threshold) or not measured",
+                       default="")
+    interval: list[float] | None = doc("the value's confidence interval [low, high], when its metric gives one",
+                                       default=None)
+
+    def __post_init__(self) -> None:
+        if not self.verdict:
+            self.verdict = "passed" if self.passed else ("not measured" if self.value is None else "failed")
 
 
 def parse_gate(name: Any, expr: Any, *, file: str | Path | None = None) -> Gate:
@@ -84,9 +98,11 @@ def parse_gate(name: Any, expr: Any, *, file: str | Path | None = None) -> Gate:
 
 
 def check_gate(
-    gate: Gate, values: dict[str, Any] | None, why_missing: str | None = None, *, suite: str | None = None
+    gate: Gate, values: dict[str, Any] | None, why_missing: str | None = None, *, suite: str | None = None,
+    interval: list[float] | tuple[float, float] | None = None,
 ) -> GateOutcome:
-    """Compare the measured value with the threshold. Missing or NaN values fail, saying why."""
+    """Compare the measured value (and its ``interval``, when it has one) with the threshold. Missing or
+    NaN values fail, saying why."""
     value = None if values is None else values.get(gate.value)
     if value is None:
         reason = why_missing or f"{gate.metric} did not produce {gate.value!r}"
@@ -102,9 +118,30 @@ def check_gate(
             gate.name, gate.op, gate.threshold, None, False,
             f"{gate.text}: measured {value!r}, not a finite number, so the gate cannot pass", suite,
         )
-    passed = bool(OPS[gate.op](number, gate.threshold))
-    verdict = "passed" if passed else "FAILED"
+    ends = _finite_interval(interval)
+    if ends is None:
+        passed = bool(OPS[gate.op](number, gate.threshold))
+        verdict = "passed" if passed else "failed"
+        shown = f"{number:.6g}"
+    else:
+        meets = [bool(OPS[gate.op](x, gate.threshold)) for x in ends]
+        passed = all(meets)
+        verdict = "passed" if passed else ("failed" if not any(meets) else "inconclusive")
+        shown = f"{number:.6g} [{ends[0]:.3g}, {ends[1]:.3g}]"
+    said = {"passed": "passed", "failed": "FAILED",
+            "inconclusive": "INCONCLUSIVE (the interval straddles the threshold; more data would settle it)"}
     return GateOutcome(
         gate.name, gate.op, gate.threshold, number, passed,
-        f"{gate.name} = {number:.6g} (gate {gate.op} {gate.threshold:g}): {verdict}", suite,
+        f"{gate.name} = {shown} (gate {gate.op} {gate.threshold:g}): {said[verdict]}", suite,
+        verdict, None if ends is None else list(ends),
     )
+
+
+def _finite_interval(interval: Any) -> tuple[float, float] | None:
+    if interval is None:
+        return None
+    try:
+        lo, hi = (float(x) for x in interval)
+    except (TypeError, ValueError):
+        return None
+    return (lo, hi) if math.isfinite(lo) and math.isfinite(hi) else None

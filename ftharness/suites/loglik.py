@@ -100,16 +100,24 @@ def score_requests(
 def rolling_nll(lm: Any, texts: list[str], *, window: int = 512, stride: int = 256, token_budget: int = 2048, progress: str | None = None) -> dict[str, float]:
     """Total negative log-likelihood (nats) of ``texts``, with token and UTF-8 byte counts, perplexity
     (exp of the mean NLL per token) and bits per byte (total NLL / ln 2 / bytes; Gao et al., 2020,
-    "The Pile"), which stays comparable across tokenizers."""
+    "The Pile"), which stays comparable across tokenizers; ``per_text_nll`` and ``per_text_tokens`` hold
+    each text's share, in order (what an interval over documents resamples)."""
     tok = lm.tokenizer
     start = context_token(tok)
-    requests = []
+    requests, counts = [], []
     for text in texts:
         ids = tok(text, add_special_tokens=False)["input_ids"]
-        requests.extend(rolling_requests(list(ids), start, window, stride))
+        mine = rolling_requests(list(ids), start, window, stride) if ids else []
+        requests.extend(mine)
+        counts.append(len(mine))
     scored = score_requests(lm, requests, token_budget=token_budget, progress=progress)
-    nll = -math.fsum(s for s, _ in scored)
-    tokens = sum(n for _, n in scored)
+    per_text, at = [], 0
+    for n in counts:  # each text's requests are contiguous, in order
+        part = scored[at:at + n]
+        per_text.append((-math.fsum(s for s, _ in part), sum(k for _, k in part)))
+        at += n
+    nll = math.fsum(n for n, _ in per_text)
+    tokens = sum(k for _, k in per_text)
     n_bytes = sum(len(t.encode("utf-8")) for t in texts)
     if tokens == 0 or n_bytes == 0:
         raise BadInput("the reference text is empty", field="reference")
@@ -119,6 +127,8 @@ def rolling_nll(lm: Any, texts: list[str], *, window: int = 512, stride: int = 2
         "bytes": n_bytes,
         "ppl": math.exp(nll / tokens),
         "bpb": nll / math.log(2) / n_bytes,
+        "per_text_nll": [n for n, _ in per_text],
+        "per_text_tokens": [k for _, k in per_text],
     }
 
 

@@ -60,4 +60,8 @@ class MetricResult:
         "absent)",
         default_factory=dict,
     )
-
+    intervals: dict[str, list[float]] = doc(
+        "confidence intervals of values, by value name: [low, high]; a gate on a value with an interval passes "
+        "only when the whole interval meets it (ftharness.suites.gates.check_gate)",
+        default_factory=dict,
+    )

@@ -102,7 +102,8 @@ def run_suite(suite: Suite, ctx: MetricContext, *, progress: bool = True) -> Sui
             continue
         result = results[gate.metric]
         missing = result.details.get("missing", {}) if isinstance(result.details, dict) else {}
-        outcomes.append(check_gate(gate, result.values, missing.get(gate.value), suite=suite.name))
+        outcomes.append(check_gate(gate, result.values, missing.get(gate.value), suite=suite.name,
+                                   interval=result.intervals.get(gate.value)))
 
     out = SuiteResult(
         suite=suite.name,

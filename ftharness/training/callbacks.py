@@ -119,3 +119,19 @@ def loss_curve(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:
             point.update({k: float(h[k]) for k in keep if k in h})
             curve.append(point)
     return curve
+
+
+def stop_at_step_callback(step: int) -> Any:
+    """Stop training after optimizer step ``step``, evaluating (when the run has validation rows) and saving
+    a checkpoint there, so a later run can continue from it with the same schedule (successive halving)."""
+    from transformers import TrainerCallback
+
+    class _StopAt(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step >= step:
+                control.should_training_stop = True
+                control.should_save = True
+                control.should_evaluate = args.eval_strategy != "no"
+            return control
+
+    return _StopAt()

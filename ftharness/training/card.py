@@ -82,6 +82,13 @@ def write_card(
     lines += ["", "## Data", "", "| split | file | file sha256 | file bytes | rows used | sha256 of the rows used |",
               "|---|---|---|---|---|---|"]
     lines += [_data_row(role, d) for role, d in (("train", train), ("validation", validation)) if d is not None]
+    replayed: dict[str, int] = {}
+    for ex in train.examples:
+        if "replay" in ex.meta:
+            replayed[str(ex.meta["replay"])] = replayed.get(str(ex.meta["replay"]), 0) + 1
+    if replayed:
+        lines += ["", "Replay against forgetting: " + ", ".join(
+            f"{n} of the train rows are general text ({source})" for source, n in sorted(replayed.items())) + "."]
     lines += ["", "## Training", "", *_losses(result.loss_curve), *_measured(result), ""]
     lines += ["## Use", "", "Serve it with the instruction it was trained with "
               + (f"as the system turn:\n\n```text\n{system_prompt}\n```" if system_prompt else

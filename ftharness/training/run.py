@@ -9,6 +9,12 @@ A folder is complete when ``candidate.json`` exists: it is written last and atom
 is an interrupted training: the next call resumes from its last checkpoint under ``work/``. The
 checkpoints are removed once ``candidate.json`` is written.
 
+Successive halving trains in stages: ``stop_at_step`` stops a training after that many optimizer steps
+(its key says so) and keeps its last checkpoint under ``resume/``; a later call with ``resume_from`` that
+artifact continues from that checkpoint (same schedule, optimizer and data order) to ``stop_at_step`` or to
+the end. The key of a continued artifact names what it continued from: its validation history holds the
+evaluation at each stop, which early stopping counts, so it is not assumed equal to an uninterrupted one.
+
 One process trains an artifact at a time: the training holds an exclusive lock on
 ``<cache>/locks/artifact-<key>.lock``. A second process asking for the same artifact waits for the lock (saying which process it
 waits for), then finds the finished artifact and reuses it. The operating system drops the lock of a
@@ -39,6 +45,7 @@ from ftharness.training.trainer import CandidateSpec, TrainJob, TrainResult
 
 FORMAT = "ftharness-candidate/1"
 KEY_LENGTH = 20  # hex characters of the sha256 used as the folder name
+RESUME_DIR = "resume"  # a stopped stage's checkpoints, what the next stage continues from
 
 
 @dataclass
@@ -107,12 +114,14 @@ def examples_hash(examples: list[Example]) -> str:
 
 
 def artifact_key(spec: CandidateSpec, hyperparameters: dict[str, Any], base_hash: str, train_hash: str,
-                 eval_hash: str | None, system_prompt: str | None, start_key: str | None) -> str:
+                 eval_hash: str | None, system_prompt: str | None, start_key: str | None,
+                 stop_at_step: int | None = None, resumed_key: str | None = None) -> str:
     """The cache key. The candidate's *name* is left out: two names for the same settings share a result."""
+    staged = {k: v for k, v in (("stop_at_step", stop_at_step), ("resumed_from", resumed_key)) if v is not None}
     return sha256_json({
         "format": FORMAT, "base_model": base_hash, "trainer": spec.trainer, "method": spec.method,
         "hyperparameters": hyperparameters, "seed": spec.seed, "train": train_hash, "eval": eval_hash,
-        "system_prompt": system_prompt, "start_from": start_key,
+        "system_prompt": system_prompt, "start_from": start_key, **staged,
     })[:KEY_LENGTH]
 
 
@@ -176,11 +185,14 @@ def train_candidate(
     start_from: Artifact | None = None,
     progress: bool = True,
     callbacks: list[Any] | None = None,
+    stop_at_step: int | None = None,
+    resume_from: Artifact | None = None,
 ) -> Artifact:
     """Train ``spec`` on ``train`` (eval loss on ``eval``) or return the cached artifact of the same request.
 
     Raises BadInput for an unknown trainer/method/hyperparameter, EnvironmentProblem (before any work) when
     the trainer cannot run here. ``callbacks`` are extra transformers TrainerCallbacks (tests, tools).
+    ``stop_at_step`` and ``resume_from`` train in stages (the module docstring).
     """
     from ftharness.plugins import get_plugins
     from ftharness.training.spec import COMBINE_METHOD, hyperparameter_values, validate_candidate
@@ -201,8 +213,12 @@ def train_candidate(
     base_hash = model_fingerprint(base_path)
     train_hash = examples_hash(train.examples)
     eval_hash = examples_hash(eval.examples) if eval is not None and eval.examples else None
+    if resume_from is not None and not (Path(resume_from.path) / RESUME_DIR).is_dir():
+        raise BadInput("this artifact was not stopped at a step, so nothing continues from it",
+                       file=resume_from.path)
     key = artifact_key(spec, hyperparameters, base_hash, train_hash, eval_hash, system_prompt,
-                       start_from.key if start_from is not None else None)
+                       start_from.key if start_from is not None else None, stop_at_step,
+                       resume_from.key if resume_from is not None else None)
     out_dir = artifacts_dir() / key
     if (out_dir / "candidate.json").is_file():
         return load_artifact(out_dir, spec)
@@ -215,6 +231,12 @@ def train_candidate(
         if (out_dir / "candidate.json").is_file():  # trained by the process we waited for
             return load_artifact(out_dir, spec)
         out_dir.mkdir(parents=True, exist_ok=True)
+        if resume_from is not None and not (out_dir / "work").exists():
+            shutil.copytree(Path(resume_from.path) / RESUME_DIR, out_dir / "work")
+        if stop_at_step is not None:
+            from ftharness.training.callbacks import stop_at_step_callback
+
+            callbacks = [*(callbacks or []), stop_at_step_callback(stop_at_step)]
         start_adapter = Path(start_from.path) if start_from is not None and start_from.kind == "adapter" else None
         job = TrainJob(
             spec=spec, base_model_path=base_path, train=list(train.examples),
@@ -244,6 +266,8 @@ def train_candidate(
             "system_prompt": system_prompt,
             "start_from": None if start_from is None else {"key": start_from.key, "path": str(start_from.path),
                                                            "name": start_from.spec.name},
+            "stop_at_step": stop_at_step,
+            "resumed_from": None if resume_from is None else {"key": resume_from.key, "path": str(resume_from.path)},
             "libraries": libraries,
             "started_at": started,
             "finished_at": time.time(),
@@ -254,6 +278,9 @@ def train_candidate(
                        result=result, base_sha256=base_hash, train=train, validation=eval,
                        system_prompt=system_prompt, libraries=libraries)
             atomic_write_json(out_dir / "loss_curve.json", result.loss_curve)
+            if stop_at_step is not None and (out_dir / "work").is_dir():  # kept: a later stage continues from it
+                shutil.rmtree(out_dir / RESUME_DIR, ignore_errors=True)
+                (out_dir / "work").rename(out_dir / RESUME_DIR)
             atomic_write_json(out_dir / "candidate.json", record)  # last: marks the folder complete
             shutil.rmtree(out_dir / "work", ignore_errors=True)
         _barrier()

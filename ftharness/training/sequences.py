@@ -5,6 +5,10 @@ Every trainer renders an example exactly as the baselines prompt it: the message
 end-of-turn marker, so the model learns to stop). The prompt part of the labels is masked (-100) unless a
 ``prompt_loss_weight`` > 0 asks for it to count; 0 < w < 1 carries per-token ``loss_weights``.
 
+An example with no prompt turns (``messages == []``: a replay row of general text, or a corpus document)
+is a language-modelling row among the supervised ones: its text's tokens (:func:`ftharness.data.corpus.document_ids`:
+no chat template, the end-of-sequence token after it) cut to ``max_length``, every token a label.
+
 A raw-text corpus (continued pretraining) becomes fixed-length blocks instead (:func:`corpus_blocks`): every
 document's tokens with the end-of-sequence token after each, concatenated and cut every ``block_size``
 tokens, every token a label.
@@ -57,14 +61,23 @@ def sft_rows(
     prompt_loss_weight: float = 0.0,
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Tokenised rows ``{input_ids, labels[, loss_weights], completion_start}`` and counts of what was cut."""
+    from ftharness.data.corpus import document_ids
     from ftharness.models.prompts import training_pair
 
     rows: list[dict[str, Any]] = []
-    stats = {"examples": len(examples), "truncated": 0, "dropped_no_completion_left": 0}
+    stats = {"examples": len(examples), "truncated": 0, "dropped_no_completion_left": 0, "language_modelling": 0}
     for ex in examples:
         if ex.completion is None:
             raise BadInput("this example has no completion to train on (supervised training needs one)",
                            file=ex.file or None, line=ex.line or None, field="completion")
+        if not ex.messages:  # general text (replay): every token a label, no template
+            ids = document_ids(tokenizer, ex.completion)
+            stats["truncated"] += len(ids) > max_length
+            ids = ids[:max_length]
+            if len(ids) >= 2:
+                rows.append({"input_ids": ids, "labels": list(ids), "completion_start": 0})
+                stats["language_modelling"] += 1
+            continue
         prompt, completion = training_pair(tokenizer, example_messages(system_prompt, ex), ex.completion)
         prompt_ids = encode(tokenizer, prompt)
         ids = encode(tokenizer, prompt + completion)
