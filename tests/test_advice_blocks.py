@@ -105,7 +105,7 @@ def test_a_candidate_that_forgets_gets_a_replay_sweep_that_loads_in_its_task(tmp
     # the failing candidate's own entry, less the swept learning rate, plus replay and the sweep
     assert entry["trainer"] == "peft" and entry["method"] == "lora"
     assert entry["hyperparameters"] == {"epochs": 1, "r": 8, "lora_alpha": 16}
-    assert entry["replay"] == {"fraction": 0.2, "source": "general"}
+    assert entry["replay"] == {"fraction": 0.2, "source": "self"}
     assert entry["sweep"] == {"learning_rate": [lr / 2, lr / 4], "replay.fraction": [0.0, 0.2]}
     assert entry["sweep_strategy"] == "halving"
     assert "seed" not in entry and "data" not in entry and "prompt" not in entry  # the run's additions, defaults
@@ -133,7 +133,7 @@ def test_the_terminal_view_prints_the_block_under_its_step(tmp_path, capsys):
     assert main(["advise", "--from-run", str(run_dir)]) == 0
     out = capsys.readouterr().out
     assert f"- name: {failing}-replay" in out and "sweep_strategy: halving" in out
-    assert "replay: {fraction: 0.2, source: general}" in out
+    assert "replay: {fraction: 0.2, source: self}" in out
 
 
 # --- safety: a DPO stage on top of the candidate -------------------------------------------------------

@@ -186,7 +186,7 @@ def test_default_task_loads(monkeypatch):
     assert [c.name for c in task.candidates] == points
     assert task.sweeps == {"lora-bare": points}
     assert {c.sweep_strategy for c in task.candidates} == {"halving"}
-    assert {c.replay.source for c in task.candidates} == {"general"}
+    assert {c.replay.source for c in task.candidates} == {"self"}
     assert {c.prompt for c in task.candidates} == {"bare"}
     assert {b.kind for b in task.spec.baselines} == {"zero-shot", "retrieved"}
     assert {b.constrained for b in task.spec.baselines} == {"json-schema"}

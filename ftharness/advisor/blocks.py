@@ -181,10 +181,10 @@ def forgetting_block(o: MeasuredOption, taken: set[str]) -> CandidateBlock | Non
         current = dict(o.entry.get("replay") or {})
         share = float(current.get("fraction") or 0.0)
         if share == 0:
-            replay = {"fraction": REPLAY_FRACTION, "source": current.get("source", "general")}
+            replay = {"fraction": REPLAY_FRACTION, "source": current.get("source", "self")}
             sweep["replay.fraction"] = [0.0, REPLAY_FRACTION]
         elif share < REPLAY_MAX:
-            replay = {"fraction": share, "source": current.get("source", "general")}
+            replay = {"fraction": share, "source": current.get("source", "self")}
             sweep["replay.fraction"] = [share, _round(min(2 * share, REPLAY_MAX))]
     if not sweep:
         return None

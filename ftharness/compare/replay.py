@@ -11,10 +11,16 @@ rows)`` replay rows. Where they come from (``source``):
   generated once and cached under ``$FTHARNESS_CACHE/replay/KEY`` (the key: the base model, the prompts
   and the generation settings).
 
-Text documents become language-modelling rows (an example without prompt turns: every token a label; see
-``ftharness.training.sequences``); ``self`` rows are prompt and answer, trained like task rows. Documents
-are taken in the order of the sha256 of ``seed:text`` and cycled when more rows are asked than there are
-documents, so the same task and seed replay the same rows. The rows change the training data's hash, so a
+Text sources become language-modelling rows, one paragraph each (an example without prompt turns: every
+token a label; see ``ftharness.training.sequences``); ``self`` rows are prompt and answer, trained like task
+rows. Rows are taken in the order of the sha256 of ``seed:text`` and cycled when more are asked than there
+are, so the same task and seed replay the same rows.
+
+Which source to use: ``general`` is the same kind of text as the bundled forgetting reference (other
+documents of the same documentation). Training on it lowers perplexity on the reference because the model
+learns that text, not because it keeps its general ability, so with the bundled reference it flatters the
+forgetting gate. ``self`` (the default) replays the base model's own distribution instead; a file of your
+own general text is best when the forgetting reference is your own too, from another source. The rows change the training data's hash, so a
 candidate's artifact key holds its replay.
 """
 
@@ -46,11 +52,17 @@ def _take(items: list[Any], n: int) -> list[Any]:
     return [items[i % len(items)] for i in range(n)] if items else []
 
 
+def paragraphs(texts: list[str]) -> list[str]:
+    """The paragraphs (blocks separated by blank lines) of ``texts``, each once."""
+    return list(dict.fromkeys(p.strip() for t in texts for p in t.split("\n\n") if p.strip()))
+
+
 def text_rows(source: str, file: Path | None, n: int, seed: int) -> list[Example]:
-    """``n`` language-modelling rows from the bundled replay part (``general``) or ``file``."""
+    """``n`` language-modelling rows from the bundled replay part (``general``) or ``file``, one paragraph
+    each: rows about as long as task rows, not whole documents that would dominate a batch's tokens."""
     texts = [d.text for d in read_documents(file)] if file is not None else documents(None, "replay")
     return [Example(messages=[], completion=t, meta={"replay": source})
-            for t in _take(_ordered(texts, str, seed), n)]
+            for t in _take(_ordered(paragraphs(texts), str, seed), n)]
 
 
 def self_prompts() -> list[str]:

@@ -123,11 +123,12 @@ class ReplaySpec:
     fraction: float = spec(0.2, ge=0, lt=1, source=REPLAY_SOURCE,
                            help="replay rows per task training row (0.2: one in five); 0 turns replay off")
     source: str = spec(
-        "general",
-        help="general: the replay part of the bundled general-text reference (no document of the forgetting "
-             "reference's test or selection part); self: the base model's own answers to prompts drawn from that "
-             "part, generated once and cached (self-synthesized rehearsal); or a file: JSONL with `text`, or "
-             "a .txt of documents separated by blank lines, relative to the task file",
+        "self",
+        help="self: the base model's own answers to general prompts (one per document of the bundled "
+             "reference's replay part), generated once and cached (self-synthesized rehearsal); general: the "
+             "paragraphs of that replay part (no document of the forgetting reference's test or selection "
+             "part, but the same kind of text, so it flatters the bundled forgetting gate); or a file: JSONL "
+             "with `text`, or a .txt of documents separated by blank lines, relative to the task file",
     )
 
 
