@@ -243,18 +243,28 @@ def selection_tables(results: CompareResults) -> list[Any]:
             pad_edge=False,
         )
         table.add_column("point", no_wrap=True)
-        for c in view.cols[:2]:
-            table.add_column(c.split(".", 1)[-1].replace("_", " "), justify="right")
-        table.add_column("val loss", justify="right")
-        table.add_column("trained", justify="right")
+        cols = [*view.cols[:1], *(c for c in view.cols[1:] if c == "format.parse_rate" or c.startswith("forgetting."))]
+        taken: list[str] = []
+        for c in cols:
+            taken.append(short_name(c, taken))
+            table.add_column(taken[-1], justify="right", no_wrap=True)
+        table.add_column("gates", no_wrap=True)
+        table.add_column("steps", justify="right", no_wrap=True)
+        table.add_column("trained", justify="right", no_wrap=True)
         for p in s.points:
-            chosen = " (chosen)" if p.name == s.chosen else ""
+            chosen = " *" if p.name == s.chosen else ""
+            failed = sum(1 for g in p.gates if not g.passed)
             table.add_row(
-                _text(f"{view.swept[p.name] or p.name}{chosen}"),
-                *[_num(p.metrics.get(c)) for c in view.cols[:2]],
-                _num(p.validation_loss, 3),
+                _text(f"{(view.swept[p.name] or p.name).replace('learning_rate=', 'lr=')}{chosen}"),
+                *[_num(p.metrics.get(c)) for c in cols],
+                "-" if not p.gates else ("pass" if not failed else f"FAIL {failed}"),
+                "->".join(str(r.steps) for r in p.rungs) if p.rungs else _num(p.global_step, 0),
                 _minutes(p.training_wall_s),
             )
+        legend = "; ".join(f"{h} = {c}" for h, c in zip(taken, cols, strict=True))
+        table.caption = (f"* chosen; {legend}" + (" (forgetting on the selection part)" if any(
+            c.startswith("forgetting.") for c in cols) else "") + ("" if s.feasible else
+            "; no point passed every gate measurable without the eval set"))
         tables.append(table)
     return tables
 
