@@ -243,7 +243,7 @@ class Backend:
             system_prompt=c.system_prompt(self.task.instruction),
             start_from=parent,
             progress=progress,
-            **{k: v for k, v in (("stop_at_step", stop_at_step), ("resume_from", resume_from)) if v is not None},
+            **staged(stop_at_step, resume_from),
         )
 
     def load_trained(self, artifact: Any) -> Any:
@@ -787,11 +787,9 @@ class Experiment:
                           retrieves: bool) -> tuple[dict[str, float | None], list[GateOutcome]]:
         """What a sweep point is chosen on, and the gates it reaches: each suite's selection part, then the
         task's own gates on those values. A gate on a value nothing measured here is left out."""
-        from ftharness.suites.gates import check_gate
-
         b = self.backend
         metrics: dict[str, float | None] = {}
-        intervals: dict[str, list[float]] = {}
+        results: list[SuiteResult] = []
         gates: list[GateOutcome] = []
         with self.phases("validate: score", name):
             for suite in suites:
@@ -800,13 +798,24 @@ class Experiment:
                     continue
                 res = b.run_suite(part, samples, lm, name, wall)
                 metrics.update(_metrics_of(res, len(samples))[0])
-                intervals.update({f"{m}.{k}": v for m, r in res.metrics.items() for k, v in r.intervals.items()})
+                results.append(res)
                 gates.extend(dataclasses.replace(g, suite=suite.name) for g in res.gates if g.value is not None)
-        for gate in self.task.gates:
-            if metrics.get(gate.name) is not None:
-                gates.append(check_gate(gate, {gate.value: metrics[gate.name]}, suite="task",
-                                        interval=intervals.get(gate.name)))
+        gates.extend(g for g in self.task_gates(metrics, results) if g.value is not None)
         return metrics, gates
+
+    def task_gates(self, metrics: dict[str, float | None], results: list[SuiteResult]) -> list[GateOutcome]:
+        """The task file's own gates on ``metrics`` (METRIC.VALUE), each reading its value's interval where
+        a suite result gives one."""
+        from ftharness.suites.gates import check_gate
+
+        intervals = {f"{name}.{k}": v for res in results for name, m in res.metrics.items()
+                     for k, v in m.intervals.items()}
+        out = []
+        for gate in self.task.gates:
+            values = {gate.value: metrics[gate.name]} if gate.name in metrics else None
+            why = None if values else f"no suite of this task measures {gate.name}"
+            out.append(check_gate(gate, values, why, suite="task", interval=intervals.get(gate.name)))
+        return out
 
     def artifact(self, option: Option, by_name: dict[str, Option], *, stop_at_step: int | None = None,
                  resume_from: Any | None = None) -> Any:
@@ -825,8 +834,7 @@ class Experiment:
         data = self.replay_data(option, data)
         stage = "" if stop_at_step is None else f" (to step {stop_at_step})"
         with self.phases("train", option.name + stage):
-            staged = {k: v for k, v in (("stop_at_step", stop_at_step), ("resume_from", resume_from)) if v is not None}
-            art = self.backend.train(option, data, parent, self.progress, **staged)
+            art = self.backend.train(option, data, parent, self.progress, **staged(stop_at_step, resume_from))
         release_memory()
         result = art.result.to_dict() if hasattr(art.result, "to_dict") else dict(art.result)
         parent = self._training.get(option.entry.start_from or "")
@@ -1127,7 +1135,6 @@ class Experiment:
         **candidate: Any,
     ) -> OptionRecord:
         """The option's record; ``candidate`` holds the fields only a candidate fills (training, plan, ...)."""
-        from ftharness.suites.gates import check_gate
 
         metrics: dict[str, float | None] = {}
         per_sample: dict[str, list[float | None]] = {}
@@ -1139,12 +1146,7 @@ class Experiment:
             for k, v in ps.items():
                 per_sample.setdefault(k, v)
             gates.extend(dataclasses.replace(g, suite=sname) for g in res.gates)
-        intervals = {f"{name}.{k}": v for res in suites.values() for name, m in res.metrics.items()
-                     for k, v in m.intervals.items()}
-        for gate in self.task.gates:
-            values = {gate.value: metrics[gate.name]} if gate.name in metrics else None
-            why = None if values else f"no suite of this task measures {gate.name}"
-            gates.append(check_gate(gate, values, why, suite="task", interval=intervals.get(gate.name)))
+        gates.extend(self.task_gates(metrics, list(suites.values())))
         slices = compute_slices(samples, per_sample, slice_fields, file=self.task.file)
         lat = [g["latency_s"] for g in gens]
         new = sum(g["new_tokens"] for g in gens)
@@ -1171,6 +1173,12 @@ class Experiment:
             endpoint=endpoint_usage(option.entry, gens) if is_endpoint(option) else None,
             **candidate,
         )
+
+
+def staged(stop_at_step: int | None, resume_from: Any | None) -> dict[str, Any]:
+    """The keyword arguments of one halving stage, none for a whole training (so a backend that trains only
+    whole candidates keeps its signature)."""
+    return {k: v for k, v in (("stop_at_step", stop_at_step), ("resume_from", resume_from)) if v is not None}
 
 
 def attempt(fn: Callable[[], Any], what: str, unavailable: dict[str, str]) -> Any:
