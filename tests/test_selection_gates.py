@@ -48,6 +48,15 @@ def test_halving_budgets_end_at_the_full_budget_and_halve_the_points():
     assert [survivors(n) for n in (4, 3, 2, 1)] == [2, 2, 1, 1]
 
 
+def test_a_first_rung_share_starts_there_and_grows_by_eta_to_the_full_budget():
+    assert halving_budgets(44, 4, eta=4, first=0.5) == [22, 44]
+    assert halving_budgets(36, 4, eta=2, first=0.25) == [9, 18, 36]
+    assert halving_budgets(40, 8, eta=3, first=0.1) == [4, 12, 36, 40]  # the last cut to the budget
+    assert halving_budgets(36, 1, eta=2, first=0.5) == [36]  # one point: nothing to halve
+    assert halving_budgets(3, 4, eta=2, first=0.01) == [1, 2, 3]  # never below one step
+    assert [survivors(n, 4) for n in (4, 5, 1)] == [1, 2, 1]
+
+
 class Drift:
     """A metric of the model: how much a point 'forgets', by learning rate, per part of its reference."""
 
@@ -122,12 +131,14 @@ def drift(monkeypatch):
     monkeypatch.setattr(run_mod, "Backend", ByRate)
 
 
-def sweep_task(tmp_path: Path, rates: list[float], *, strategy: str = "grid", eval_file: Path | None = None) -> Path:
+def sweep_task(tmp_path: Path, rates: list[float], *, strategy: str = "grid", eval_file: Path | None = None,
+               halving: str = "") -> Path:
     tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "drift.yaml").write_text(DRIFT_SUITE)
     rates_text = ", ".join(f"{r:.0e}" for r in rates)
     candidates = (f"candidates:\n  - name: lora\n    method: lora\n    hyperparameters: {{epochs: 1, batch_size: 4}}\n"
-                  f"    sweep: {{learning_rate: [{rates_text}]}}\n    sweep_strategy: {strategy}\n")
+                  f"    sweep: {{learning_rate: [{rates_text}]}}\n    sweep_strategy: {strategy}\n"
+                  + (f"    halving: {halving}\n" if halving else ""))
     path = write_task(tmp_path, candidates=candidates)
     (tmp_path / "fmt.yaml").write_text("name: fmt\nmetrics:\n  format: {}\ngates:\n  format.parse_rate: \">= 0.1\"\n")
     text = path.read_text().replace("suites: [fmt.yaml]", "suites: [fmt.yaml, drift.yaml]")
@@ -197,3 +208,14 @@ def test_halving_keeps_the_best_point_and_trains_fewer_steps_than_the_grid(tmp_p
     assert sel.steps_grid == 4 * 36 and sel.steps_trained < sel.steps_grid
     stops = [(name, stop) for name, _, stop in ByRate.given]
     assert ("lora-lr1e-4", 9) in stops and ("lora-lr1e-4", None) in stops
+
+
+def test_halving_from_a_first_share_keeps_one_in_eta_and_validates_it_at_the_end(tmp_path, drift):
+    Drift.test_part = {}
+    outcome = run_mod.run_compare(sweep_task(tmp_path, [1e-4, 1e-3, 3e-3, 1e-2], strategy="halving",
+                                             halving="{eta: 4, first: 0.5}"), out=tmp_path / "r", progress=False)
+    sel = outcome.results.selection["lora"]
+    rungs = {p.name: [(r.steps, r.promoted) for r in p.rungs] for p in sel.points}
+    assert rungs["lora-lr1e-4"] == [(18, True), (36, False)]  # the feasible point, alone at the end
+    assert all(rungs[n] == [(18, False)] for n in ("lora-lr1e-3", "lora-lr3e-3", "lora-lr0.01"))
+    assert sel.chosen == "lora-lr1e-4" and sel.steps_trained == 4 * 18 + 18  # the finalist continues

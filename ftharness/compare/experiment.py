@@ -43,7 +43,7 @@ from ftharness.compare import distill, replay
 from ftharness.compare.phases import Phases, release_memory
 from ftharness.compare.retrieving import Retrieval
 from ftharness.compare.selection import halving_budgets, rank, selection_suite, survivors
-from ftharness.compare.task import BaselineEntry, CandidateEntry, Task, data_kind
+from ftharness.compare.task import BaselineEntry, CandidateEntry, HalvingSpec, Task, data_kind
 from ftharness.errors import BadInput
 from ftharness.io import append_jsonl, repair_jsonl, sha256_file, sha256_json
 from ftharness.jsonrecord import doc, from_json, to_json
@@ -114,7 +114,7 @@ def options_of(task: Task) -> list[Option]:
     for c in task.candidates:
         spec = dataclasses.asdict(c)
         spec.pop("sweep", None)
-        for name, default in (("replay", None), ("sweep_strategy", "grid")):
+        for name, default in (("replay", None), ("sweep_strategy", "grid"), ("halving", None)):
             if spec.get(name) == default:  # the spec (and evaluation key) of a candidate without them is unchanged
                 spec.pop(name)
         spec["seed"] = task.spec.seed if c.seed is None else c.seed
@@ -688,7 +688,8 @@ class Experiment:
         the full budget, that budget in steps)."""
         spec = self.task.spec.decision
         full = max(self.full_steps(by_name[n]) for n in names)
-        budgets = halving_budgets(full, len(names))
+        settings = by_name[names[0]].entry.halving or HalvingSpec()
+        budgets = halving_budgets(full, len(names), settings.eta, settings.first)
         alive, stage, last = list(names), {}, {}
         rungs: dict[str, list[Rung]] = {n: [] for n in names}
         for r, steps in enumerate(budgets):
@@ -701,7 +702,7 @@ class Experiment:
                 name = n if final else f"{n}@{steps}"
                 points.append(self.validate(option, by_name, suites, f"{keys[n]}:{name}", art=art, state=name))
             keep = set() if final else {p.name for p in rank(points, spec.metric, spec.higher_is_better)[
-                :survivors(len(points))]}
+                :survivors(len(points), settings.eta)]}
             for p in points:
                 rungs[p.name].append(Rung(rung=r, steps=p.global_step if p.global_step is not None else steps,
                                           value=p.metrics.get(spec.metric), feasible=p.feasible is not False,

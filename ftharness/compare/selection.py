@@ -22,9 +22,13 @@ report the best of N draws of eval noise as the winner's score.
 
 **Successive halving** (``sweep_strategy: halving``; Jamieson & Talwalkar 2016, "Non-stochastic Best Arm
 Identification and Hyperparameter Optimization"; its asynchronous form is Li et al. 2020, ASHA): with
-reduction factor ``eta`` (2) and ``R`` rungs (enough for one point to remain), every point first trains
-``full / eta**(R-1)`` of its optimizer steps, is validated, and the best ``ceil(n / eta)`` by the order
-above continue to ``full / eta**(R-2)`` steps, and so on until the survivors reach the full budget. A point
+reduction factor ``eta`` (``halving.eta``, 2) and ``R`` rungs (enough for one point to remain), every point
+first trains ``full / eta**(R-1)`` of its optimizer steps, is validated, and the best ``ceil(n / eta)`` by
+the order above continue to ``full / eta**(R-2)`` steps, and so on until the survivors reach the full
+budget. ``halving.first`` sets the first rung's share of the budget instead (Hyperband's minimum budget,
+Li et al. 2018): each next rung trains ``eta`` times more, the last the full budget, and whoever is left
+there is validated at the end and ranked. A first rung too short to judge on misleads: a setting that
+slows early learning (replay) ranks last early and may rank first at the end. A point
 continues from its own checkpoint with the learning-rate schedule of its full budget, so a point that
 reaches the last rung is the same training as the grid's point of the same settings (and shares its
 cached artifact). :func:`halving_budgets` gives the rungs.
@@ -70,12 +74,22 @@ def choose(points: list[SweepPoint], metric: str, higher_is_better: bool = True)
     return rank(points, metric, higher_is_better)[0].name
 
 
-def halving_budgets(full_steps: int, n_points: int, eta: int = ETA) -> list[int]:
-    """The optimizer steps of each rung, last = ``full_steps``: as many rungs as it takes to keep one point
-    (``ceil(log_eta n)`` + 1), none shorter than one step, no two equal."""
-    rungs = 1 + (math.ceil(math.log(n_points, eta)) if n_points > 1 else 0)
-    budgets = [max(1, full_steps // eta ** (rungs - 1 - r)) for r in range(rungs)]
-    return sorted(set(budgets))
+def halving_budgets(full_steps: int, n_points: int, eta: int = ETA, first: float | None = None) -> list[int]:
+    """The optimizer steps of each rung, last = ``full_steps``, none shorter than one step, no two equal.
+    ``first`` None: as many rungs as it takes to keep one point (``ceil(log_eta n)`` + 1), the first at
+    ``full / eta**(rungs - 1)``; else the first rung trains ``first`` of the full budget and each next
+    one ``eta`` times more, the last cut to the full budget (Hyperband's minimum budget, Li et al. 2018)."""
+    if first is None:
+        rungs = 1 + (math.ceil(math.log(n_points, eta)) if n_points > 1 else 0)
+        budgets = [max(1, full_steps // eta ** (rungs - 1 - r)) for r in range(rungs)]
+        return sorted(set(budgets))
+    if n_points <= 1:
+        return [full_steps]
+    budgets, steps = [], max(1, round(full_steps * first))
+    while steps < full_steps:
+        budgets.append(steps)
+        steps *= eta
+    return sorted({*budgets, full_steps})
 
 
 def survivors(n: int, eta: int = ETA) -> int:

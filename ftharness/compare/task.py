@@ -133,6 +133,22 @@ class ReplaySpec:
 
 
 SWEEP_STRATEGIES = ("grid", "halving")
+HALVING_SOURCE = ("Jamieson & Talwalkar 2016 (Non-stochastic Best Arm Identification and Hyperparameter "
+                  "Optimization, AISTATS); Li et al. 2018 (Hyperband, JMLR: the minimum budget r and eta)")
+
+
+@dataclass
+class HalvingSpec:
+    """Successive halving's settings (``ftharness.compare.selection``)."""
+
+    eta: int = spec(2, ge=2, le=8, source=HALVING_SOURCE,
+                    help="1 in eta validated points continues at each rung, and each rung trains eta times the "
+                         "steps of the one before (the last: the full budget)")
+    first: float | None = spec(
+        None, gt=0, lt=1, source=HALVING_SOURCE,
+        help="the first rung's share of the full budget; null: 1 / eta^(rungs - 1), with as many rungs as it "
+             "takes to keep one point. Raise it when what is swept slows early learning (replay does): "
+             "points judged too early rank as they would not at the end")
 
 
 @dataclass
@@ -169,6 +185,10 @@ class CandidateEntry:
     sweep_strategy: Literal["grid", "halving"] = spec(
         "grid", help="grid: train every sweep point to its full budget; halving: successive halving on "
                      "validation, the better half continuing at each budget (ftharness.compare.selection)"
+    )
+    halving: HalvingSpec | None = spec(
+        None, help="successive halving's settings {eta, first} (with sweep_strategy: halving; null: eta 2, "
+                   "first rung at 1 / eta^(rungs - 1) of the budget)"
     )
 
     def system_prompt(self, instruction: str | None) -> str | None:
@@ -492,6 +512,9 @@ def expand_sweeps(entries: list[CandidateEntry], path: Path) -> list[CandidateEn
     """One candidate per point of each sweep's grid, named ``NAME-KEYVALUE`` (``lora-r8``)."""
     out: list[CandidateEntry] = []
     for c in entries:
+        if c.halving is not None and c.sweep_strategy != "halving":
+            raise BadInput("halving: settings need sweep_strategy: halving", file=path,
+                           field=f"candidates.{c.name}.halving")
         if not c.sweep:
             if c.sweep_strategy == "halving":
                 raise BadInput("halving chooses among sweep points; add a sweep: or drop sweep_strategy",

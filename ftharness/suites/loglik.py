@@ -97,7 +97,7 @@ def score_requests(
     return results
 
 
-def rolling_nll(lm: Any, texts: list[str], *, window: int = 512, stride: int = 256, token_budget: int = 2048, progress: str | None = None) -> dict[str, float]:
+def rolling_nll(lm: Any, texts: list[str], *, window: int = 1024, stride: int = 512, token_budget: int = 2048, progress: str | None = None) -> dict[str, float]:
     """Total negative log-likelihood (nats) of ``texts``, with token and UTF-8 byte counts, perplexity
     (exp of the mean NLL per token) and bits per byte (total NLL / ln 2 / bytes; Gao et al., 2020,
     "The Pile"), which stays comparable across tokenizers; ``per_text_nll`` and ``per_text_tokens`` hold
