@@ -132,8 +132,10 @@ def measure(lm: Any, s: ForgettingSettings, label: str) -> dict[str, Any]:
 def _key(lm: Any, s: ForgettingSettings) -> str:
     from ftharness.io import sha256_json
 
-    # the in-memory weights' identity too: two loads of one folder may differ (edited in place in tests)
-    return sha256_json({"model": id(getattr(lm, "model", lm)), "path": str(getattr(lm, "path", "")),
+    # the weights' identity: their content hash where the loader vouches for it (LoadedModel.identity),
+    # else the in-memory object, as two loads of one folder may differ (edited in place in tests)
+    identity = getattr(lm, "identity", None) or id(getattr(lm, "model", lm))
+    return sha256_json({"model": identity, "path": str(getattr(lm, "path", "")),
                         "adapter": str(getattr(lm, "adapter", None)),
                         "dtype": str(getattr(lm, "dtype", "")), "settings": settings_dict(s)})
 

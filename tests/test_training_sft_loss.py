@@ -165,3 +165,31 @@ def test_fast_path_only_where_positions_can_be_selected(tiny_model_dir, tmp_path
     tok, rows = _rows(tiny_model_dir, n=2)
     smoothed = _trainer(_model(tiny_model_dir, "lora"), tok, rows, tmp_path, label_smoothing_factor=0.1)
     assert not smoothed._completion_logits_only(smoothed.model, {"labels": torch.zeros(1, 2, dtype=torch.long)})
+
+
+def test_the_validation_loss_projects_labelled_positions_only_and_equals_the_full_projection(tiny_model_dir,
+                                                                                            tmp_path):
+    import torch
+
+    from ftharness.training.sequences import SequenceCollator
+
+    tok, rows = _rows(tiny_model_dir)
+    model = _model(tiny_model_dir, "lora").eval()
+    trainer = _trainer(model, tok, rows, tmp_path)
+    batch = SequenceCollator(tok.pad_token_id, padding_free=False)(rows)
+    completion = int((batch["labels"][:, 1:] != -100).sum())
+    head = trainer.model.get_base_model().get_output_embeddings()
+    losses, projected = [], []
+    hook = head.register_forward_hook(lambda mod, args, out: projected.append(args[0].shape[:-1].numel()))
+    try:
+        for fast in (True, False):  # what Trainer.evaluate calls: prediction_step, loss only
+            trainer._selected_logits = fast
+            loss, _, _ = trainer.prediction_step(trainer.model, {k: v.clone() for k, v in batch.items()},
+                                                 prediction_loss_only=True)
+            losses.append(float(loss))
+            if fast:
+                assert projected == [completion]  # the lm_head saw the labelled positions, nothing else
+    finally:
+        hook.remove()
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    assert torch.isfinite(torch.tensor(losses)).all()

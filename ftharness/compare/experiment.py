@@ -204,7 +204,12 @@ class Backend:
             from ftharness.models.loading import load_model
 
             self._base = load_model(self._base_spec())
+            self._base.identity = self.model_identity()  # figures cached for it outlive drop_base()
         return self._base
+
+    def drop_base(self) -> None:
+        """Let the base model go (a training loads its own copy; the base reloads in well under a second)."""
+        self._base = None
 
     def _base_spec(self) -> str | None:
         b = self.task.spec.base_model
@@ -834,6 +839,8 @@ class Experiment:
         data = self.retrieval.training_data(option, data)
         data = self.replay_data(option, data)
         stage = "" if stop_at_step is None else f" (to step {stop_at_step})"
+        self.backend.drop_base()  # not two copies of the weights in memory while training
+        release_memory()
         with self.phases("train", option.name + stage):
             art = self.backend.train(option, data, parent, self.progress, **staged(stop_at_step, resume_from))
         release_memory()

@@ -37,6 +37,9 @@ class LoadedModel:
     dtype: str = "float32"
     device: str = "cpu"
     merged: bool = False  # the adapter's weights were folded into the base weights (merge_adapter)
+    # what names these weights across loads (a content hash of the folder, set by whoever loaded them
+    # untouched); None: this object alone, so figures cached for it are not reused for another load
+    identity: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -220,6 +220,13 @@ def make_sft_trainer_class() -> type:
                 self.trained_tokens += batch_tokens(inputs)
             weights = inputs.pop("loss_weights", None)
             if weights is None:
+                if (return_outputs and not model.training and self.compute_metrics is None
+                        and self._completion_logits_only(model, inputs)):
+                    # the validation loss (the Trainer reads only the loss without compute_metrics): the
+                    # vocabulary projected at labelled positions only, not a float32 logits tensor per token
+                    inputs["use_cache"] = False
+                    loss = completion_only_loss(model, inputs, num_items_in_batch)
+                    return loss, {"loss": loss}
                 if return_outputs or not self._completion_logits_only(model, inputs):
                     return super().compute_loss(model, inputs, return_outputs=return_outputs,
                                                 num_items_in_batch=num_items_in_batch)
