@@ -1212,7 +1212,7 @@ def _generated(g: Any) -> dict[str, Any]:
         "finish_reason": g.finish_reason,
     }
     if isinstance(g, EndpointGeneration):
-        row.update(cached=g.cached, attempts=g.attempts, usage=g.usage)
+        row.update(cached=g.cached, attempts=g.attempts, usage=g.usage, cut=g.cut)
     return row
 
 
@@ -1238,6 +1238,7 @@ def endpoint_usage(entry: BaselineEntry, gens: list[dict[str, Any]]) -> Endpoint
         cached=sum(1 for g in gens if g.get("cached")),
         attempts=sum(int(g.get("attempts", 1)) for g in gens),
         without_usage=sum(1 for g in gens if not g.get("usage", True)),
+        cut=sum(1 for g in gens if g.get("cut")),
         input_tokens=tokens_in,
         output_tokens=tokens_out,
         price_per_million_input=e.price_per_million_input,

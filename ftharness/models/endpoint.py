@@ -20,6 +20,13 @@ The contract:
 - Every answer is cached on disk under ``$FTHARNESS_CACHE/endpoint/`` by the hash of the base URL and the
   request body (model, messages, generation settings; not the key), written atomically: a rerun of the
   same requests makes no call and reports the latency and usage first measured, with ``cached: true``.
+- A server is untrusted input. One request may take ``deadline_s`` in all (a server that trickles its
+  answer a byte at a time never trips the per-read ``timeout_s``; the deadline cuts it off, and it is
+  retried like a timeout). A chat answer's body may hold at most what ``max_tokens`` tokens can be
+  (:func:`answer_byte_limit`): a longer one is refused as an environment problem naming the server,
+  without reading the rest. A content longer than ``max_tokens`` tokens can be is cut to that length and
+  marked ``cut`` (the record counts them). A content that is not text (a list, an object, a number) is an
+  environment problem naming the server: the server is not OpenAI-compatible.
 """
 
 from __future__ import annotations
@@ -51,6 +58,13 @@ from ftharness.typed import spec
 # MAX_RETRY_AFTER_DELAY).
 FIRST_DELAY_S, MAX_DELAY_S, MAX_RETRY_AFTER_S = 0.5, 8.0, 120.0
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# The most UTF-8 bytes one generated token may take: three times the longest token of the embedded model's
+# vocabulary (81 bytes, a newline and 80 spaces; measured with its tokenizer). An answer's content longer
+# than max_tokens of these cannot be max_tokens tokens; its JSON body may escape every byte as \u00XX (6
+# bytes) and carry up to 64 KiB of other fields.
+MAX_TOKEN_BYTES = 256
+ESCAPED_BYTES, BODY_OVERHEAD = 6, 64 * 1024
+READ_CHUNK = 64 * 1024
 
 
 @dataclass
@@ -87,6 +101,12 @@ class EndpointConfig:
         2, ge=0, le=10,
         help="attempts after the first on 429, 5xx, a timeout or a refused connection",
         source="the openai Python client's default (openai/_constants.py: DEFAULT_MAX_RETRIES)",
+    )
+    deadline_s: float = spec(
+        300.0, gt=0,
+        help="seconds one request may take in all, connecting and reading included (a server that sends its "
+             "answer a byte at a time is cut off here); retried like a timeout",
+        source="five times timeout_s: a long answer streams for well under a minute from any hosted API",
     )
 
 
@@ -126,6 +146,12 @@ class EndpointGeneration(Generation):
     cached: bool = False  # read from the on-disk cache: no call made
     attempts: int = 1  # HTTP requests sent for it (0 when cached)
     usage: bool = True  # the server reported token usage
+    cut: bool = False  # the content was longer than max_tokens tokens can be, and was cut to that
+
+
+def answer_byte_limit(max_tokens: int) -> int:
+    """The most bytes a chat-completions body answering with at most ``max_tokens`` tokens can take."""
+    return BODY_OVERHEAD + ESCAPED_BYTES * MAX_TOKEN_BYTES * max(1, int(max_tokens))
 
 
 def request_body(config: EndpointConfig, messages: list[dict[str, str]], settings: GenerationSettings) -> dict[str, Any]:
@@ -204,15 +230,19 @@ class _Client:
         path = cache_path(self.config, body)
         try:
             kept = json.loads(path.read_text(encoding="utf-8"))
-            return _parse(kept["response"], float(kept["latency_s"]), cached=True, attempts=0)
+            return _parse(kept["response"], float(kept["latency_s"]), cached=True, attempts=0,
+                          max_tokens=body["max_tokens"], server=self.url)
         except (OSError, ValueError, KeyError, TypeError):
             pass  # not cached (or unreadable): ask the server
-        response, latency, attempts = self._post(body)
-        generation = _parse(response, latency, cached=False, attempts=attempts)  # checked before it is kept
+        response, latency, attempts = self._post(body, limit=answer_byte_limit(body["max_tokens"]))
+        generation = _parse(response, latency, cached=False, attempts=attempts, max_tokens=body["max_tokens"],
+                            server=self.url)  # checked before it is kept
         atomic_write_json(path, {"response": response, "latency_s": latency})
         return generation
 
-    def _post(self, body: dict[str, Any]) -> tuple[dict[str, Any], float, int]:
+    def _post(self, body: dict[str, Any], *, limit: int | None = None) -> tuple[dict[str, Any], float, int]:
+        """The server's JSON answer to ``body``, its latency and the attempts it took; ``limit``: the most
+        bytes the answer may take (more is an environment problem, the rest unread)."""
         data = json.dumps(body).encode()
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self._key:
@@ -226,7 +256,7 @@ class _Client:
                 with urllib.request.urlopen(
                     urllib.request.Request(self.url, data=data, headers=headers, method="POST"), timeout=cfg.timeout_s
                 ) as r:
-                    raw = r.read()
+                    raw = self._read(r, t0, limit)
                 latency = time.perf_counter() - t0
                 try:
                     return json.loads(raw), latency, attempt + 1
@@ -248,16 +278,38 @@ class _Client:
                 if wait is not None and wait > MAX_RETRY_AFTER_S:
                     raise EnvironmentProblem(f"{self.url} asks to wait {wait:.0f} s before retrying ({last}); "
                                              "run again later") from None
+            except _PastDeadline:
+                last = f"no whole answer within deadline_s {cfg.deadline_s:g} s (timed out)"
             except (urllib.error.URLError, HTTPException, OSError) as e:  # refused, reset, timed out
                 reason = getattr(e, "reason", e)
                 last = f"{type(reason).__name__}: {self._clean(str(reason).encode())}"
             if attempt < cfg.max_retries:
                 time.sleep(wait if wait is not None else backoff(attempt))
         raise EnvironmentProblem(
-            f"endpoint {self.url} (model {cfg.model!r}) gave no answer in {cfg.max_retries + 1} attempts "
+            f"endpoint {self.url} (model {cfg.model!r}) gave no answer in {cfg.max_retries + 1} attempt"
+            f"{'s' if cfg.max_retries else ''} "
             f"(timeout {cfg.timeout_s:g} s each); last: {last}. Check that the server is up and base_url, or "
             f"raise timeout_s / max_retries ({self._where()})"
         )
+
+    def _read(self, response: Any, t0: float, limit: int | None) -> bytes:
+        """The answer's bytes, read as they come (``read1``: whatever has arrived, so a slow server cannot
+        hold one read open past the deadline by more than ``timeout_s``)."""
+        cfg, parts, size = self.config, [], 0
+        while True:
+            if time.perf_counter() - t0 > cfg.deadline_s:
+                raise _PastDeadline
+            chunk = response.read1(READ_CHUNK)
+            if not chunk:
+                return b"".join(parts)
+            size += len(chunk)
+            if limit is not None and size > limit:
+                raise EnvironmentProblem(
+                    f"{self.url} answered more than {limit:,} bytes to a request for at most "
+                    f"{limit_tokens(limit)} tokens: not an answer the generation settings allow; check the "
+                    f"server behind base_url ({self._where()})"
+                )
+            parts.append(chunk)
 
     def _where(self) -> str:
         """``FILE: FIELD`` of the configuration, as far as known."""
@@ -270,6 +322,15 @@ class _Client:
             text = text.replace(self._key, "[redacted]")
         text = " ".join(text.split())
         return text[:300] + ("..." if len(text) > 300 else "")
+
+
+class _PastDeadline(Exception):
+    """One request ran past ``deadline_s``."""
+
+
+def limit_tokens(limit: int) -> int:
+    """The ``max_tokens`` an :func:`answer_byte_limit` of ``limit`` bytes was computed for."""
+    return max(1, (limit - BODY_OVERHEAD) // (ESCAPED_BYTES * MAX_TOKEN_BYTES))
 
 
 def backoff(attempt: int) -> float:
@@ -298,26 +359,51 @@ def retry_after(headers: Any) -> float | None:
     return None
 
 
-def _parse(response: Any, latency: float, *, cached: bool, attempts: int) -> EndpointGeneration:
-    """The generation in a chat-completions answer; an answer without a choice is an environment problem
-    (the server is not OpenAI-compatible)."""
+def _parse(response: Any, latency: float, *, cached: bool, attempts: int, max_tokens: int,
+           server: str) -> EndpointGeneration:
+    """The generation in a chat-completions answer from ``server``: an answer without a choice, or whose
+    content is not text, is an environment problem (the server is not OpenAI-compatible); a content longer
+    than ``max_tokens`` tokens can be is cut to that and marked."""
     try:
         choice = response["choices"][0]
-        text = choice["message"].get("content") or ""
+        text = choice["message"].get("content")
         finish = str(choice.get("finish_reason") or "")
-    except (KeyError, IndexError, TypeError, AttributeError):
+        usage = response.get("usage") or {}
+        prompt_tokens = _count(usage.get("prompt_tokens"))
+        new_tokens = _count(usage.get("completion_tokens"))
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError):
         raise EnvironmentProblem(
-            "the endpoint's answer is not a chat completion (no choices[0].message): is base_url an "
-            "OpenAI-compatible API root?"
+            f"{server} answered something that is not a chat completion (no choices[0].message, or usage "
+            "that is not token counts): is base_url an OpenAI-compatible API root?"
         ) from None
-    usage = response.get("usage") or {}
+    if text is None:
+        text = ""
+    if not isinstance(text, str):
+        raise EnvironmentProblem(
+            f"{server} answered choices[0].message.content as {type(text).__name__}, not text: the server is "
+            "not OpenAI-compatible for chat completions"
+        )
+    cut = len(text.encode("utf-8")) > max_tokens * MAX_TOKEN_BYTES
+    if cut:
+        text = text.encode("utf-8")[: max_tokens * MAX_TOKEN_BYTES].decode("utf-8", "ignore")
+        finish = "length"
     return EndpointGeneration(
         text=text,
-        prompt_tokens=int(usage.get("prompt_tokens") or 0),
-        new_tokens=int(usage.get("completion_tokens") or 0),
+        prompt_tokens=prompt_tokens,
+        new_tokens=new_tokens,
         latency_s=latency,
         finish_reason=finish,
         cached=cached,
         attempts=attempts,
         usage=bool(usage),
+        cut=cut,
     )
+
+
+def _count(value: Any) -> int:
+    """A usage token count: a non-negative integer (0 when absent); ValueError otherwise."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ValueError(value)
+    return int(value)

@@ -74,6 +74,8 @@ class EndpointUsage:
     cached: int = doc("rows answered from the on-disk cache of an earlier run: no call made for them")
     attempts: int = doc("HTTP requests sent, retries included (cached rows send none)")
     without_usage: int = doc("rows whose answer reported no token usage (counted as 0 tokens)")
+    cut: int = doc("rows whose answer was longer than max_tokens tokens can be, cut to that length "
+                   "(ftharness.models.endpoint)", default=0)
     input_tokens: int = doc("prompt tokens over every row, as the server counted them (usage.prompt_tokens)")
     output_tokens: int = doc("completion tokens over every row (usage.completion_tokens)")
     price_per_million_input: float = doc("the stated USD price per million input tokens")
