@@ -5,7 +5,13 @@ from __future__ import annotations
 import math
 
 import pytest
-from ftharness_plugins.forgetting_metric import ForgettingMetric, load_qa, load_reference
+from ftharness_plugins.forgetting_metric import (
+    ForgettingMetric,
+    ForgettingSettings,
+    fitted_window,
+    load_qa,
+    load_reference,
+)
 
 from ftharness.errors import BadInput
 from ftharness.suites.loglik import (
@@ -138,3 +144,17 @@ def test_bundled_reference_and_qa_are_sound(tmp_path):
     bad.write_text('{"question": "q", "choices": ["a", "b"], "answer": 2}\n')
     with pytest.raises(BadInput, match="qa.jsonl:1"):
         load_qa(str(bad))
+
+
+def test_the_window_fits_the_positions_the_model_allows():
+    import types
+
+    def lm(config):
+        return types.SimpleNamespace(model=types.SimpleNamespace(config=config))
+
+    s = ForgettingSettings()
+    assert (s.window, s.stride) == (1024, 512)
+    assert fitted_window(lm(types.SimpleNamespace(max_position_embeddings=8192)), s) == (1024, 512)
+    assert fitted_window(lm(types.SimpleNamespace(max_position_embeddings=256)), s) == (256, 128)
+    assert fitted_window(lm({"n_positions": 600}), s) == (600, 300)
+    assert fitted_window(lm(None), s) == (1024, 512)  # a model that states no limit: as set

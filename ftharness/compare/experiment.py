@@ -683,7 +683,7 @@ class Experiment:
                 strategy=strategy,
                 feasible=chosen.feasible is not False,
                 steps_trained=sum(trained) if all(t is not None for t in trained) else None,
-                steps_grid=full * len(names) if full else None,
+                steps_grid=sum(self.full_steps(by_name[n]) for n in names) if full else None,
             )
         return out
 
