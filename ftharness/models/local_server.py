@@ -3,12 +3,14 @@
 What an ``endpoint`` baseline calls when the "hosted" model is one you run yourself, and what the endpoint
 tests run against (a real server, not a mock of HTTP). The server needs transformers' ``serving`` extra
 (fastapi, uvicorn, openai: ``pip install -e '.[serve]'``); it runs offline (``HF_HUB_OFFLINE=1``) in its own
-process group, which :func:`local_server` stops on exit. The model name the server answers to is the
+process group, which :func:`local_server` stops on exit, and which ends with the harness when the harness
+is killed (:func:`start_process`). The model name the server answers to is the
 folder's name: it is started from the folder's parent, as ``transformers serve NAME`` pins that name.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import signal
@@ -55,19 +57,48 @@ def local_server(model_dir: str | Path, *, port: int | None = None, log: str | P
     log = Path(log)
     cmd = [sys.executable, "-m", "transformers.cli.transformers", "serve", model_dir.name,
            "--host", "127.0.0.1", "--port", str(port)]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=model_dir.parent, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    proc = start_process(cmd, cwd=model_dir.parent, log=log, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     try:
         _wait_for_health(proc, port, log, time.monotonic() + start_timeout_s, " ".join(cmd))
         yield LocalServer(f"http://127.0.0.1:{port}/v1", model_dir.name, log)
     finally:
+        stop_process(proc)
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def start_process(cmd: list[str], *, cwd: str | Path, log: Path, env: dict[str, str] | None = None
+                  ) -> subprocess.Popen:
+    """Start ``cmd`` (a server the harness owns) in its own process group, its output in ``log``, so that
+    it ends with the harness however the harness ends: :func:`stop_process` on a normal exit or an
+    exception; on Linux the kernel sends it SIGTERM when the harness dies otherwise (killed, even by
+    SIGKILL: ``PR_SET_PDEATHSIG``). Call it from a thread that lives as long as the server (the signal
+    follows the thread that started it)."""
+    parent = os.getpid()
+
+    def die_with_parent() -> None:  # runs in the child between fork and exec
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the harness died before the line above took effect
+            os._exit(1)
+
+    with open(log, "wb") as out:
+        return subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                env=env, preexec_fn=die_with_parent if sys.platform == "linux" else None)
+
+
+def stop_process(proc: subprocess.Popen, *, grace_s: float = 15.0) -> None:
+    """SIGTERM to ``proc``'s process group, SIGKILL after ``grace_s``; returns when it has exited."""
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        proc.wait()
 
 
 def _wait_for_health(proc: subprocess.Popen, port: int, log: Path, deadline: float, cmd: str) -> None:
