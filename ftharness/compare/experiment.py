@@ -248,6 +248,7 @@ class Backend:
             system_prompt=c.system_prompt(self.task.instruction),
             start_from=parent,
             progress=progress,
+            hyperparameters=self.task.hyperparameters.get(c.name),
             **staged(stop_at_step, resume_from),
         )
 
@@ -392,15 +393,12 @@ class Backend:
         from ftharness.models.loading import local_model_dir
         from ftharness.planner import PlanRequest, estimate
         from ftharness.planner.memory import MODELLED_METHODS
-        from ftharness.training.spec import validate_candidate
-        from ftharness.training.trainer import CandidateSpec
-
         c = option.entry
         if c.method not in MODELLED_METHODS:
             return None
         # the values the trainer trains with (its contract's defaults filled in); a trainer whose class has
         # no such field is planned with the planner's own default
-        hp = validate_candidate(CandidateSpec(c.name, c.trainer, c.method, hyperparameters=c.hyperparameters))
+        hp = self.task.hyperparameters[c.name]
         targets = getattr(hp, "target_modules", None) or "all-linear"
         if isinstance(targets, list):
             targets = ",".join(targets)
@@ -724,20 +722,15 @@ class Experiment:
         """The optimizer steps a candidate trains at its full budget: ``max_steps``, else epochs times the
         steps of one pass over its rows (task rows, replay rows included) in batches of ``batch_size x
         grad_accum`` (as transformers counts them on one device)."""
-        from ftharness.training.spec import hyperparameter_values, validate_candidate
-        from ftharness.training.trainer import CandidateSpec
-
         c = option.entry
-        hp = hyperparameter_values(validate_candidate(CandidateSpec(
-            name=c.name, trainer=c.trainer, method=c.method, start_from=c.start_from,
-            hyperparameters=dict(c.hyperparameters))))
-        if hp.get("max_steps"):
-            return int(hp["max_steps"])
+        hp = self.task.hyperparameters[c.name]
+        if getattr(hp, "max_steps", None):
+            return int(hp.max_steps)
         rows = len(self.data.fit)
         if c.replay is not None:
             rows += replay.replay_count(c.replay.fraction, rows)
-        per_step = int(hp.get("batch_size", 8)) * int(hp.get("grad_accum", 1))
-        return max(1, math.ceil(float(hp.get("epochs", 1.0)) * math.ceil(rows / per_step)))
+        per_step = int(getattr(hp, "batch_size", 8)) * int(getattr(hp, "grad_accum", 1))
+        return max(1, math.ceil(float(getattr(hp, "epochs", 1.0)) * math.ceil(rows / per_step)))
 
     def validate(self, option: Option, by_name: dict[str, Option], suites: list[Any], key: str, *,
                  art: Any | None = None, state: str | None = None) -> SweepPoint:

@@ -255,6 +255,9 @@ class Task:
     knowledge_path: Path | None = None  # data.knowledge: what retrieving options read when served
     training_knowledge: dict[str, Path] = field(default_factory=dict)  # candidate -> its retrieval.knowledge
     replay_paths: dict[str, Path] = field(default_factory=dict)  # candidate -> its replay file (source: a file)
+    # candidate -> its hyperparameters typed by its trainer's class, defaults filled: checked once, at load
+    # (check_trainers), and what training, planning and the records read
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -301,7 +304,7 @@ def check_task(spec: TaskSpec, path: Path, *, check_plugins: bool = True) -> Tas
     knowledge_path, training_knowledge = check_retrieval(spec, candidates, path)
     check_teachers(spec.baselines, candidates, path)
     candidates = order_candidates(candidates, path)
-    check_trainers(spec.candidates, path)
+    typed = check_trainers(spec.candidates, path)
     unlabeled_paths = {c.name: need_file(c.unlabeled, f"candidates.{c.name}.unlabeled") for c in candidates
                        if c.unlabeled}
     replay_paths = check_replay(candidates, path)
@@ -364,7 +367,7 @@ def check_task(spec: TaskSpec, path: Path, *, check_plugins: bool = True) -> Tas
             raise BadInput("a metric is named METRIC.VALUE, e.g. task.field_accuracy", file=path,
                            field="decision.metric")
         parse_gates({metric: ">= 0"}, measured, file=path, owner=owner, field="decision.metric")
-        check_candidate_layers(candidates, spec.base_model, path)  # last: it imports transformers
+        check_candidate_layers(candidates, typed, spec.base_model, path)  # last: it imports transformers
     return Task(
         spec=spec,
         file=path,
@@ -384,6 +387,7 @@ def check_task(spec: TaskSpec, path: Path, *, check_plugins: bool = True) -> Tas
         knowledge_path=knowledge_path,
         training_knowledge=training_knowledge,
         replay_paths=replay_paths,
+        hyperparameters=typed,
     )
 
 
@@ -710,20 +714,22 @@ def check_replay(candidates: list[CandidateEntry], path: Path) -> dict[str, Path
     return out
 
 
-def check_trainers(written: list[CandidateEntry], path: Path) -> None:
+def check_trainers(written: list[CandidateEntry], path: Path) -> dict[str, Any]:
     """Each candidate names an installed trainer that trains its method (from ``start_from`` too, when it
     has one), and every point of its sweep passes that trainer's hyperparameter contract
-    (:func:`ftharness.training.spec.validate_candidate`)."""
+    (:func:`ftharness.training.spec.validate_candidate`): the typed hyperparameters of each candidate
+    (each sweep point), by name."""
     from ftharness.training.spec import validate_candidate
     from ftharness.training.trainer import CandidateSpec
 
+    typed: dict[str, Any] = {}
     for c in written:
         where = f"candidates.{c.name}."
         for point in _sweep_points(c) if c.sweep else [c]:
             spec = CandidateSpec(name=point.name, trainer=c.trainer, method=c.method, start_from=c.start_from,
                                  hyperparameters=point.hyperparameters)
             try:
-                validate_candidate(spec, source=path, prefix=where)
+                typed[point.name] = validate_candidate(spec, source=path, prefix=where)
             except BadInput as e:  # a sweep point's error names the sweep (and the line) it comes from
                 key = (e.field or "").removeprefix(f"{where}hyperparameters.").split(".")[0].split("[")[0]
                 if point is c:
@@ -733,19 +739,19 @@ def check_trainers(written: list[CandidateEntry], path: Path) -> None:
                                    line=getattr(c.sweep, "lines", {}).get(key), field=f"{where}sweep.{key}") from None
                 raise BadInput(e.reason, file=path, line=getattr(c.hyperparameters, "lines", {}).get(key),
                                field=e.field) from None
+    return typed
 
 
-def check_candidate_layers(candidates: list[CandidateEntry], base_model: str | None, path: Path) -> None:
-    """The layers each candidate (each sweep point) names exist in the base model
-    (:func:`ftharness.training.spec.check_layers`): checked here, on the model's config, rather than when a
-    training loads the weights, which after the first candidate may be many minutes into the run."""
-    from ftharness.training.spec import check_layers, validate_candidate
-    from ftharness.training.trainer import CandidateSpec
+def check_candidate_layers(candidates: list[CandidateEntry], typed: dict[str, Any], base_model: str | None,
+                           path: Path) -> None:
+    """The layers each candidate (each sweep point) names in its typed hyperparameters (``typed``, by name)
+    exist in the base model (:func:`ftharness.training.spec.check_layers`): checked here, on the model's
+    config, rather than when a training loads the weights, which after the first candidate may be many
+    minutes into the run."""
+    from ftharness.training.spec import check_layers
 
     for c in candidates:
-        spec = CandidateSpec(name=c.name, trainer=c.trainer, method=c.method, start_from=c.start_from,
-                             hyperparameters=c.hyperparameters)
-        check_layers(validate_candidate(spec, source=path), base_model, source=path, prefix=f"candidates.{c.name}.",
+        check_layers(typed[c.name], base_model, source=path, prefix=f"candidates.{c.name}.",
                      lines=getattr(c.hyperparameters, "lines", {}))
 
 

@@ -150,6 +150,7 @@ class CandidateFile:
     start_from: CandidateFile | None = None
     combine: list[CandidateFile] = field(default_factory=list)
     corpus_path: Path | None = None
+    hyperparameters: Any = None  # typed by the trainer's class, checked once here (None for `method: combine`)
 
 
 def load_candidate_file(path: str | Path, *, _seen: tuple[Path, ...] = ()) -> CandidateFile:
@@ -173,6 +174,7 @@ def load_candidate_file(path: str | Path, *, _seen: tuple[Path, ...] = ()) -> Ca
 
     start = _other(fields.start_from, "start_from") if fields.start_from else None
     combine = [_other(ref, f"combine[{i}]") for i, ref in enumerate(fields.combine)]
+    typed = None
     if spec.method == COMBINE_METHOD:
         if len(combine) < 2:
             raise BadInput("`method: combine` needs at least two candidate files under `combine`", file=path,
@@ -181,8 +183,8 @@ def load_candidate_file(path: str | Path, *, _seen: tuple[Path, ...] = ()) -> Ca
     else:
         if combine:
             raise BadInput("`combine` is only for `method: combine`", file=path, field="combine")
-        check_layers(validate_candidate(spec, source=path), fields.base_model, source=path,
-                     lines=getattr(fields.hyperparameters, "lines", {}))
+        typed = validate_candidate(spec, source=path)
+        check_layers(typed, fields.base_model, source=path, lines=getattr(fields.hyperparameters, "lines", {}))
         from ftharness.plugins import get_plugins
 
         if get_plugins().training_method(spec.trainer, spec.method).data == "teacher":
@@ -213,6 +215,7 @@ def load_candidate_file(path: str | Path, *, _seen: tuple[Path, ...] = ()) -> Ca
     return CandidateFile(
         spec=spec, path=path, train_path=train_path, eval_path=eval_path, data_format=fields.data.format,
         system_prompt=system_prompt, start_from=start, combine=combine, corpus_path=corpus_path,
+        hyperparameters=typed,
     )
 
 
