@@ -393,6 +393,7 @@ class Backend:
         from ftharness.models.loading import local_model_dir
         from ftharness.planner import PlanRequest, estimate
         from ftharness.planner.memory import MODELLED_METHODS
+
         c = option.entry
         if c.method not in MODELLED_METHODS:
             return None
