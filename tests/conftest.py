@@ -130,3 +130,11 @@ def check_results(results_validator):
         return doc
 
     return check
+
+
+@pytest.fixture
+def loopback_without_proxy(monkeypatch):
+    """The HTTP clients honour HTTP(S)_PROXY, as they should for a hosted API; the tests' servers are on
+    loopback."""
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")

@@ -24,16 +24,11 @@ from ftharness.models.endpoint import EndpointConfig, cache_path, generate_chat,
 from ftharness.models.generation import GenerationSettings
 from ftharness.models.local_server import DIRECT, local_server
 
+pytestmark = pytest.mark.usefixtures("loopback_without_proxy")  # conftest: the servers are on loopback
+
 SENTINEL = "sk-SENTINEL-5f1e9c7d-never-written-anywhere"
 KEY_ENV = "FTHARNESS_TEST_ENDPOINT_KEY"
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "extraction"
-
-
-@pytest.fixture(autouse=True)
-def loopback_without_proxy(monkeypatch):
-    """The client honours HTTP(S)_PROXY, as it should for a hosted API; the tests' servers are on loopback."""
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
 
 
 @pytest.fixture(scope="session")

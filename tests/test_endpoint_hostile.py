@@ -16,6 +16,8 @@ from ftharness.errors import BadInput, EnvironmentProblem
 from ftharness.models.endpoint import MAX_TOKEN_BYTES, EndpointConfig, answer_byte_limit, generate_chat
 from ftharness.models.generation import GenerationSettings
 
+pytestmark = pytest.mark.usefixtures("loopback_without_proxy")  # conftest: the servers are on loopback
+
 SETTINGS = GenerationSettings(max_new_tokens=8)
 
 
@@ -99,12 +101,6 @@ class Hostile:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-@pytest.fixture(autouse=True)
-def loopback_without_proxy(monkeypatch):
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
 
 
 def ask(mode: str, **config):

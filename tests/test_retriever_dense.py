@@ -17,6 +17,8 @@ from ftharness.errors import BadInput, EnvironmentProblem
 from ftharness.hookspecs import RetrievalIndex, Retriever
 from ftharness.plugins import get_plugins, reset_plugins
 
+pytestmark = pytest.mark.usefixtures("loopback_without_proxy")  # conftest: the servers are on loopback
+
 CHUNKS = [
     "the blue lamp",
     "kettle boils water",
@@ -179,12 +181,6 @@ class EmbeddingServer:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
-
-
-@pytest.fixture(autouse=True)
-def loopback_without_proxy(monkeypatch):
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
 
 
 def test_an_embeddings_endpoint(dense, task_file, monkeypatch):
