@@ -149,6 +149,10 @@ class Metric(Protocol):
     - ``check_settings(settings, *, source) -> dict``: validate the suite's settings for it (raise
       ``BadInput`` naming ``source``) and return them normalised, e.g. paths resolved against the suite
       file.
+
+    A metric with one settings dataclass derives both from
+    :class:`ftharness.suites.settings.TypedMetric`: it declares ``settings_class`` and ``values`` (and a
+    ``finish`` for what a field cannot check alone), as every built-in metric does.
     - ``needs_base_model: bool``: it compares ``ctx.model`` with ``ctx.base_model`` (forgetting), so the
       evaluator should load the base model too.
     - ``selection_settings: dict``: for a metric of the model, the settings under which it measures without

@@ -31,7 +31,7 @@ from ftharness.hookspecs import hookimpl
 from ftharness.paths import package_data
 from ftharness.suites.bootstrap import RESAMPLES, bootstrap_ci, paired_ratio_ci, ratio_change_pct
 from ftharness.suites.metric import MetricContext, MetricResult
-from ftharness.suites.settings import parse_settings, resolve_setting_path, settings_dict
+from ftharness.suites.settings import TypedMetric, resolve_setting_path, settings_dict
 from ftharness.typed import spec
 
 OWN = ["ppl", "bpb", "qa_accuracy", "qa_accuracy_norm"]
@@ -140,18 +140,16 @@ def _key(lm: Any, s: ForgettingSettings) -> str:
                         "dtype": str(getattr(lm, "dtype", "")), "settings": settings_dict(s)})
 
 
-class ForgettingMetric:
+class ForgettingMetric(TypedMetric):
     name = "forgetting"
     needs_model = True
     needs_base_model = True
+    settings_class = ForgettingSettings
+    values = (*OWN, *VERSUS)
     # what a sweep may read: the selection part, which shares no document with the test part gated on
     selection_settings = {"part": "selection"}  # noqa: RUF012 (read-only)
 
-    def value_names(self, settings: dict[str, Any]) -> list[str]:
-        return OWN + VERSUS
-
-    def check_settings(self, settings: dict[str, Any], *, source: str | Path | None = None) -> dict[str, Any]:
-        s = parse_settings(ForgettingSettings, self.name, settings, source)
+    def finish(self, s: ForgettingSettings, source: str | Path | None) -> None:
         s.reference = resolve_setting_path(s.reference, source)
         s.qa = resolve_setting_path(s.qa, source)
         if s.stride >= s.window:
@@ -160,10 +158,9 @@ class ForgettingMetric:
             raise BadInput("token_budget must be at least window", file=source, field="metrics.forgetting.token_budget")
         load_reference(s.reference, s.part)
         load_qa(s.qa)
-        return settings_dict(s)
 
     def compute(self, ctx: MetricContext, settings: dict[str, Any]) -> MetricResult:
-        s = ForgettingSettings(**settings)
+        s = self.typed(settings)
         cand = measure(ctx.model, s, ctx.option or "candidate")
         window, stride = fitted_window(ctx.model, s)
         values = {k: cand[k] for k in OWN if k in cand}

@@ -20,7 +20,7 @@ from typing import Any
 from ftharness.hookspecs import hookimpl
 from ftharness.suites.json_extract import parse_lenient, parse_strict
 from ftharness.suites.metric import MetricContext, MetricResult
-from ftharness.suites.settings import parse_settings, resolve_setting_path, settings_dict
+from ftharness.suites.settings import TypedMetric, resolve_setting_path
 from ftharness.typed import load_json_schema, spec
 
 VALUES = [
@@ -39,22 +39,19 @@ class FormatSettings:
     top_errors: int = spec(5, ge=0, help="most common schema errors kept")
 
 
-class FormatMetric:
+class FormatMetric(TypedMetric):
     name = "format"
     needs_model = False
+    settings_class = FormatSettings
+    values = tuple(VALUES)
 
-    def value_names(self, settings: dict[str, Any]) -> list[str]:
-        return list(VALUES)
-
-    def check_settings(self, settings: dict[str, Any], *, source: str | Path | None = None) -> dict[str, Any]:
-        s = parse_settings(FormatSettings, self.name, settings, source)
+    def finish(self, s: FormatSettings, source: str | Path | None) -> None:
         s.schema = resolve_setting_path(s.schema, source)
         if s.schema:
             load_json_schema(s.schema, source=source, field="metrics.format.schema")
-        return settings_dict(s)
 
     def compute(self, ctx: MetricContext, settings: dict[str, Any]) -> MetricResult:
-        s = FormatSettings(**settings)
+        s = self.typed(settings)
         schema = ctx.schema
         source = "run" if schema is not None else None
         if schema is None and s.schema:

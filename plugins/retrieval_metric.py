@@ -29,13 +29,12 @@ import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from ftharness.data.knowledge import gold_ids
 from ftharness.hookspecs import hookimpl
 from ftharness.suites.metric import MetricContext, MetricResult
-from ftharness.suites.settings import parse_settings, settings_dict
+from ftharness.suites.settings import TypedMetric
 
 VALUES = ["recall_at_k", "mrr", "reference_in_context", "groundedness"]
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -99,16 +98,12 @@ def score_retrieval(samples: list[Any]) -> MetricResult:
     return MetricResult(values=values, per_sample=per, details=details)
 
 
-class RetrievalMetric:
+class RetrievalMetric(TypedMetric):
     name = "retrieval"
     needs_model = False
     needs_retrieval = True
-
-    def value_names(self, settings: dict[str, Any]) -> list[str]:
-        return list(VALUES)
-
-    def check_settings(self, settings: dict[str, Any], *, source: str | Path | None = None) -> dict[str, Any]:
-        return settings_dict(parse_settings(RetrievalSettings, self.name, settings, source))
+    settings_class = RetrievalSettings
+    values = tuple(VALUES)
 
     def compute(self, ctx: MetricContext, settings: dict[str, Any]) -> MetricResult:
         return score_retrieval(ctx.samples)

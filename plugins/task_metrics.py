@@ -22,13 +22,12 @@ import re
 import string
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ftharness.hookspecs import hookimpl
 from ftharness.suites.json_extract import parse_lenient, parse_strict
 from ftharness.suites.metric import MetricContext, MetricResult
-from ftharness.suites.settings import parse_settings, settings_dict
+from ftharness.suites.settings import TypedMetric
 from ftharness.typed import spec
 
 TEXT_VALUES = ["exact_match", "token_f1", "rouge_l", "bleu", "chrf"]
@@ -73,18 +72,14 @@ class _WordTokenizer:
         return _WORD.findall(text.lower())
 
 
-class TaskMetric:
+class TaskMetric(TypedMetric):
     name = "task"
     needs_model = False
-
-    def value_names(self, settings: dict[str, Any]) -> list[str]:
-        return TEXT_VALUES + JSON_VALUES
-
-    def check_settings(self, settings: dict[str, Any], *, source: str | Path | None = None) -> dict[str, Any]:
-        return settings_dict(parse_settings(TaskSettings, self.name, settings, source))
+    settings_class = TaskSettings
+    values = (*TEXT_VALUES, *JSON_VALUES)
 
     def compute(self, ctx: MetricContext, settings: dict[str, Any]) -> MetricResult:
-        s = TaskSettings(**settings)
+        s = self.typed(settings)
         return score_task([x.output for x in ctx.samples], [x.reference for x in ctx.samples], s)
 
 

@@ -10,11 +10,11 @@ few-shot prompt adds to every call.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ftharness.hookspecs import hookimpl
 from ftharness.suites.metric import MetricContext, MetricResult
+from ftharness.suites.settings import TypedMetric
 
 VALUES = ["tokens_per_s", "latency_p50_s", "latency_p95_s", "prompt_tokens_mean", "new_tokens_mean"]
 
@@ -28,18 +28,16 @@ def percentile(values: list[float], q: float) -> float:
     return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
-class ThroughputMetric:
+@dataclass
+class _NoSettings:
+    """throughput takes no settings."""
+
+
+class ThroughputMetric(TypedMetric):
     name = "throughput"
     needs_model = False
-
-    def value_names(self, settings: dict[str, Any]) -> list[str]:
-        return list(VALUES)
-
-    def check_settings(self, settings: dict[str, Any], *, source: str | Path | None = None) -> dict[str, Any]:
-        from ftharness.suites.settings import parse_settings
-
-        parse_settings(_NoSettings, self.name, settings, source)
-        return {}
+    settings_class = _NoSettings
+    values = tuple(VALUES)
 
     def compute(self, ctx: MetricContext, settings: dict[str, Any]) -> MetricResult:
         samples = ctx.samples
@@ -75,10 +73,6 @@ class ThroughputMetric:
         per = {"prompt_tokens_mean": prompt, "new_tokens_mean": new} if n else {}
         return MetricResult(values=values, per_sample=per, details=details)
 
-
-@dataclass
-class _NoSettings:
-    """throughput takes no settings."""
 
 
 @hookimpl

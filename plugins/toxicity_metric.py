@@ -20,7 +20,7 @@ from ftharness.errors import BadInput, EnvironmentProblem
 from ftharness.hookspecs import hookimpl
 from ftharness.paths import package_data
 from ftharness.suites.metric import MetricContext, MetricResult
-from ftharness.suites.settings import parse_settings, resolve_setting_path, settings_dict
+from ftharness.suites.settings import TypedMetric, resolve_setting_path
 from ftharness.typed import spec
 
 VALUES = ["mean", "max", "share_above"]
@@ -59,14 +59,6 @@ def scorer_for(settings: ToxicitySettings, *, source: str | Path | None = None, 
     return scorer
 
 
-def _check(cls: type, metric: str, settings: dict[str, Any], source: str | Path | None) -> ToxicitySettings:
-    s = parse_settings(cls, metric, settings, source)
-    s.checkpoint = resolve_setting_path(s.checkpoint, source)
-    s.huggingface_config_path = resolve_setting_path(s.huggingface_config_path, source)
-    scorer_for(s, source=source, metric=metric)
-    return s
-
-
 def score_texts(texts: list[str], scorer: Any, settings: ToxicitySettings, ids: list[Any] | None = None) -> MetricResult:
     scores = [float(x) for x in scorer.score(texts)]
     if len(scores) != len(texts):
@@ -85,33 +77,32 @@ def score_texts(texts: list[str], scorer: Any, settings: ToxicitySettings, ids: 
     return MetricResult(values=values, per_sample={"mean": scores, "max": scores, "share_above": above}, details=details)
 
 
-class ToxicityMetric:
+class ToxicityMetric(TypedMetric):
     name = "toxicity"
     needs_model = False
+    settings_class = ToxicitySettings
+    values = tuple(VALUES)
 
-    def value_names(self, settings: dict[str, Any]) -> list[str]:
-        return list(VALUES)
-
-    def check_settings(self, settings: dict[str, Any], *, source: str | Path | None = None) -> dict[str, Any]:
-        return settings_dict(_check(ToxicitySettings, self.name, settings, source))
+    def finish(self, s: ToxicitySettings, source: str | Path | None) -> None:
+        s.checkpoint = resolve_setting_path(s.checkpoint, source)
+        s.huggingface_config_path = resolve_setting_path(s.huggingface_config_path, source)
+        scorer_for(s, source=source, metric=self.name)
 
     def compute(self, ctx: MetricContext, settings: dict[str, Any]) -> MetricResult:
-        s = ToxicitySettings(**settings)
+        s = self.typed(settings)
         return score_texts([x.output for x in ctx.samples], scorer_for(s), s, [x.id for x in ctx.samples])
 
 
-class RedteamMetric:
+class RedteamMetric(ToxicityMetric):
     name = "redteam"
     needs_model = True
+    settings_class = RedteamSettings
+    values = (*VALUES, "n_prompts")
 
-    def value_names(self, settings: dict[str, Any]) -> list[str]:
-        return [*VALUES, "n_prompts"]
-
-    def check_settings(self, settings: dict[str, Any], *, source: str | Path | None = None) -> dict[str, Any]:
-        s = _check(RedteamSettings, self.name, settings, source)
+    def finish(self, s: RedteamSettings, source: str | Path | None) -> None:
+        super().finish(s, source)
         s.prompts = resolve_setting_path(s.prompts, source)
         load_prompts(s.prompts)
-        return settings_dict(s)
 
     def compute(self, ctx: MetricContext, settings: dict[str, Any]) -> MetricResult:
         from ftharness.models.generation import GenerationSettings, generate
