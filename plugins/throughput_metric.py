@@ -74,7 +74,6 @@ class ThroughputMetric(TypedMetric):
         return MetricResult(values=values, per_sample=per, details=details)
 
 
-
 @hookimpl
 def register_metrics(register) -> None:
     register(ThroughputMetric())

@@ -61,13 +61,13 @@ def train_file(cf):
 
         corpus = load_corpus(cf.corpus_path, source=cf.path, field="data.corpus")
         return train_candidate(cf.spec, corpus, None, system_prompt=cf.system_prompt, start_from=parent,
-                               hyperparameters=cf.hyperparameters)
+                               typed_hyperparameters=cf.hyperparameters)
     needs_completion = get_plugins().training_method(cf.spec.trainer, cf.spec.method).data == "supervised"
     train = load_dataset(cf.train_path, format=cf.data_format, require_completion=needs_completion)
     evald = (load_dataset(cf.eval_path, format=cf.data_format, require_completion=needs_completion)
              if cf.eval_path else None)
     return train_candidate(cf.spec, train, evald, system_prompt=cf.system_prompt, start_from=parent,
-                           hyperparameters=cf.hyperparameters)
+                           typed_hyperparameters=cf.hyperparameters)
 
 
 def _check_mergeable(cf) -> None:

@@ -248,7 +248,7 @@ class Backend:
             system_prompt=c.system_prompt(self.task.instruction),
             start_from=parent,
             progress=progress,
-            hyperparameters=self.task.hyperparameters.get(c.name),
+            typed_hyperparameters=self.task.hyperparameters[c.name],
             **staged(stop_at_step, resume_from),
         )
 
@@ -1137,7 +1137,6 @@ class Experiment:
         **candidate: Any,
     ) -> OptionRecord:
         """The option's record; ``candidate`` holds the fields only a candidate fills (training, plan, ...)."""
-
         metrics: dict[str, float | None] = {}
         per_sample: dict[str, list[float | None]] = {}
         gates = []

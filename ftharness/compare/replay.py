@@ -20,8 +20,9 @@ Which source to use: ``general`` is the same kind of text as the bundled forgett
 documents of the same documentation). Training on it lowers perplexity on the reference because the model
 learns that text, not because it keeps its general ability, so with the bundled reference it flatters the
 forgetting gate. ``self`` (the default) replays the base model's own distribution instead; a file of your
-own general text is best when the forgetting reference is your own too, from another source. The rows change the training data's hash, so a
-candidate's artifact key holds its replay.
+own general text is best when the forgetting reference is your own too, from another source.
+
+The rows change the training data's hash, so a candidate's artifact key holds its replay.
 """
 
 from __future__ import annotations

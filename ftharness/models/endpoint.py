@@ -234,15 +234,16 @@ class _Client:
                           max_tokens=body["max_tokens"], server=self.url)
         except (OSError, ValueError, KeyError, TypeError):
             pass  # not cached (or unreadable): ask the server
-        response, latency, attempts = self._post(body, limit=answer_byte_limit(body["max_tokens"]))
+        response, latency, attempts = self._post(body, max_tokens=body["max_tokens"])
         generation = _parse(response, latency, cached=False, attempts=attempts, max_tokens=body["max_tokens"],
                             server=self.url)  # checked before it is kept
         atomic_write_json(path, {"response": response, "latency_s": latency})
         return generation
 
-    def _post(self, body: dict[str, Any], *, limit: int | None = None) -> tuple[dict[str, Any], float, int]:
-        """The server's JSON answer to ``body``, its latency and the attempts it took; ``limit``: the most
-        bytes the answer may take (more is an environment problem, the rest unread)."""
+    def _post(self, body: dict[str, Any], *, max_tokens: int | None = None) -> tuple[dict[str, Any], float, int]:
+        """The server's JSON answer to ``body``, its latency and the attempts it took; ``max_tokens``: the
+        answer may take at most :func:`answer_byte_limit` of it (more is an environment problem, the rest
+        unread)."""
         data = json.dumps(body).encode()
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self._key:
@@ -256,7 +257,7 @@ class _Client:
                 with urllib.request.urlopen(
                     urllib.request.Request(self.url, data=data, headers=headers, method="POST"), timeout=cfg.timeout_s
                 ) as r:
-                    raw = self._read(r, t0, limit)
+                    raw = self._read(r, t0, max_tokens)
                 latency = time.perf_counter() - t0
                 try:
                     return json.loads(raw), latency, attempt + 1
@@ -292,10 +293,11 @@ class _Client:
             f"raise timeout_s / max_retries ({self._where()})"
         )
 
-    def _read(self, response: Any, t0: float, limit: int | None) -> bytes:
+    def _read(self, response: Any, t0: float, max_tokens: int | None) -> bytes:
         """The answer's bytes, read as they come (``read1``: whatever has arrived, so a slow server cannot
         hold one read open past the deadline by more than ``timeout_s``)."""
         cfg, parts, size = self.config, [], 0
+        limit = answer_byte_limit(max_tokens) if max_tokens is not None else None
         while True:
             if time.perf_counter() - t0 > cfg.deadline_s:
                 raise _PastDeadline
@@ -306,7 +308,7 @@ class _Client:
             if limit is not None and size > limit:
                 raise EnvironmentProblem(
                     f"{self.url} answered more than {limit:,} bytes to a request for at most "
-                    f"{limit_tokens(limit)} tokens: not an answer the generation settings allow; check the "
+                    f"{max_tokens} tokens: not an answer the generation settings allow; check the "
                     f"server behind base_url ({self._where()})"
                 )
             parts.append(chunk)
@@ -326,11 +328,6 @@ class _Client:
 
 class _PastDeadline(Exception):
     """One request ran past ``deadline_s``."""
-
-
-def limit_tokens(limit: int) -> int:
-    """The ``max_tokens`` an :func:`answer_byte_limit` of ``limit`` bytes was computed for."""
-    return max(1, (limit - BODY_OVERHEAD) // (ESCAPED_BYTES * MAX_TOKEN_BYTES))
 
 
 def backoff(attempt: int) -> float:
@@ -383,10 +380,10 @@ def _parse(response: Any, latency: float, *, cached: bool, attempts: int, max_to
             f"{server} answered choices[0].message.content as {type(text).__name__}, not text: the server is "
             "not OpenAI-compatible for chat completions"
         )
-    cut = len(text.encode("utf-8")) > max_tokens * MAX_TOKEN_BYTES
+    most, encoded = max_tokens * MAX_TOKEN_BYTES, text.encode("utf-8")
+    cut = len(encoded) > most
     if cut:
-        text = text.encode("utf-8")[: max_tokens * MAX_TOKEN_BYTES].decode("utf-8", "ignore")
-        finish = "length"
+        text, finish = encoded[:most].decode("utf-8", "ignore"), "length"
     return EndpointGeneration(
         text=text,
         prompt_tokens=prompt_tokens,

@@ -187,10 +187,10 @@ def train_candidate(
     callbacks: list[Any] | None = None,
     stop_at_step: int | None = None,
     resume_from: Artifact | None = None,
-    hyperparameters: Any | None = None,
+    typed_hyperparameters: Any | None = None,
 ) -> Artifact:
     """Train ``spec`` on ``train`` (eval loss on ``eval``) or return the cached artifact of the same request.
-    ``hyperparameters``: ``spec``'s, typed as :func:`ftharness.training.spec.validate_candidate` returned
+    ``typed_hyperparameters``: ``spec``'s, as :func:`ftharness.training.spec.validate_candidate` returned
     them when its caller checked them (a task at load); None: checked here.
 
     Raises BadInput for an unknown trainer/method/hyperparameter, EnvironmentProblem (before any work) when
@@ -203,7 +203,8 @@ def train_candidate(
     if spec.method == COMBINE_METHOD:
         raise BadInput("`method: combine` candidates are built by ftharness.training.merging.combine_adapters",
                        field="method")
-    typed_hyperparameters = hyperparameters if hyperparameters is not None else validate_candidate(spec)
+    if typed_hyperparameters is None:
+        typed_hyperparameters = validate_candidate(spec)
     method = get_plugins().training_method(spec.trainer, spec.method, start_from=bool(spec.start_from))
     trainer = get_plugins().trainer(spec.trainer).obj
     hyperparameters = hyperparameter_values(typed_hyperparameters)
