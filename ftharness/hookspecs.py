@@ -16,7 +16,9 @@ What a plugin registers, by hook:
 - ``register_toxicity_scorers``: :class:`ToxicityScorer` objects;
 - ``register_report_sections``: :class:`ReportSection` objects;
 - ``register_retrievers``: :class:`Retriever` objects, which index a knowledge base's chunks into a
-  :class:`RetrievalIndex`.
+  :class:`RetrievalIndex`;
+- ``register_engines``: :class:`Engine` objects, which serve an option's model (:class:`Served`) and
+  generate its answers.
 
 The types these Protocols name (a trainer's ``TrainJob`` and ``TrainResult`` from
 :mod:`ftharness.training.trainer`, a metric's ``MetricContext`` and ``MetricResult`` from
@@ -51,6 +53,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_check
 import pluggy
 
 if TYPE_CHECKING:
+    from ftharness.models.engines import EngineTarget
+    from ftharness.models.generation import Generation, GenerationSettings
     from ftharness.suites.metric import MetricContext, MetricResult
     from ftharness.training.trainer import TrainJob, TrainResult
 
@@ -246,6 +250,66 @@ class Retriever(Protocol):
     def index(self, texts: list[str], settings: dict[str, Any]) -> RetrievalIndex: ...
 
 
+@runtime_checkable
+class Served(Protocol):
+    """One option's model as an engine serves it, from :meth:`Engine.start` until ``close()``.
+
+    - ``generate(conversations, settings)``: one :class:`~ftharness.models.generation.Generation` per
+      conversation (a list of ``{role, content}`` messages), in order, under the task's generation settings
+      (``settings.json_schema`` set: the option decodes under the task's schema, where the engine can
+      enforce it). An answer the engine cannot trust is an ``EnvironmentProblem`` naming where it came from.
+    - ``weights``: the model in this process (``ftharness.models.loading.LoadedModel``) for the metrics that
+      read weights (forgetting), or None when there is none to read here; ``weights_reason`` then says why,
+      and the report files those suites as unavailable with it.
+    - ``record()``: how it served, for the report (:class:`~ftharness.report.records.EngineRecord`'s fields
+      as a dict: ``served``, ``url``, ``launcher``, ``schema``, ``weights``, ``concurrency``).
+    - ``close()``: free what it holds; a server it started is stopped. Called however the evaluation ends.
+
+    Optional members the core uses when a served model has them:
+
+    - ``merged_latency(conversations, settings) -> MergedLatency | None``: the same prompts with a LoRA
+      adapter attached, then merged (the local engine);
+    - ``concurrency``: requests in flight at once (cached rows' wall time is spread over it).
+    """
+
+    weights: Any
+    weights_reason: str | None
+
+    def generate(self, conversations: list[list[dict[str, str]]], settings: GenerationSettings) -> list[Generation]: ...
+
+    def record(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What an engine plugin registers: how an option's model is served and generates. The registry checks
+    every engine against it when it registers.
+
+    - ``name``: what a task writes in ``engine:`` (on a baseline or candidate, or task-wide): ``local``
+      (transformers in this process), ``openai`` (an OpenAI-compatible server the task names: ``kind:
+      endpoint``), ``server`` (an OpenAI-compatible server the harness starts for the option's model).
+    - ``unavailable_reason()``: None when it can serve on this machine, else what is missing and what to do.
+    - ``start(target)``: serve the option's model (an :class:`~ftharness.models.engines.EngineTarget`: its
+      loaders, its trained artifact, its settings) and return it as :class:`Served`.
+
+    Optional: ``check_settings(settings, *, source, field) -> object``: read the option's ``engine:`` mapping
+    (without ``kind``) strictly into the engine's typed settings, raising ``BadInput`` naming ``source`` and
+    ``field``. Called when the task is loaded; what it returns is ``target.settings``. An engine without it
+    takes no settings. ``enforces_schema(settings) -> bool``: False refuses a schema-constrained option at
+    load (an engine without it is trusted to). ``usage(settings, rows) -> EndpointUsage``: what generated
+    rows (dicts with ``prompt_tokens``, ``new_tokens``, ``cached``, ``attempts``, ``usage``, ``cut``) cost at
+    the server's stated token prices (a hosted endpoint); asked without starting the engine.
+    """
+
+    name: str
+
+    def unavailable_reason(self) -> str | None: ...
+
+    def start(self, target: EngineTarget) -> Served: ...
+
+
 # --- the hooks ----------------------------------------------------------------------------------------------
 
 
@@ -309,6 +373,18 @@ def register_report_sections(register: Register[ReportSection]) -> None:
 
     :param register: call ``register(section)`` once per section; each registered section is rendered into
         ``report.html`` from the run's results.
+
+    Called once per plugin when plugins load; not firstresult; the return value is ignored.
+    """
+
+
+@hookspec
+def register_engines(register: Register[Engine]) -> None:
+    """Register engines: objects following :class:`Engine`.
+
+    :param register: call ``register(engine)`` once per engine. ``engine.name`` is what a task's ``engine:``
+        names (``local``, ``openai`` and ``server`` are built in; a team's own serving stack is a plugin
+        registering its own).
 
     Called once per plugin when plugins load; not firstresult; the return value is ignored.
     """

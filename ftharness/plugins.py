@@ -37,7 +37,7 @@ import pluggy
 
 from ftharness import hookspecs
 from ftharness.errors import BadInput
-from ftharness.hookspecs import Method, Metric, ReportSection, Retriever, ToxicityScorer, Trainer
+from ftharness.hookspecs import Engine, Method, Metric, ReportSection, Retriever, ToxicityScorer, Trainer
 
 ENTRY_POINT_GROUP = "ftharness"
 BUILTIN_PACKAGE = "ftharness_plugins"
@@ -63,6 +63,7 @@ KINDS = {
     "toxicity_scorers": Kind("register_toxicity_scorers", ToxicityScorer, "toxicity scorer"),
     "report_sections": Kind("register_report_sections", ReportSection, "report section"),
     "retrievers": Kind("register_retrievers", Retriever, "retriever"),
+    "engines": Kind("register_engines", Engine, "engine"),
 }
 
 
@@ -314,6 +315,14 @@ class Plugins:
             raise BadInput(f"unknown retriever {name!r}; installed: {installed}", file=file, field=field)
         return entry.obj
 
+    def engine(self, name: str, *, file: Any = None, field: str = "engine") -> Any:
+        """The registered engine ``name``; BadInput listing the installed ones when there is none."""
+        entry = self._entries["engines"].get(name)
+        if entry is None:
+            installed = ", ".join(sorted(self._entries["engines"])) or "none"
+            raise BadInput(f"unknown engine {name!r}; installed: {installed}", file=file, field=field)
+        return entry.obj
+
     # listing -------------------------------------------------------------------------------------
     def describe(self) -> list[dict[str, Any]]:
         """What ``ftharness plugins`` shows: each plugin, built-ins first, with what it provides, what cannot
@@ -446,3 +455,7 @@ def report_sections() -> dict[str, Any]:
 
 def retrievers() -> dict[str, Any]:
     return get_plugins().get("retrievers")
+
+
+def engines() -> dict[str, Any]:
+    return get_plugins().get("engines")

@@ -11,9 +11,10 @@ import types
 from pathlib import Path
 
 import pytest
+from fake_engine import use_rule_engine
 
 from ftharness.cli import main
-from ftharness.compare import experiment as experiment_mod
+from ftharness.compare import backend as backend_mod
 from ftharness.compare import run as run_mod
 from ftharness.compare.task import load_task
 
@@ -74,16 +75,19 @@ class FakeLM:
         self.name, self.adapter, self.tokenizer, self.model = name, adapter, None, None
 
 
-class FakeBackend(experiment_mod.Backend):
+class FakeBackend(backend_mod.Backend):
     """Models replaced by rules: the trained candidate answers with the reference JSON, the few-shot
     prompt gets it right two times in three, zero-shot always adds a prose prefix."""
 
     calls: dict[str, int] = {}
     fail_on: str | None = None  # raise when generating this option's second batch (a fake kill)
 
+    live: FakeBackend | None = None  # the backend the experiment built (what the rule engine asks)
+
     def __init__(self, task):
         super().__init__(task)
         self.refs = None
+        FakeBackend.live = self
 
     def _count(self, what):
         FakeBackend.calls[what] = FakeBackend.calls.get(what, 0) + 1
@@ -118,9 +122,6 @@ class FakeBackend(experiment_mod.Backend):
     def load_trained(self, artifact):
         return FakeLM("trained")
 
-    def render(self, lm, messages):
-        return "\n".join(m["content"] for m in messages)
-
     def generate(self, lm, prompts, constrained=None):
         self._count("generate")
         if (
@@ -150,9 +151,6 @@ class FakeBackend(experiment_mod.Backend):
     def plan(self, option, data, seq_len):
         return {"peak_gb": 1.5}
 
-    def merged_latency(self, lm, prompts):
-        return None
-
     # the experiment tells the fake which option it is generating for
     def messages(self, option, data, examples):
         self._current, self._data = option.name, data
@@ -169,6 +167,7 @@ def fake(monkeypatch, tmp_path, check_results):
     FakeBackend.calls = {}
     FakeBackend.fail_on = None
     monkeypatch.setattr(run_mod, "Backend", FakeBackend)
+    use_rule_engine(FakeBackend)
     yield FakeBackend
     for path in tmp_path.rglob("results.json"):
         check_results(path)

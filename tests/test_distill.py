@@ -12,10 +12,12 @@ import types
 from pathlib import Path
 
 import pytest
+from fake_engine import RuleEngine, register_engine, use_rule_engine
+from ftharness_plugins.openai_engine import OpenAIEngine
 
 from ftharness.cli import main
+from ftharness.compare import backend as backend_mod
 from ftharness.compare import distill
-from ftharness.compare import experiment as experiment_mod
 from ftharness.compare import run as run_mod
 from ftharness.compare.task import load_task
 from ftharness.data.dedup import normalise
@@ -101,7 +103,7 @@ class FakeLM:
         self.name, self.adapter, self.merged, self.tokenizer, self.model = name, None, False, None, None
 
 
-class FakeBackend(experiment_mod.Backend):
+class FakeBackend(backend_mod.Backend):
     """The base model answers with the reference JSON, except that every fourth input (by its characters)
     gets a quantity the schema refuses; trained models answer with the reference."""
 
@@ -110,6 +112,11 @@ class FakeBackend(experiment_mod.Backend):
     refused: set[str] = set()
     trained: dict[str, list] = {}
     refs: dict[str, str] = {}
+    live: FakeBackend | None = None
+
+    def __init__(self, task):
+        super().__init__(task)
+        FakeBackend.live = self
 
     def base_model(self):
         return FakeLM("base")
@@ -139,9 +146,6 @@ class FakeBackend(experiment_mod.Backend):
     def load_trained(self, artifact):
         return FakeLM("trained")
 
-    def render(self, lm, messages):
-        return json.dumps(messages)
-
     def teacher_messages(self, option, data, examples):
         FakeBackend.labelling_calls += 1
         FakeBackend.labelled_inputs = [ex.input_text for ex in examples]
@@ -149,9 +153,6 @@ class FakeBackend(experiment_mod.Backend):
 
     def generate(self, lm, prompts, constrained=None):
         return [self._answer(json.loads(p), refuse=lm.name == "base") for p in prompts]
-
-    def generate_endpoint(self, entry, conversations):
-        return [self._answer(messages, refuse=False) for messages in conversations]
 
     def _answer(self, messages, *, refuse):
         text = messages[-1]["content"]
@@ -168,6 +169,17 @@ class FakeBackend(experiment_mod.Backend):
         return data
 
 
+class FakeEndpointEngine(OpenAIEngine):
+    """The ``openai`` engine (its settings and prices) whose server is the fake backend's rule: every
+    answer right."""
+
+    def start(self, target):
+        served = RuleEngine("openai", lambda lm, prompts, c: [FakeBackend.live._answer(json.loads(p), refuse=False)
+                                                               for p in prompts], json.dumps).start(target)
+        served.weights, served.weights_reason = None, "an endpoint's weights cannot be read here"
+        return served
+
+
 @pytest.fixture
 def fake(monkeypatch, tmp_path, check_results):
     builtin_plugins(monkeypatch)
@@ -175,6 +187,8 @@ def fake(monkeypatch, tmp_path, check_results):
     FakeBackend.labelling_calls, FakeBackend.labelled_inputs, FakeBackend.refused = 0, [], set()
     FakeBackend.trained = {}
     monkeypatch.setattr(run_mod, "Backend", FakeBackend)
+    use_rule_engine(FakeBackend, render=json.dumps)
+    register_engine(FakeEndpointEngine())
     yield FakeBackend
     for path in tmp_path.rglob("results.json"):
         check_results(path)

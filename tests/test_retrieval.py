@@ -14,6 +14,7 @@ import types
 from pathlib import Path
 
 import pytest
+from fake_engine import use_rule_engine
 from test_compare import FakeBackend, builtin_plugins
 
 from ftharness.cli import main
@@ -150,6 +151,7 @@ def reader(monkeypatch, tmp_path, check_results, isolated_cache):
     builtin_plugins(monkeypatch)
     ReaderBackend.calls, ReaderBackend.fail_on, ReaderBackend.trained_on = {}, None, {}
     monkeypatch.setattr(run_mod, "Backend", ReaderBackend)
+    use_rule_engine(FakeBackend)
     yield ReaderBackend
     for path in tmp_path.rglob("results.json"):
         check_results(path)
@@ -225,7 +227,8 @@ def test_a_trained_reader_with_retrieval_beats_prompting_with_it(tmp_path, reade
 
 def test_a_retrieving_candidate_is_trained_on_its_serving_prompt_byte_for_byte(tmp_path, reader, capsys, tokenizer):
     from ftharness.baselines import zero_shot_messages
-    from ftharness.compare.experiment import Experiment, LoadedData, options_of
+    from ftharness.compare.backend import LoadedData, options_of
+    from ftharness.compare.experiment import Experiment
     from ftharness.compare.task import load_task
     from ftharness.models.prompts import render_prompt, training_pair
     from ftharness.training.sequences import example_messages

@@ -9,6 +9,7 @@ import types
 from pathlib import Path
 
 import pytest
+from fake_engine import use_rule_engine
 from test_compare import EXAMPLE, FakeBackend, builtin_plugins, write_task
 
 from ftharness.compare import run as run_mod
@@ -126,6 +127,7 @@ def drift(monkeypatch):
             register(Drift())
 
     plugins.get_plugins().add_plugin(Plugin(), name="drift")
+    use_rule_engine(FakeBackend)
     Drift.seen, ByRate.given = [], []
     ByRate.calls = {}
     monkeypatch.setattr(run_mod, "Backend", ByRate)

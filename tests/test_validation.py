@@ -10,9 +10,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from fake_engine import use_rule_engine
 from test_compare import EXAMPLE, FakeBackend, builtin_plugins, write_task
 
-from ftharness.compare import experiment as experiment_mod
+from ftharness.compare import backend as backend_mod
 from ftharness.compare import run as run_mod
 from ftharness.compare.selection import choose
 from ftharness.compare.task import load_task
@@ -125,6 +126,7 @@ def test_sweep_finalist_is_chosen_on_validation_and_only_it_meets_eval(tmp_path,
     builtin_plugins(monkeypatch)
     SplitBrainBackend.calls = {}
     monkeypatch.setattr(run_mod, "Backend", SplitBrainBackend)
+    use_rule_engine(FakeBackend)
     path = write_task(tmp_path, candidates=SWEEP)
     outcome = run_mod.run_compare(path, out=tmp_path / "r", progress=False)
     check_results(outcome.run.root / "results.json")
@@ -167,9 +169,9 @@ def test_the_trainer_never_sees_the_eval_set(tmp_path, monkeypatch):
         p = tmp_path / f"task{i}.yaml"
         p.write_text(text)
         task = load_task(p)
-        backend = experiment_mod.Backend(task)
+        backend = backend_mod.Backend(task)
         data = backend.load_data()
-        option = next(o for o in experiment_mod.options_of(task) if o.kind == "candidate")
+        option = next(o for o in backend_mod.options_of(task) if o.kind == "candidate")
         backend.train(option, data, None, False)
     assert len(seen) == 2 and seen[0] == seen[1]
     assert seen[0][2] is not None  # prompt: instruction (the default) trains with the instruction
@@ -183,6 +185,7 @@ def test_bare_prompt_is_the_same_at_train_and_serve_time(tmp_path, monkeypatch, 
 
     import ftharness.training.run as training_run
     from ftharness.models.generation import encode_prompt
+    from ftharness.models.prompts import render_prompt
     from ftharness.training.sequences import sft_rows
 
     builtin_plugins(monkeypatch)
@@ -195,9 +198,9 @@ def test_bare_prompt_is_the_same_at_train_and_serve_time(tmp_path, monkeypatch, 
     monkeypatch.setattr(training_run, "train_candidate", capture)
     cands = "candidates:\n  - {name: bare, method: lora, prompt: bare}\n"
     task = load_task(write_task(tmp_path, candidates=cands))
-    backend = experiment_mod.Backend(task)
+    backend = backend_mod.Backend(task)
     data = backend.load_data()
-    option = next(o for o in experiment_mod.options_of(task) if o.kind == "candidate")
+    option = next(o for o in backend_mod.options_of(task) if o.kind == "candidate")
     backend.train(option, data, None, False)
     assert seen["system_prompt"] is None
 
@@ -205,7 +208,7 @@ def test_bare_prompt_is_the_same_at_train_and_serve_time(tmp_path, monkeypatch, 
     ex = seen["train"].examples[0]
     served = backend.messages(option, data, [ex])[0]
     assert all(task.instruction not in m["content"] for m in served)
-    serve_ids = encode_prompt(tok, backend.render(types.SimpleNamespace(tokenizer=tok), served))
+    serve_ids = encode_prompt(tok, render_prompt(tok, served))
     (row,), _ = sft_rows(tok, [ex], seen["system_prompt"], max_length=1024)
     assert row["input_ids"][: row["completion_start"]] == serve_ids
     # the instruction candidate's prompt carries the instruction, and is longer
@@ -219,6 +222,7 @@ def test_results_validate_record(tmp_path, monkeypatch, check_results):
     builtin_plugins(monkeypatch)
     FakeBackend.calls = {}
     monkeypatch.setattr(run_mod, "Backend", FakeBackend)
+    use_rule_engine(FakeBackend)
     outcome = run_mod.run_compare(write_task(tmp_path), out=tmp_path / "r", progress=False)
     doc = check_results(outcome.run.root / "results.json")
     assert doc["data"]["validation"]["carved_from"] == "train"

@@ -28,26 +28,26 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
-import json
 import math
 import statistics
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ftharness import faults, ui
 from ftharness.compare import distill, replay
+from ftharness.compare.backend import Backend, LoadedData, Option, options_of, staged
 from ftharness.compare.phases import Phases, release_memory
 from ftharness.compare.retrieving import Retrieval
 from ftharness.compare.selection import halving_budgets, rank, selection_suite, survivors
-from ftharness.compare.task import BaselineEntry, CandidateEntry, HalvingSpec, Task, data_kind
+from ftharness.compare.task import CandidateEntry, HalvingSpec, Task
 from ftharness.errors import BadInput
 from ftharness.io import append_jsonl, repair_jsonl, sha256_file, sha256_json
 from ftharness.jsonrecord import doc, from_json, to_json
 from ftharness.models.endpoint import EndpointGeneration
+from ftharness.models.engines import DEFAULT_ENGINE, EngineChoice
 from ftharness.report.records import (
     MERGED_LATENCY,
     PLAN,
@@ -55,7 +55,7 @@ from ftharness.report.records import (
     DataFile,
     Distillation,
     EndpointUsage,
-    MergedLatency,
+    EngineRecord,
     OptionRecord,
     Phase,
     PointOutput,
@@ -70,433 +70,7 @@ from ftharness.suites.runner import SuiteResult
 from ftharness.suites.slices import check_slice_fields, compute_slices
 
 STATE_VERSION = 3  # 3: sweep points carry their gates and rungs
-ENDPOINT_MODEL_ONLY = (
-    "reads the model's weights, and an endpoint's cannot be read here (prompting changes no weights: there is "
-    "nothing to forget)"
-)
-
-
-@dataclass
-class Option:
-    name: str
-    kind: str  # "baseline" | "candidate"
-    entry: BaselineEntry | CandidateEntry
-    spec: dict[str, Any] = field(default_factory=dict)
-
-
 RETRIEVES_NOTHING = "reads what an option retrieved, and this option retrieves nothing (no retrieval: block)"
-
-
-@dataclass
-class LoadedData:
-    train: Any  # ftharness.data.records.Dataset: every training row (the baselines' pool of shots)
-    eval: Any
-    preference: Any | None = None
-    hashes: dict[str, str] = field(default_factory=dict)
-    corpus: Any | None = None  # the raw-text documents continued pretraining trains on (ftharness.data.corpus)
-    fit: Any | None = None  # the training rows candidates train on (train minus validation)
-    validation: Any | None = None  # carved from train, or the task's validation file
-
-    def __post_init__(self) -> None:
-        if self.fit is None:
-            self.fit = self.train
-
-
-def options_of(task: Task) -> list[Option]:
-    out = []
-    for b in task.spec.baselines:
-        spec = dataclasses.asdict(b)
-        if b.kind != "endpoint":  # a local baseline's spec (and its evaluation key) stays as it was
-            spec.pop("shots")
-            spec.pop("endpoint")
-        spec["seed"] = task.spec.seed if b.seed is None else b.seed
-        out.append(Option(b.name, "baseline", b, spec))
-    for c in task.candidates:
-        spec = dataclasses.asdict(c)
-        spec.pop("sweep", None)
-        for name, default in (("replay", None), ("sweep_strategy", "grid"), ("halving", None)):
-            if spec.get(name) == default:  # the spec (and evaluation key) of a candidate without them is unchanged
-                spec.pop(name)
-        spec["seed"] = task.spec.seed if c.seed is None else c.seed
-        spec["data"] = data_kind(c)
-        out.append(Option(c.name, "candidate", c, spec))
-    return out
-
-
-def is_endpoint(option: Option) -> bool:
-    """A baseline answered by an OpenAI-compatible server rather than the local base model."""
-    return option.kind == "baseline" and option.entry.kind == "endpoint"
-
-
-def task_hash(task: Task) -> str:
-    """What identifies "the same task" for resuming: the task file and every file it names."""
-    from ftharness.data.corpus import corpus_sha256
-
-    files = [task.file, task.train_path, task.eval_path, task.preference_path, task.schema_path]
-    corpus = corpus_sha256(task.corpus_path) if task.corpus_path else None
-    return sha256_json([sha256_file(p) if p else None for p in files] + [task.instruction]
-                       + ([corpus] if corpus else []))
-
-
-class Backend:
-    """The heavy pieces (data, models, generation, training, suites), wired together. Tests substitute a
-    fake."""
-
-    def __init__(self, task: Task) -> None:
-        self.task = task
-        self._base = None
-
-    # data and models --------------------------------------------------------------------------
-    def load_data(self) -> LoadedData:
-        from ftharness.data.loading import load_dataset
-        from ftharness.data.split import carve_validation, drop_overlap
-        from ftharness.training.run import examples_hash
-
-        t = self.task
-        pref = load_dataset(t.preference_path, format="preference") if t.preference_path else None
-        hashes = {"train": sha256_file(t.train_path), "eval": sha256_file(t.eval_path)}
-        if t.preference_path:
-            hashes["preference"] = sha256_file(t.preference_path)
-        train = load_dataset(t.train_path)
-        v = t.spec.validation
-        if t.validation_path is not None:
-            validation = load_dataset(t.validation_path)
-            fit = drop_overlap(train, validation)
-        else:
-            fit, validation = carve_validation(train, fraction=v.fraction, minimum=v.min, seed=t.spec.seed)
-        hashes["validation"] = examples_hash(validation.examples)
-        if t.knowledge_path is not None:
-            from ftharness.data.knowledge import knowledge_sha256
-
-            hashes["knowledge"] = knowledge_sha256(t.knowledge_path)
-            for name, path in t.training_knowledge.items():
-                hashes[f"knowledge:{name}"] = knowledge_sha256(path)
-        corpus = None
-        if t.corpus_path is not None:
-            from ftharness.data.corpus import load_corpus
-
-            corpus = load_corpus(t.corpus_path, source=t.file, field="data.corpus")
-            hashes["corpus"] = corpus.sha256
-        return LoadedData(train, load_dataset(t.eval_path), pref, hashes, fit=fit, validation=validation,
-                          corpus=corpus)
-
-    def knowledge(self, path: Path, retrieval: Any, field: str) -> Any:
-        """The knowledge base at ``path`` chunked with the base model's tokenizer and indexed by the
-        retriever ``retrieval`` names (``ftharness.retrieval.Knowledge``; the index is cached on disk)."""
-        from ftharness.data.knowledge import load_knowledge
-        from ftharness.retrieval import build_knowledge
-
-        kb = load_knowledge(path, source=self.task.file, field=field)
-        return build_knowledge(kb, self.tokenizer(), self.task.spec.chunking, retrieval)
-
-    def tokenizer(self) -> Any:
-        """The base model's tokenizer (what chunks are counted in), without loading its weights."""
-        if getattr(self, "_tokenizer", None) is None:
-            from transformers import AutoTokenizer
-
-            from ftharness.models.loading import local_model_dir
-
-            self._tokenizer = AutoTokenizer.from_pretrained(local_model_dir(self._base_spec()))
-        return self._tokenizer
-
-    def base_model(self) -> Any:
-        if self._base is None:
-            from ftharness.models.loading import load_model
-
-            self._base = load_model(self._base_spec())
-            self._base.identity = self.model_identity()  # figures cached for it outlive drop_base()
-        return self._base
-
-    def drop_base(self) -> None:
-        """Let the base model go (a training loads its own copy; the base reloads in well under a second)."""
-        self._base = None
-
-    def _base_spec(self) -> str | None:
-        b = self.task.spec.base_model
-        return None if b in (None, "embedded") else b
-
-    def base_model_record(self) -> dict[str, Any]:
-        from ftharness.models.loading import local_model_dir
-
-        path = local_model_dir(self._base_spec())
-        return {"spec": self.task.spec.base_model or "embedded", "path": str(path)}
-
-    def train(self, option: Option, data: LoadedData, parent: Any | None, progress: bool,
-              stop_at_step: int | None = None, resume_from: Any | None = None) -> Any:
-        from ftharness.training.run import train_candidate
-        from ftharness.training.trainer import CandidateSpec
-
-        c = option.entry
-        spec = CandidateSpec(
-            name=c.name,
-            trainer=c.trainer,
-            method=c.method,
-            base_model=self._base_spec(),
-            start_from=c.start_from,
-            hyperparameters=dict(c.hyperparameters),
-            seed=option.spec["seed"],
-        )
-        kind = option.spec["data"]
-        train = {"preference": data.preference, "corpus": data.corpus}.get(kind, data.fit)
-        # The validation rows (carved from train) drive early stopping and the best checkpoint of what trains
-        # on them. The eval set never reaches the trainer: it is what the comparison is judged on.
-        validation = data.validation if kind == "train" else None
-        return train_candidate(
-            spec,
-            train,
-            validation,
-            system_prompt=c.system_prompt(self.task.instruction),
-            start_from=parent,
-            progress=progress,
-            typed_hyperparameters=self.task.hyperparameters[c.name],
-            **staged(stop_at_step, resume_from),
-        )
-
-    def load_trained(self, artifact: Any) -> Any:
-        from ftharness.models.loading import load_model
-
-        return load_model(**artifact.model_args())
-
-    def serve(self, lm: Any) -> None:
-        """Make a loaded candidate what it is served as: its adapter merged into the weights where it can
-        be (``LoadedModel.merged`` says so; :func:`ftharness.models.loading.merge_adapter`)."""
-        from ftharness.models.loading import merge_adapter
-
-        merge_adapter(lm)
-
-    # prompts and generation ------------------------------------------------------------------
-    def messages(self, option: Option, data: LoadedData, examples: list[Any]) -> list[list[dict[str, str]]]:
-        """The option's prompt for each of ``examples``: a candidate's as it was trained (its ``prompt:``
-        placement), a baseline's with its shots drawn from the training rows."""
-        from ftharness import baselines
-
-        if option.kind == "candidate":
-            system = option.entry.system_prompt(self.task.instruction)
-            return [baselines.zero_shot_messages(system, ex) for ex in examples]
-        b = option.entry
-        spec = baselines.BaselineSpec(name=b.name, kind=b.prompt_kind, k=b.k, seed=option.spec["seed"])
-        return baselines.build_messages(spec, self.task.instruction, data.train.examples, examples)
-
-    def teacher_messages(self, option: Option, data: LoadedData, examples: list[Any]) -> list[list[dict[str, str]]]:
-        """A teacher's prompt for each input it labels (``ftharness.compare.distill``): the prompt it is
-        evaluated with. A few-shot teacher draws its shots as on the eval set, whose inputs no shot may
-        take (the labelled inputs may: they are training rows), so it labels with the shots it is judged
-        by; a retrieved teacher never retrieves the input it labels."""
-        from ftharness import baselines
-
-        if option.kind == "candidate":
-            return self.messages(option, data, examples)
-        b = option.entry
-        spec = baselines.BaselineSpec(name=b.name, kind=b.prompt_kind, k=b.k, seed=option.spec["seed"])
-        return baselines.build_messages(spec, self.task.instruction, data.train.examples, examples,
-                                        exclude=data.eval.examples)
-
-    def model_identity(self) -> str:
-        """The base model's content hash (what a baseline teacher's labels depend on)."""
-        from ftharness.models.loading import local_model_dir
-        from ftharness.training.run import model_fingerprint
-
-        return model_fingerprint(local_model_dir(self._base_spec()))
-
-    def render(self, lm: Any, messages: list[dict[str, str]]) -> str:
-        from ftharness.models.prompts import render_prompt
-
-        return render_prompt(lm.tokenizer, messages)
-
-    def generate(self, lm: Any, prompts: list[str], constrained: str | None = None) -> list[Any]:
-        from ftharness.models.generation import generate
-
-        return generate(lm, prompts, self.settings(constrained), progress=False)
-
-    def generate_endpoint(self, entry: BaselineEntry, conversations: list[list[dict[str, str]]]) -> list[Any]:
-        """An endpoint baseline's answers (``ftharness.models.endpoint.generate_chat``), under the task's
-        generation settings."""
-        from ftharness.models.endpoint import generate_chat
-
-        return generate_chat(entry.endpoint, conversations, self.settings(None), file=self.task.file,
-                             field=f"baselines.{entry.name}.endpoint")
-
-    def settings(self, constrained: str | None) -> Any:
-        """The task's generation settings (``GenerationSettings``), under its schema when constrained."""
-        from ftharness.models.generation import GenerationSettings
-
-        g = self.task.spec.generation
-        schema = self.task.schema if constrained == "json-schema" else None
-        limit = g.max_new_tokens
-        if schema is not None:  # room for every constrained row to close its JSON, where the schema bounds it
-            from ftharness.models.constrained import token_budget
-
-            limit = max(limit, token_budget(schema) or 0)
-        return GenerationSettings(
-            max_new_tokens=limit,
-            batch_size=g.batch_size,
-            do_sample=g.do_sample,
-            temperature=g.temperature,
-            top_p=g.top_p,
-            seed=self.task.spec.seed,
-            stop=list(g.stop),
-            json_schema=schema,
-        )
-
-    def constraint_record(self) -> dict[str, Any]:
-        """What schema-constrained decoding enforces of the task's schema, and what it cannot."""
-        from ftharness.models.constrained import describe
-
-        return describe(self.task.schema)
-
-    def template_record(self) -> dict[str, Any]:
-        from ftharness.models.prompts import template_record
-
-        return template_record(self.base_model().tokenizer)
-
-    # suites ----------------------------------------------------------------------------------
-    def suites(self) -> list[Any]:
-        from ftharness.suites.suite import load_suite
-
-        return [load_suite(n) for n in self.task.suites]
-
-    def model_only(self, suite: Any) -> bool:
-        """True when every metric of the suite reads the model, not the outputs (forgetting)."""
-        from ftharness.suites.evaluate import model_only
-
-        return model_only(suite)
-
-    def retrieval_only(self, suite: Any) -> bool:
-        """True when every metric of the suite reads what an option retrieved (the rag suite)."""
-        from ftharness.suites.evaluate import retrieval_only
-
-        return retrieval_only(suite)
-
-    def run_suite(self, suite: Any, samples: list[Any], model: Any, option: str, wall_s: float) -> SuiteResult:
-        from ftharness.suites.metric import MetricContext
-        from ftharness.suites.runner import run_suite
-
-        ctx = MetricContext(
-            samples=samples,
-            schema=self.task.schema,
-            model=model,
-            base_model=self.base_model() if model is not None else None,  # read only by metrics of the model
-            option=option,
-            wall_s=wall_s,
-        )
-        return run_suite(suite, ctx, progress=False)
-
-    def sample(self, **kw: Any) -> Any:
-        from ftharness.suites.metric import Sample
-
-        return Sample(**kw)
-
-    # cost and memory -------------------------------------------------------------------------
-    def plan(self, option: Option, data: LoadedData, seq_len: int) -> dict[str, Any] | None:
-        """The planner's estimate for the candidate as trained here (fp32 on CPU); None for a method the
-        planner has no memory model for."""
-        from ftharness.models.loading import local_model_dir
-        from ftharness.planner import PlanRequest, estimate
-        from ftharness.planner.memory import MODELLED_METHODS
-
-        c = option.entry
-        if c.method not in MODELLED_METHODS:
-            return None
-        # the values the trainer trains with (its contract's defaults filled in); a trainer whose class has
-        # no such field is planned with the planner's own default
-        hp = self.task.hyperparameters[c.name]
-        targets = getattr(hp, "target_modules", None) or "all-linear"
-        if isinstance(targets, list):
-            targets = ",".join(targets)
-        config = local_model_dir(self._base_spec()) / "config.json"
-        amount: dict[str, Any] = {"seq_len": seq_len}
-        if option.spec["data"] == "corpus":  # packed blocks of the corpus's tokens, counted as training packs them
-            from ftharness.data.corpus import document_ids
-            from ftharness.training.sequences import max_positions, resolve_block_size
-
-            positions = max_positions(json.loads(config.read_text(encoding="utf-8")))
-            tokenizer = self.base_model().tokenizer
-            amount = {"seq_len": resolve_block_size(getattr(hp, "block_size", None), positions),
-                      "corpus_tokens": sum(len(document_ids(tokenizer, d.completion)) for d in data.corpus.examples),
-                      "adapter": getattr(hp, "adapter", "lora")}
-        else:
-            amount["examples"] = len(data.preference if option.spec["data"] == "preference" else data.fit)
-        if hasattr(hp, "student"):  # a distilled student is planned as the training it is (labelling is measured)
-            amount["student"] = hp.student
-        req = PlanRequest(
-            model=str(config),
-            method=c.method,
-            rank=getattr(hp, "r", 16),
-            targets=targets,
-            precision="fp32",
-            batch_size=getattr(hp, "batch_size", 8),
-            epochs=getattr(hp, "epochs", 1.0),
-            gpu=self.task.spec.decision.gpu,
-            **amount,
-        )
-        return estimate(req).to_dict()
-
-    def merged_latency(self, lm: Any, prompts: list[str]) -> MergedLatency | None:
-        """Latency of the same prompts with the adapter attached vs merged into the weights."""
-        if not prompts or getattr(lm, "adapter", None) is None or lm.merged or not hasattr(lm.model, "merge_and_unload"):
-            return None
-        t0 = time.perf_counter()
-        with_adapter = self.generate(lm, prompts)
-        adapter_s = time.perf_counter() - t0
-        self.serve(lm)
-        t0 = time.perf_counter()
-        merged = self.generate(lm, prompts)
-        merged_s = time.perf_counter() - t0
-        n = len(prompts)
-        return MergedLatency(
-            n=n,
-            adapter_latency_s_mean=adapter_s / n,
-            merged_latency_s_mean=merged_s / n,
-            adapter_wall_s=adapter_s,
-            merged_wall_s=merged_s,
-            same_outputs=[a.text for a in with_adapter] == [b.text for b in merged],
-        )
-
-    def environment(self) -> dict[str, Any]:
-        return environment_record()
-
-
-def environment_record() -> dict[str, Any]:
-    import os
-    import platform
-    from importlib import metadata
-
-    libs = {}
-    for dist in (
-        "ftharness",
-        "torch",
-        "transformers",
-        "peft",
-        "trl",
-        "accelerate",
-        "bitsandbytes",
-        "datasets",
-        "numpy",
-        "jsonschema",
-        "scikit-learn",
-        "alt-profanity-check",
-        "jinja2",
-        "rich",
-        "pluggy",
-    ):
-        try:
-            libs[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    env = {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "libraries": libs,
-    }
-    try:
-        import torch
-
-        env["torch_threads"] = torch.get_num_threads()
-        env["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    except ImportError:
-        pass
-    return env
 
 
 @dataclass(kw_only=True)
@@ -532,6 +106,29 @@ class Experiment:
         self.phases = Phases()
         self._base_loaded = False
         self.retrieval = Retrieval(task, self.backend, self.phases, self.events)
+
+    # engines ---------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def serving(self, option: Option | None, art: Any | None = None, *, name: str | None = None) -> Iterator[Any]:
+        """The option's model served by its engine (``Task.engines``; ``option`` None: the base model on the
+        local engine), closed however the block ends."""
+        from ftharness.plugins import get_plugins
+
+        choice = self.task.engines.get(option.name) if option is not None else None
+        choice = choice or EngineChoice(DEFAULT_ENGINE)
+        name = name or (option.name if option is not None else "base model")
+        target = self.backend.engine_target(name, choice.settings, art, self.run_dir.root / "servers")
+        with self.phases("load model", name):
+            served = get_plugins().engine(choice.name).start(target)
+        try:
+            yield served
+        finally:
+            served.close()
+
+    def engine_record(self, option: Option, served: Any) -> EngineRecord:
+        """How the option's engine served it, for the report."""
+        choice = self.task.engines.get(option.name) or EngineChoice(DEFAULT_ENGINE)
+        return from_json(EngineRecord, {"name": choice.name, **served.record()})
 
     # keys ------------------------------------------------------------------------------------
     def eval_key(self, option: Option, options: dict[str, Option], suites: list[Any]) -> str:
@@ -748,20 +345,17 @@ class Experiment:
         b = self.backend
         art = art if art is not None else self.artifact(option, by_name)
         examples = self.data.validation.examples
-        with self.phases("load model", name):
-            lm = b.load_trained(art)
-            b.serve(lm)
         shown, hits = self.retrieval.view(option, examples, training=True)
-        with self.phases("validate: generate", name):
-            prompts = [b.render(lm, m) for m in b.messages(option, self.data, shown)]
-            self._status(f"generating {name} on {len(prompts)} validation rows")
-            t0 = time.perf_counter()
-            outs = b.generate(lm, prompts, option.entry.constrained)
-            wall = time.perf_counter() - t0
-        samples = self._samples(examples, [_generated(g) for g in outs],
-                                self.retrieval.rows_fields(option, hits, training=True))
-        metrics, gates = self._selection_scores(suites, samples, lm, name, wall, retrieves=hits is not None)
-        del lm
+        with self.serving(option, art, name=name) as served:
+            with self.phases("validate: generate", name):
+                conversations = b.messages(option, self.data, shown)
+                self._status(f"generating {name} on {len(conversations)} validation rows")
+                t0 = time.perf_counter()
+                outs = served.generate(conversations, b.settings(option.entry.constrained))
+                wall = time.perf_counter() - t0
+            samples = self._samples(examples, [_generated(g) for g in outs],
+                                    self.retrieval.rows_fields(option, hits, training=True))
+            metrics, gates = self._selection_scores(suites, samples, served, name, wall, retrieves=hits is not None)
         release_memory()
         training = self._training[option.name]
         extra = training.extra  # what the trainer reports beyond the common figures
@@ -783,7 +377,7 @@ class Experiment:
         self.run_dir.write_state("validation", name, {"key": key, "done": True, "record": to_json(point)})
         return point
 
-    def _selection_scores(self, suites: list[Any], samples: list[Any], lm: Any, name: str, wall: float, *,
+    def _selection_scores(self, suites: list[Any], samples: list[Any], served: Any, name: str, wall: float, *,
                           retrieves: bool) -> tuple[dict[str, float | None], list[GateOutcome]]:
         """What a sweep point is chosen on, and the gates it reaches: each suite's selection part, then the
         task's own gates on those values. A gate on a value nothing measured here is left out."""
@@ -796,7 +390,7 @@ class Experiment:
                 part = selection_suite(suite)
                 if part is None or (not retrieves and b.retrieval_only(suite)):
                     continue
-                res = b.run_suite(part, samples, lm, name, wall)
+                res = b.run_suite(part, samples, served.weights if b.reads_model(part) else None, name, wall)
                 metrics.update(_metrics_of(res, len(samples))[0])
                 results.append(res)
                 gates.extend(dataclasses.replace(g, suite=suite.name) for g in res.gates if g.value is not None)
@@ -882,10 +476,9 @@ class Experiment:
 
     def _base_answers(self, prompts: list[str]) -> list[str]:
         b = self.backend
-        lm = b.base_model()
-        with self.phases("replay: generate", "base model"):
+        with self.serving(None) as served, self.phases("replay: generate", "base model"):
             self._status(f"the base model answers {len(prompts)} general prompts for self-rehearsal")
-            outs = b.generate(lm, [b.render(lm, [{"role": "user", "content": p}]) for p in prompts])
+            outs = served.generate([[{"role": "user", "content": p}] for p in prompts], b.settings(None))
         return [_generated(g)["output"] for g in outs]
 
     # distillation (ftharness.compare.distill) ----------------------------------------------------
@@ -956,100 +549,98 @@ class Experiment:
         identity = {"baseline": teacher.spec, "instruction": self.task.instruction, "shots": shots}
         if teacher.entry.retrieval is not None:  # its prompts hold chunks of the knowledge base
             identity["knowledge"] = self.data.hashes.get("knowledge")
-        if not is_endpoint(teacher):
+        if teacher.entry.kind != "endpoint":  # the base model's weights answer it, on whatever engine
             identity["base_model"] = self.backend.model_identity()
         return identity
 
     def teacher_generate(self, teacher: Option, by_name: dict[str, Option],
                          conversations: list[list[dict[str, str]]]) -> list[Any]:
-        """The teacher's answers, generated as it is evaluated: an endpoint's by its server, a local
-        baseline's by the base model, a candidate's by its artifact served as it is evaluated."""
-        b = self.backend
-        if is_endpoint(teacher):
-            return b.generate_endpoint(teacher.entry, conversations)
-        if teacher.kind == "candidate":
-            lm = b.load_trained(self.artifact(teacher, by_name))
-            b.serve(lm)
-        else:
-            lm = b.base_model()
-        return b.generate(lm, [b.render(lm, m) for m in conversations], teacher.entry.constrained)
+        """The teacher's answers, generated as it is evaluated, by its engine (a candidate's artifact, a
+        baseline's base model or endpoint)."""
+        art = self.artifact(teacher, by_name) if teacher.kind == "candidate" else None
+        with self.serving(teacher, art) as served:
+            return served.generate(conversations, self.backend.settings(teacher.entry.constrained))
 
-    @staticmethod
-    def _labelling_price(teacher: Option, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        """``usd`` and ``price_basis`` of a Distillation record: an endpoint's tokens at its stated prices; a
-        local teacher has no token price."""
-        if not is_endpoint(teacher):
+    def usage(self, option: Option, rows: list[dict[str, Any]]) -> EndpointUsage | None:
+        """What the rows cost at the option's server's stated token prices (an engine with ``usage``: a
+        hosted endpoint), else None."""
+        from ftharness.plugins import get_plugins
+
+        choice = self.task.engines.get(option.name) or EngineChoice(DEFAULT_ENGINE)
+        price = getattr(get_plugins().engine(choice.name), "usage", None)
+        return price(choice.settings, rows) if callable(price) else None
+
+    def _labelling_price(self, teacher: Option, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """``usd`` and ``price_basis`` of a Distillation record: the teacher's tokens at its server's stated
+        prices; a teacher without token prices costs its time."""
+        usage = self.usage(teacher, rows)
+        if usage is None:
             return {"usd": None, "price_basis": "a local teacher has no token price: its cost is its time (wall_s)"}
-        e = teacher.entry.endpoint
-        return {"usd": endpoint_usage(teacher.entry, rows).usd,
-                "price_basis": f"{e.model} at ${e.price_per_million_input:g} per million input and "
-                               f"${e.price_per_million_output:g} per million output tokens (stated in the task)"}
+        return {"usd": usage.usd, "price_basis": f"{usage.model} at ${usage.price_per_million_input:g} per million "
+                f"input and ${usage.price_per_million_output:g} per million output tokens (stated in the task)"}
 
     def evaluate(self, option: Option, by_name: dict[str, Option], suites: list[Any], key: str) -> OptionRecord:
         b = self.backend
-        training = None
-        plan = merged = None
+        art = training = plan = merged = None
         unavailable: dict[str, str] = {}
-        endpoint = is_endpoint(option)
         shown, hits = self.retrieval.view(option, self.data.eval.examples)
-        messages = b.messages(option, self.retrieval.prompt_data(option, self.data), shown)
-        if endpoint:  # the model is behind a server: the messages are the requests, no local weights
-            lm = None
-            prompts: list[Any] = messages
-            generate = functools.partial(b.generate_endpoint, option.entry)
-        else:
-            if option.kind == "candidate":
-                art = self.artifact(option, by_name)
-                with self.phases("load model", option.name):
-                    lm = b.load_trained(art)
-                training = self._training[option.name]
-            else:
-                with self.phases("load model", "base") if not self._base_loaded else contextlib.nullcontext():
-                    lm = b.base_model()
-                self._base_loaded = True
-            prompts = [b.render(lm, m) for m in messages]
-            generate = functools.partial(b.generate, lm, constrained=option.entry.constrained)
+        conversations = b.messages(option, self.retrieval.prompt_data(option, self.data), shown)
+        settings = b.settings(option.entry.constrained)
         if option.kind == "candidate":
+            art = self.artifact(option, by_name)
+            training = self._training[option.name]
+        with self.serving(option, art) as served:
             n = self.task.spec.decision.merged_latency_prompts
-            if n:  # attached first, then merged: the model is left as it is served
-                with self.phases("merged latency", option.name):
-                    merged = attempt(lambda: b.merged_latency(lm, prompts[:n]), MERGED_LATENCY, unavailable)
-            b.serve(lm)
-        with self.phases("generate", option.name):
-            gens, gen_wall = self._generate_streaming(option, prompts, generate, key, hits)
-        examples = self.data.eval.examples
-        samples = self._samples(examples, gens, self.retrieval.rows_fields(option, hits))
-        suite_results: dict[str, SuiteResult] = {}
-        for suite in suites:
-            name = suite.name
-            if endpoint and b.model_only(suite):
-                unavailable[f"suite {name}"] = ENDPOINT_MODEL_ONLY
-                continue
-            if hits is None and b.retrieval_only(suite):
-                unavailable[f"suite {name}"] = RETRIEVES_NOTHING
-                continue
-            shared = option.kind == "baseline" and b.model_only(suite)
-            if shared and name in self._shared_suites:
-                suite_results[name] = dataclasses.replace(
-                    self._shared_suites[name], option=option.name, shared_with_base_model=True
-                )
-                continue
-            self._status(f"scoring {option.name} with suite {name}")
-            faults.reached("score")  # test hook (ftharness.faults)
-            with self.phases(f"score: {name}", option.name):
-                res = b.run_suite(suite, samples, lm, option.name, gen_wall)
-            if shared:
-                self._shared_suites[name] = res
-            suite_results[name] = res
+            if option.kind == "candidate" and n and hasattr(served, "merged_latency"):
+                with self.phases("merged latency", option.name):  # attached first, then merged, as it is served
+                    merged = attempt(lambda: served.merged_latency(conversations[:n], settings), MERGED_LATENCY,
+                                     unavailable)
+            with self.phases("generate", option.name):
+                gens, gen_wall = self._generate_streaming(
+                    option, conversations, lambda batch: served.generate(batch, settings), key, hits,
+                    concurrency=getattr(served, "concurrency", 1))
+            samples = self._samples(self.data.eval.examples, gens, self.retrieval.rows_fields(option, hits))
+            suite_results = self._score(option, suites, samples, served, gen_wall, hits is not None, unavailable)
+            engine = self.engine_record(option, served)
         if option.kind == "candidate":
             plan = attempt(lambda: b.plan(option, self.data, self._seq_len(gens)), PLAN, unavailable)
         return self._record(
             option, suite_results, samples, gens, gen_wall, self.slice_fields(suites),
             training=training, plan=plan, merged_latency=merged, unavailable=unavailable,
             distillation=self._distillation.get(option.name),
-            retrieval=self.retrieval.record(option),
-            served=("merged" if getattr(lm, "merged", False) else "as trained") if option.kind == "candidate" else None,
+            retrieval=self.retrieval.record(option), engine=engine,
+            served=engine.served if option.kind == "candidate" else None,
         )
+
+    def _score(self, option: Option, suites: list[Any], samples: list[Any], served: Any, gen_wall: float,
+               retrieves: bool, unavailable: dict[str, str]) -> dict[str, SuiteResult]:
+        """Each suite's result for the option; a suite it cannot run is filed under ``unavailable`` with why
+        (it retrieves nothing; its engine has no weights here). A baseline's suites that read weights read
+        the base model's, measured once and shared."""
+        b = self.backend
+        out: dict[str, SuiteResult] = {}
+        for suite in suites:
+            name = suite.name
+            if not retrieves and b.retrieval_only(suite):
+                unavailable[f"suite {name}"] = RETRIEVES_NOTHING
+                continue
+            shared = option.kind == "baseline" and b.model_only(suite)
+            if shared and name in self._shared_suites:
+                out[name] = dataclasses.replace(self._shared_suites[name], option=option.name,
+                                                shared_with_base_model=True)
+                continue
+            weights = served.weights if b.reads_model(suite) else None
+            if weights is None and b.model_only(suite):
+                unavailable[f"suite {name}"] = served.weights_reason or "its engine has no weights to read here"
+                continue
+            self._status(f"scoring {option.name} with suite {name}")
+            faults.reached("score")  # test hook (ftharness.faults)
+            with self.phases(f"score: {name}", option.name):
+                res = b.run_suite(suite, samples, weights, option.name, gen_wall)
+            if shared:
+                self._shared_suites[name] = res
+            out[name] = res
+        return out
 
     def _samples(self, examples: list[Any], gens: list[dict[str, Any]],
                  retrieved: list[dict[str, Any]] | None = None) -> list[Any]:
@@ -1080,10 +671,10 @@ class Experiment:
 
     def _generate_streaming(
         self, option: Option, prompts: list[Any], generate: Callable[[list[Any]], list[Any]], key: str,
-        hits: list[list[Any]] | None = None,
+        hits: list[list[Any]] | None = None, *, concurrency: int = 1,
     ) -> tuple[list[dict], float]:
-        """Generate in batches of similar length (``generate(batch)``: rendered prompts for a local model,
-        message lists for an endpoint), appending each finished batch to the samples file; samples already
+        """Generate in batches of similar length (``generate(batch)`` of conversations), appending each
+        finished batch to the samples file; samples already
         in the file for this key are kept, not generated again. A line a kill cut short is dropped from the
         file first (its row is generated again), so no row is ever glued to it."""
         path = self.run_dir.samples_file(option.name)
@@ -1104,7 +695,7 @@ class Experiment:
                 faults.reached("generate")  # test hook (ftharness.faults)
                 t0 = time.perf_counter()
                 outs = generate([prompts[i] for i in batch])
-                took = time.perf_counter() - t0 + _cached_wall(outs, option)
+                took = time.perf_counter() - t0 + _cached_wall(outs, concurrency)
                 wall += took
                 rows = []
                 for i, g in zip(batch, outs, strict=True):
@@ -1171,15 +762,9 @@ class Experiment:
             suites=suites,
             cost=cost,
             samples_file=f"samples/{option.name}.jsonl",
-            endpoint=endpoint_usage(option.entry, gens) if is_endpoint(option) else None,
+            endpoint=self.usage(option, gens),
             **candidate,
         )
-
-
-def staged(stop_at_step: int | None, resume_from: Any | None) -> dict[str, Any]:
-    """The keyword arguments of one halving stage, none for a whole training (so a backend that trains only
-    whole candidates keeps its signature)."""
-    return {k: v for k, v in (("stop_at_step", stop_at_step), ("resume_from", resume_from)) if v is not None}
 
 
 def attempt(fn: Callable[[], Any], what: str, unavailable: dict[str, str]) -> Any:
@@ -1209,36 +794,13 @@ def _generated(g: Any) -> dict[str, Any]:
     return row
 
 
-def _cached_wall(outs: list[Any], option: Option) -> float:
+def _cached_wall(outs: list[Any], concurrency: int) -> float:
     """Endpoint rows answered from the cache take no time now: their latency as first measured, spread over
-    the endpoint's ``concurrency``, stands in for the wall time they took then (0 for anything else)."""
+    the engine's ``concurrency``, stands in for the wall time they took then (0 for anything else)."""
     cached = [g.latency_s for g in outs if isinstance(g, EndpointGeneration) and g.cached]
     if not cached:
         return 0.0
-    return sum(cached) / min(option.entry.endpoint.concurrency, len(outs))
-
-
-def endpoint_usage(entry: BaselineEntry, gens: list[dict[str, Any]]) -> EndpointUsage:
-    """What an endpoint baseline's eval rows cost at its stated prices, from the server's usage counts."""
-    e = entry.endpoint
-    tokens_in = sum(g["prompt_tokens"] for g in gens)
-    tokens_out = sum(g["new_tokens"] for g in gens)
-    usd = (tokens_in * e.price_per_million_input + tokens_out * e.price_per_million_output) / 1e6
-    return EndpointUsage(
-        base_url=e.base_url,
-        model=e.model,
-        requests=len(gens),
-        cached=sum(1 for g in gens if g.get("cached")),
-        attempts=sum(int(g.get("attempts", 1)) for g in gens),
-        without_usage=sum(1 for g in gens if not g.get("usage", True)),
-        cut=sum(1 for g in gens if g.get("cut")),
-        input_tokens=tokens_in,
-        output_tokens=tokens_out,
-        price_per_million_input=e.price_per_million_input,
-        price_per_million_output=e.price_per_million_output,
-        usd=usd,
-        usd_per_1k_requests=usd / len(gens) * 1000 if gens else 0.0,
-    )
+    return sum(cached) / min(max(1, concurrency), len(outs))
 
 
 def _metrics_of(

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from ftharness import faults
+from ftharness.compare.backend import Backend, task_hash
 from ftharness.compare.decision import decide
-from ftharness.compare.experiment import Backend, Experiment, attempt, task_hash
+from ftharness.compare.experiment import Experiment, attempt
 from ftharness.compare.stats import bootstrap_ci, paired_compare
 from ftharness.compare.task import Task, load_task
 from ftharness.errors import INTERNAL_ERROR, exit_code

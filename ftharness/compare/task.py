@@ -26,6 +26,7 @@ from typing import Any, Literal
 from ftharness.data.knowledge import ChunkingSpec
 from ftharness.errors import BadInput
 from ftharness.models.endpoint import EndpointConfig, check_endpoint
+from ftharness.models.engines import EngineChoice, engine_choice
 from ftharness.paths import package_data
 from ftharness.retrieval import RetrievalSpec
 from ftharness.suites.gates import Gate, parse_gate
@@ -80,6 +81,10 @@ class BaselineEntry:
     endpoint: EndpointConfig | None = spec(None, help="kind endpoint: the server, the model and its prices")
     retrieval: RetrievalSpec | None = spec(
         None, help="kinds rag and endpoint: the retriever and how many chunks of data.knowledge go into each prompt"
+    )
+    engine: str | dict[str, Any] | None = spec(
+        None, help="the engine that serves it and generates its answers: a name (local, server, or a plugin's) or "
+                   "{kind: NAME, ...its settings}; null: the task's engine:, else local (ftharness.models.engines)"
     )
 
     @property
@@ -190,6 +195,10 @@ class CandidateEntry:
         None, help="successive halving's settings {eta, first} (with sweep_strategy: halving; null: eta 2, "
                    "first rung at 1 / eta^(rungs - 1) of the budget)"
     )
+    engine: str | dict[str, Any] | None = spec(
+        None, help="the engine that serves it and generates its answers: a name (local, server, or a plugin's) or "
+                   "{kind: NAME, ...its settings}; null: the task's engine:, else local (ftharness.models.engines)"
+    )
 
     def system_prompt(self, instruction: str | None) -> str | None:
         """The system turn this candidate trains and is served with."""
@@ -231,6 +240,7 @@ class TaskSpec:
     suites: list[str] = field(default_factory=list)
     gates: dict[str, str] = field(default_factory=dict)
     decision: DecisionSpec = field(default_factory=DecisionSpec)
+    engine: str | dict[str, Any] | None = None  # every option's engine unless it names its own (null: local)
 
 
 @dataclass
@@ -258,6 +268,8 @@ class Task:
     # candidate -> its hyperparameters typed by its trainer's class, defaults filled: checked once, at load
     # (check_trainers), and what training, planning and the records read
     hyperparameters: dict[str, Any] = field(default_factory=dict)
+    # option -> the engine that serves it, its settings typed by the engine: checked once, at load (check_engines)
+    engines: dict[str, EngineChoice] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -305,6 +317,7 @@ def check_task(spec: TaskSpec, path: Path, *, check_plugins: bool = True) -> Tas
     check_teachers(spec.baselines, candidates, path)
     candidates = order_candidates(candidates, path)
     typed = check_trainers(spec.candidates, path)
+    engines = check_engines(spec, candidates, path)
     unlabeled_paths = {c.name: need_file(c.unlabeled, f"candidates.{c.name}.unlabeled") for c in candidates
                        if c.unlabeled}
     replay_paths = check_replay(candidates, path)
@@ -388,6 +401,7 @@ def check_task(spec: TaskSpec, path: Path, *, check_plugins: bool = True) -> Tas
         training_knowledge=training_knowledge,
         replay_paths=replay_paths,
         hyperparameters=typed,
+        engines=engines,
     )
 
 
@@ -503,6 +517,33 @@ def _check_endpoints(baselines: list[BaselineEntry], path: Path) -> None:
                            "options only; drop it (the format suite measures the endpoint's parse rate)",
                            file=path, field=where + "constrained")
         check_endpoint(b.endpoint, file=path, field=where + "endpoint")
+
+
+def check_engines(spec: TaskSpec, candidates: list[CandidateEntry], path: Path) -> dict[str, EngineChoice]:
+    """Each option's engine (``ftharness.models.engines.engine_choice``): an endpoint baseline's is
+    ``openai`` with its ``endpoint:``; any other option's is its ``engine:``, else the task's, else local. A
+    schema-constrained option needs an engine that enforces the schema (``enforces_schema``)."""
+    from ftharness.plugins import get_plugins
+
+    plugins = get_plugins()
+    out: dict[str, EngineChoice] = {}
+    for where, e in [*((f"baselines.{b.name}", b) for b in spec.baselines),
+                     *((f"candidates.{c.name}", c) for c in candidates)]:
+        if getattr(e, "kind", None) == "endpoint":
+            if e.engine is not None:
+                raise BadInput("an endpoint baseline is served by its endpoint: (engine openai); drop engine:",
+                               file=path, field=where + ".engine")
+            out[e.name] = EngineChoice("openai", e.endpoint)
+            continue
+        field_name = where + ".engine" if e.engine is not None else "engine"
+        choice = engine_choice(e.engine, spec.engine, file=path, field=field_name, plugins=plugins)
+        enforces = getattr(plugins.engine(choice.name), "enforces_schema", None)
+        if e.constrained and callable(enforces) and not enforces(choice.settings):
+            raise BadInput(f"engine {choice.name!r} as set cannot enforce the task's schema (constrained: json-schema); "
+                           "serve this option with engine: local, or a launcher that enforces it (vllm)",
+                           file=path, field=field_name)
+        out[e.name] = choice
+    return out
 
 
 def _suite_ref(name: str, task_file: Path) -> str:

@@ -154,9 +154,11 @@ def answer_byte_limit(max_tokens: int) -> int:
     return BODY_OVERHEAD + ESCAPED_BYTES * MAX_TOKEN_BYTES * max(1, int(max_tokens))
 
 
-def request_body(config: EndpointConfig, messages: list[dict[str, str]], settings: GenerationSettings) -> dict[str, Any]:
-    """The chat-completions request for one conversation under ``settings`` (its ``json_schema`` and
-    ``batch_size`` do not apply)."""
+def request_body(config: EndpointConfig, messages: list[dict[str, str]], settings: GenerationSettings, *,
+                 schema_on_server: bool = False) -> dict[str, Any]:
+    """The chat-completions request for one conversation under ``settings`` (``batch_size`` does not apply).
+    ``schema_on_server``: ask the server to decode under ``settings.json_schema`` (OpenAI's ``response_format``
+    of type ``json_schema``, which vLLM and SGLang enforce); otherwise the schema is not sent."""
     body: dict[str, Any] = {"model": config.model, "messages": messages, "max_tokens": int(settings.max_new_tokens)}
     if settings.do_sample:
         body.update(temperature=float(settings.temperature), top_p=float(settings.top_p), seed=int(settings.seed))
@@ -164,6 +166,9 @@ def request_body(config: EndpointConfig, messages: list[dict[str, str]], setting
         body["temperature"] = 0.0
     if settings.stop:
         body["stop"] = list(settings.stop)
+    if schema_on_server and settings.json_schema is not None:
+        body["response_format"] = {"type": "json_schema",
+                                   "json_schema": {"name": "task", "schema": settings.json_schema, "strict": True}}
     return body
 
 
@@ -180,15 +185,20 @@ def generate_chat(
     *,
     file: str | Path | None = None,
     field: str = "endpoint",
+    cache: bool = True,
+    schema_on_server: bool = False,
 ) -> list[EndpointGeneration]:
     """One answer per conversation, in input order (see the module's contract). ``file`` and ``field``
-    name the configuration in errors."""
+    name the configuration in errors. ``cache=False``: every request goes to the server and nothing is kept
+    (a server the harness started for one run answers on a port no later run shares).
+    ``schema_on_server``: see :func:`request_body`."""
     settings = settings or GenerationSettings()
     if not conversations:
         return []
-    client = _Client(config, api_key(config, file=file, field=field), file, field)
+    client = _Client(config, api_key(config, file=file, field=field), file, field, cache=cache)
     with ThreadPoolExecutor(max_workers=min(config.concurrency, len(conversations))) as pool:
-        futures = [pool.submit(client.answer, request_body(config, m, settings)) for m in conversations]
+        futures = [pool.submit(client.answer, request_body(config, m, settings, schema_on_server=schema_on_server))
+                   for m in conversations]
         try:
             return [f.result() for f in futures]
         except BaseException:
@@ -220,24 +230,27 @@ class _Client:
     """Sends one request with its retries, through the cache. Holds the key; never prints it."""
 
     def __init__(self, config: EndpointConfig, key: str, file: str | Path | None, field: str,
-                 route: str = "chat/completions") -> None:
+                 route: str = "chat/completions", *, cache: bool = True) -> None:
         self.config = config
+        self.cache = cache
         self.url = config.base_url.rstrip("/") + "/" + route
         self._key = key
         self.where = {"file": file, "field": field}
 
     def answer(self, body: dict[str, Any]) -> EndpointGeneration:
         path = cache_path(self.config, body)
-        try:
-            kept = json.loads(path.read_text(encoding="utf-8"))
-            return _parse(kept["response"], float(kept["latency_s"]), cached=True, attempts=0,
-                          max_tokens=body["max_tokens"], server=self.url)
-        except (OSError, ValueError, KeyError, TypeError):
-            pass  # not cached (or unreadable): ask the server
+        if self.cache:
+            try:
+                kept = json.loads(path.read_text(encoding="utf-8"))
+                return _parse(kept["response"], float(kept["latency_s"]), cached=True, attempts=0,
+                              max_tokens=body["max_tokens"], server=self.url)
+            except (OSError, ValueError, KeyError, TypeError):
+                pass  # not cached (or unreadable): ask the server
         response, latency, attempts = self._post(body, max_tokens=body["max_tokens"])
         generation = _parse(response, latency, cached=False, attempts=attempts, max_tokens=body["max_tokens"],
                             server=self.url)  # checked before it is kept
-        atomic_write_json(path, {"response": response, "latency_s": latency})
+        if self.cache:
+            atomic_write_json(path, {"response": response, "latency_s": latency})
         return generation
 
     def _post(self, body: dict[str, Any], *, max_tokens: int | None = None) -> tuple[dict[str, Any], float, int]:

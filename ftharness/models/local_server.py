@@ -49,20 +49,45 @@ def local_server(model_dir: str | Path, *, port: int | None = None, log: str | P
                  start_timeout_s: float = 180.0) -> Iterator[LocalServer]:
     """Serve ``model_dir`` until the block ends. EnvironmentProblem when the serving packages are missing,
     or the server exits or does not answer ``/health`` in time (with the end of its log)."""
-    missing = [m for m in SERVE_NEEDS if importlib.util.find_spec(m) is None]
-    if missing:
-        raise EnvironmentProblem(f"transformers serve needs {', '.join(missing)}: pip install -e '.[serve]'")
     model_dir = Path(model_dir).resolve()
     port = port or free_port()
-    log = Path(log)
-    cmd = [sys.executable, "-m", "transformers.cli.transformers", "serve", model_dir.name,
-           "--host", "127.0.0.1", "--port", str(port)]
-    proc = start_process(cmd, cwd=model_dir.parent, log=log, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    cmd, cwd, name = transformers_command(model_dir, port)
+    proc = start_server(cmd, cwd=cwd, port=port, log=Path(log), start_timeout_s=start_timeout_s)
     try:
-        _wait_for_health(proc, port, log, time.monotonic() + start_timeout_s, " ".join(cmd))
-        yield LocalServer(f"http://127.0.0.1:{port}/v1", model_dir.name, log)
+        yield LocalServer(f"http://127.0.0.1:{port}/v1", name, Path(log))
     finally:
         stop_process(proc)
+
+
+def serving_missing() -> str | None:
+    """None when ``transformers serve`` can start here, else what to install."""
+    missing = [m for m in SERVE_NEEDS if importlib.util.find_spec(m) is None]
+    return f"transformers serve needs {', '.join(missing)}: pip install -e '.[serve]'" if missing else None
+
+
+def transformers_command(model_dir: Path, port: int) -> tuple[list[str], Path, str]:
+    """``transformers serve`` for the model folder on loopback: (command, working folder, the model name
+    requests give: the folder's name)."""
+    problem = serving_missing()
+    if problem:
+        raise EnvironmentProblem(problem)
+    cmd = [sys.executable, "-m", "transformers.cli.transformers", "serve", model_dir.name,
+           "--host", "127.0.0.1", "--port", str(port)]
+    return cmd, model_dir.parent, model_dir.name
+
+
+def start_server(cmd: list[str], *, cwd: str | Path, port: int, log: Path, start_timeout_s: float,
+                 env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start an OpenAI-compatible server (:func:`start_process`, offline) and wait until it answers
+    ``/health`` on ``port``; stopped again, and EnvironmentProblem with the end of its log, when it exits or
+    does not answer in ``start_timeout_s``."""
+    proc = start_process(cmd, cwd=cwd, log=log, env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})})
+    try:
+        _wait_for_health(proc, port, log, time.monotonic() + start_timeout_s, " ".join(cmd))
+    except BaseException:
+        stop_process(proc)
+        raise
+    return proc
 
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h

@@ -199,6 +199,23 @@ PLAN, MERGED_LATENCY = "plan", "merged latency"  # keys of OptionRecord.unavaila
 
 
 @dataclass(kw_only=True)
+class EngineRecord:
+    """How an option's engine served it (``ftharness.models.engines``; the engine's ``record()``)."""
+
+    name: str = doc("the engine that generated its rows: local (transformers here), openai (a hosted "
+                    "OpenAI-compatible endpoint), server (a server the harness started), or a plugin's")
+    served: str = doc("what answered: 'base model', 'merged' (a candidate's adapter folded into its weights), "
+                      "'as trained' (attached adapter, or full weights), 'hosted' (an endpoint's model)")
+    schema: str = doc("who enforces the task's schema on a constrained option: the local decoder, the server "
+                      "(response_format), or 'not enforced: WHY'")
+    weights: str = doc("where the suites that read weights (forgetting) scored it, or why they cannot")
+    url: str | None = doc("the server's API root (a started server: its loopback address)", default=None)
+    launcher: str | None = doc("the command that started the server (a started server)", default=None)
+    concurrency: int | None = doc("requests in flight at once (a server)", default=None)
+    log: str | None = doc("the started server's log file", default=None)
+
+
+@dataclass(kw_only=True)
 class OptionRecord:
     """One option (a prompting baseline or a trained candidate) measured on the eval set."""
 
@@ -250,6 +267,9 @@ class OptionRecord:
     memory: MemoryRow | None = doc("planned vs measured training memory (candidates)", init=False)
     endpoint: EndpointUsage | None = doc(
         "the server, token usage and cost of a baseline answered by an endpoint (null: a local model)", default=None
+    )
+    engine: EngineRecord | None = doc(
+        "the engine that served it and how (null: written before engines were recorded)", default=None
     )
     samples_file: str = doc("its per-sample outputs, relative to the run folder")
     reused: bool = doc("taken from an earlier, interrupted run of the same task", default=False)
