@@ -17,6 +17,7 @@ from typing import Any
 
 from ftharness.compare.task import BaselineEntry, CandidateEntry, Task, data_kind
 from ftharness.io import sha256_file, sha256_json
+from ftharness.models.endpoint import EndpointGeneration
 from ftharness.suites.runner import SuiteResult
 
 
@@ -377,6 +378,22 @@ def staged(stop_at_step: int | None, resume_from: Any | None) -> dict[str, Any]:
     """The keyword arguments of one halving stage, none for a whole training (so a backend that trains only
     whole candidates keeps its signature)."""
     return {k: v for k, v in (("stop_at_step", stop_at_step), ("resume_from", resume_from)) if v is not None}
+
+
+def generated_row(g: Any) -> dict[str, Any]:
+    """One generation (``ftharness.models.generation.Generation``) as the plain fields a row keeps; an
+    endpoint's also whether it came from the cache, how many HTTP attempts it took and whether the server
+    reported its token usage."""
+    row = {
+        "output": g.text,
+        "prompt_tokens": int(g.prompt_tokens),
+        "new_tokens": int(g.new_tokens),
+        "latency_s": float(g.latency_s),
+        "finish_reason": g.finish_reason,
+    }
+    if isinstance(g, EndpointGeneration):
+        row.update(cached=g.cached, attempts=g.attempts, usage=g.usage, cut=g.cut)
+    return row
 
 
 def environment_record() -> dict[str, Any]:

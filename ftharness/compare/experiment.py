@@ -21,15 +21,17 @@ hold the records of ``ftharness.report.records`` as JSON and read them back, tho
 wrote included (``from_older``). Each phase's wall time and peak memory is recorded
 (``ftharness.compare.phases``), and each candidate's model is freed when its evaluation ends.
 
-The heavy pieces sit behind :class:`Backend` so the orchestration is tested with fakes.
+Every option generates through its engine (``ftharness.models.engines``; :meth:`Experiment.serving`): the
+experiment never asks which one. The heavy pieces sit behind :class:`~ftharness.compare.backend.Backend`
+(data, models, training, suites), so the orchestration is tested with a fake backend and a registered fake
+engine. The experiment's halves live beside it: sweeps (``ftharness.compare.sweeps``), trainings
+(``ftharness.compare.artifacts``) and scoring (``ftharness.compare.scoring``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
-import statistics
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -37,13 +39,13 @@ from pathlib import Path
 from typing import Any
 
 from ftharness import faults, ui
-from ftharness.compare import distill, replay
-from ftharness.compare.backend import Backend, LoadedData, Option, options_of, staged
+from ftharness.compare.artifacts import Artifacts
+from ftharness.compare.backend import Backend, LoadedData, Option, generated_row, options_of
 from ftharness.compare.phases import Phases, release_memory
 from ftharness.compare.retrieving import Retrieval
-from ftharness.compare.selection import halving_budgets, rank, selection_suite, survivors
-from ftharness.compare.task import CandidateEntry, HalvingSpec, Task
-from ftharness.errors import BadInput
+from ftharness.compare.scoring import Scoring
+from ftharness.compare.sweeps import Sweeps
+from ftharness.compare.task import CandidateEntry, Task
 from ftharness.io import append_jsonl, repair_jsonl, sha256_file, sha256_json
 from ftharness.jsonrecord import doc, from_json, to_json
 from ftharness.models.endpoint import EndpointGeneration
@@ -51,28 +53,19 @@ from ftharness.models.engines import DEFAULT_ENGINE, EngineChoice
 from ftharness.report.records import (
     MERGED_LATENCY,
     PLAN,
-    Cost,
     DataFile,
     Distillation,
-    EndpointUsage,
     EngineRecord,
     OptionRecord,
     Phase,
-    PointOutput,
-    Rung,
     Selection,
-    SweepPoint,
     Training,
 )
 from ftharness.report.run_dir import RunDir
-from ftharness.suites.gates import GateOutcome
 from ftharness.suites.runner import SuiteResult
-from ftharness.suites.slices import check_slice_fields, compute_slices
+from ftharness.suites.slices import check_slice_fields
 
 STATE_VERSION = 3  # 3: sweep points carry their gates and rungs
-RETRIEVES_NOTHING = "reads what an option retrieved, and this option retrieves nothing (no retrieval: block)"
-
-
 @dataclass(kw_only=True)
 class ExperimentResult:
     """What :meth:`Experiment.run` measured, before the decision."""
@@ -87,7 +80,7 @@ class ExperimentResult:
     phases: list[Phase] = doc("each phase's time and memory")
 
 
-class Experiment:
+class Experiment(Sweeps, Artifacts, Scoring):
     """One run of a task in a run folder. ``run()`` returns the option records and run metadata."""
 
     def __init__(
@@ -251,334 +244,6 @@ class Experiment:
             )
         return out
 
-    # sweeps, chosen without the eval set (ftharness.compare.selection) -----------------------------
-    def select_sweeps(
-        self, by_name: dict[str, Option], suites: list[Any], keys: dict[str, str]
-    ) -> dict[str, Selection]:
-        """Train the points of every sweep (all of them to the end, or by successive halving), score each
-        on the validation rows and the selection part of the forgetting reference, keep one finalist."""
-        spec = self.task.spec.decision
-        out: dict[str, Selection] = {}
-        for sweep, names in self.task.sweeps.items():
-            strategy = by_name[names[0]].entry.sweep_strategy
-            if strategy == "halving" and len(names) > 1:
-                points, finalists, full = self.halve(names, by_name, suites, keys)
-            else:
-                points = [self.validate(by_name[n], by_name, suites, keys[n]) for n in names]
-                finalists, full = names, None
-            chosen = rank([p for p in points if p.name in finalists], spec.metric, spec.higher_is_better)[0]
-            why = "" if chosen.feasible is not False else " (no point passed every gate measurable without the eval set)"
-            self.events.append(f"validation chose {chosen.name} from sweep {sweep}{why}")
-            trained = [p.global_step for p in points]
-            out[sweep] = Selection(
-                chosen=chosen.name,
-                metric=spec.metric,
-                on="validation",
-                n=len(self.data.validation) if self.data.validation is not None else 0,
-                points=points,
-                strategy=strategy,
-                feasible=chosen.feasible is not False,
-                steps_trained=sum(trained) if all(t is not None for t in trained) else None,
-                steps_grid=sum(self.full_steps(by_name[n]) for n in names) if full else None,
-            )
-        return out
-
-    def halve(self, names: list[str], by_name: dict[str, Option], suites: list[Any],
-              keys: dict[str, str]) -> tuple[list[SweepPoint], list[str], int]:
-        """Successive halving over one sweep's points: (every point with its rungs, the points that reached
-        the full budget, that budget in steps)."""
-        spec = self.task.spec.decision
-        full = max(self.full_steps(by_name[n]) for n in names)
-        settings = by_name[names[0]].entry.halving or HalvingSpec()
-        budgets = halving_budgets(full, len(names), settings.eta, settings.first)
-        alive, stage, last = list(names), {}, {}
-        rungs: dict[str, list[Rung]] = {n: [] for n in names}
-        for r, steps in enumerate(budgets):
-            final = r == len(budgets) - 1
-            points = []
-            for n in alive:
-                option = by_name[n]
-                art = self.artifact(option, by_name, stop_at_step=None if final else steps, resume_from=stage.get(n))
-                stage[n] = art
-                name = n if final else f"{n}@{steps}"
-                points.append(self.validate(option, by_name, suites, f"{keys[n]}:{name}", art=art, state=name))
-            keep = set() if final else {p.name for p in rank(points, spec.metric, spec.higher_is_better)[
-                :survivors(len(points), settings.eta)]}
-            for p in points:
-                rungs[p.name].append(Rung(rung=r, steps=p.global_step if p.global_step is not None else steps,
-                                          value=p.metrics.get(spec.metric), feasible=p.feasible is not False,
-                                          promoted=p.name in keep))
-                last[p.name] = p
-            self.events.append(f"halving: rung {r} at {steps} steps validated {', '.join(p.name for p in points)}"
-                               + (f"; {', '.join(sorted(keep))} continue" if keep else ""))
-            if not final:
-                alive = [n for n in alive if n in keep]
-        points = [dataclasses.replace(last[n], rungs=rungs[n]) for n in names]
-        return points, alive, full
-
-    def full_steps(self, option: Option) -> int:
-        """The optimizer steps a candidate trains at its full budget: ``max_steps``, else epochs times the
-        steps of one pass over its rows (task rows, replay rows included) in batches of ``batch_size x
-        grad_accum`` (as transformers counts them on one device)."""
-        c = option.entry
-        hp = self.task.hyperparameters[c.name]
-        if getattr(hp, "max_steps", None):
-            return int(hp.max_steps)
-        rows = len(self.data.fit)
-        if c.replay is not None:
-            rows += replay.replay_count(c.replay.fraction, rows)
-        per_step = int(getattr(hp, "batch_size", 8)) * int(getattr(hp, "grad_accum", 1))
-        return max(1, math.ceil(float(getattr(hp, "epochs", 1.0)) * math.ceil(rows / per_step)))
-
-    def validate(self, option: Option, by_name: dict[str, Option], suites: list[Any], key: str, *,
-                 art: Any | None = None, state: str | None = None) -> SweepPoint:
-        """One sweep point (``art``: one stage of it) served on the validation rows, scored by what a sweep
-        may read (``ftharness.compare.selection.selection_suite``) and checked against the gates those
-        values reach."""
-        name = state or option.name
-        saved = self.run_dir.read_state("validation", name)
-        if saved and saved.get("key") == key and saved.get("done"):
-            self.events.append(f"reused validation of {name}")
-            if art is None:
-                self.artifact(option, by_name)  # from the artifact cache; its training record is needed
-            return from_json(SweepPoint, saved["record"])
-        b = self.backend
-        art = art if art is not None else self.artifact(option, by_name)
-        examples = self.data.validation.examples
-        shown, hits = self.retrieval.view(option, examples, training=True)
-        with self.serving(option, art, name=name) as served:
-            with self.phases("validate: generate", name):
-                conversations = b.messages(option, self.data, shown)
-                self._status(f"generating {name} on {len(conversations)} validation rows")
-                t0 = time.perf_counter()
-                outs = served.generate(conversations, b.settings(option.entry.constrained))
-                wall = time.perf_counter() - t0
-            samples = self._samples(examples, [_generated(g) for g in outs],
-                                    self.retrieval.rows_fields(option, hits, training=True))
-            metrics, gates = self._selection_scores(suites, samples, served, name, wall, retrieves=hits is not None)
-        release_memory()
-        training = self._training[option.name]
-        extra = training.extra  # what the trainer reports beyond the common figures
-        losses = [p["eval_loss"] for p in training.loss_curve if p.get("eval_loss") is not None]
-        point = SweepPoint(
-            name=option.name,
-            hyperparameters=dict(option.entry.hyperparameters),
-            replay_fraction=option.entry.replay.fraction if option.entry.replay is not None else None,
-            metrics=metrics,
-            validation_loss=min(losses) if losses else None,  # the kept (best) checkpoint's
-            stopped_early=extra.get("stopped_early"),
-            restored_best_from_step=extra.get("restored_best_from_step"),
-            training_wall_s=training.wall_s,
-            global_step=extra.get("global_step"),
-            outputs=[PointOutput(id=s.id, output=s.output) for s in samples],
-            gates=gates,
-            feasible=all(g.passed for g in gates),
-        )
-        self.run_dir.write_state("validation", name, {"key": key, "done": True, "record": to_json(point)})
-        return point
-
-    def _selection_scores(self, suites: list[Any], samples: list[Any], served: Any, name: str, wall: float, *,
-                          retrieves: bool) -> tuple[dict[str, float | None], list[GateOutcome]]:
-        """What a sweep point is chosen on, and the gates it reaches: each suite's selection part, then the
-        task's own gates on those values. A gate on a value nothing measured here is left out."""
-        b = self.backend
-        metrics: dict[str, float | None] = {}
-        results: list[SuiteResult] = []
-        gates: list[GateOutcome] = []
-        with self.phases("validate: score", name):
-            for suite in suites:
-                part = selection_suite(suite)
-                if part is None or (not retrieves and b.retrieval_only(suite)):
-                    continue
-                res = b.run_suite(part, samples, served.weights if b.reads_model(part) else None, name, wall)
-                metrics.update(_metrics_of(res, len(samples))[0])
-                results.append(res)
-                gates.extend(dataclasses.replace(g, suite=suite.name) for g in res.gates if g.value is not None)
-        gates.extend(g for g in self.task_gates(metrics, results) if g.value is not None)
-        return metrics, gates
-
-    def task_gates(self, metrics: dict[str, float | None], results: list[SuiteResult]) -> list[GateOutcome]:
-        """The task file's own gates on ``metrics`` (METRIC.VALUE), each reading its value's interval where
-        a suite result gives one."""
-        from ftharness.suites.gates import check_gate
-
-        intervals = {f"{name}.{k}": v for res in results for name, m in res.metrics.items()
-                     for k, v in m.intervals.items()}
-        out = []
-        for gate in self.task.gates:
-            values = {gate.value: metrics[gate.name]} if gate.name in metrics else None
-            why = None if values else f"no suite of this task measures {gate.name}"
-            out.append(check_gate(gate, values, why, suite="task", interval=intervals.get(gate.name)))
-        return out
-
-    def artifact(self, option: Option, by_name: dict[str, Option], *, stop_at_step: int | None = None,
-                 resume_from: Any | None = None) -> Any:
-        """Train (or take from the cache) a candidate and everything it starts from. ``stop_at_step`` and
-        ``resume_from`` train one stage of successive halving (``ftharness.training.run``); a stage that
-        stops early is not the candidate's artifact, the stage that trains to the end is."""
-        if option.name in self._artifacts and stop_at_step is None and resume_from is None:
-            return self._artifacts[option.name]
-        parent = None
-        if option.entry.start_from:
-            parent = self.artifact(by_name[option.entry.start_from], by_name)
-        data = self.data
-        if option.entry.teacher:  # distilled: it trains on its teacher's labels, not on the training labels
-            data = dataclasses.replace(data, fit=self.distill(option, by_name))
-        data = self.retrieval.training_data(option, data)
-        data = self.replay_data(option, data)
-        stage = "" if stop_at_step is None else f" (to step {stop_at_step})"
-        self.backend.drop_base()  # not two copies of the weights in memory while training
-        release_memory()
-        with self.phases("train", option.name + stage):
-            art = self.backend.train(option, data, parent, self.progress, **staged(stop_at_step, resume_from))
-        release_memory()
-        result = art.result.to_dict() if hasattr(art.result, "to_dict") else dict(art.result)
-        parent = self._training.get(option.entry.start_from or "")
-        earlier = self._training.get(option.name) if resume_from is not None else None
-        self._training[option.name] = from_json(
-            Training,
-            {
-                **result,
-                "cached": bool(getattr(art, "cached", False)),
-                "artifact": str(art.path),
-                # a continued stage adds to the stages before it (which hold the parent's time already)
-                "total_wall_s": float(result["wall_s"]) + (
-                    earlier.total_wall_s if earlier is not None else (parent.total_wall_s if parent else 0.0)),
-                "start_from": option.entry.start_from,
-            },
-        )
-        self.events.append(
-            ("reused training of " if getattr(art, "cached", False) else "trained ") + option.name + stage
-        )
-        self._artifacts[option.name] = art
-        return art
-
-    def replay_data(self, option: Option, data: LoadedData) -> LoadedData:
-        """The training rows with the candidate's replay rows mixed in (``ftharness.compare.replay``)."""
-        spec = getattr(option.entry, "replay", None)
-        if spec is None or data.fit is None:
-            return data
-        n = replay.replay_count(spec.fraction, len(data.fit))
-        if n == 0:
-            return data
-        seed = option.spec["seed"]
-        if spec.source == "self":
-            prompts = replay.self_prompts()
-            answers = replay.self_answers_cached(
-                {"model": self.backend.model_identity(), "generation": distill.generation_key(self.task, None)},
-                prompts, self._base_answers)
-            rows = replay.self_rows(prompts, answers, n, seed)
-        else:
-            rows = replay.text_rows(spec.source, self.task.replay_paths.get(option.name), n, seed)
-        self.events.append(f"{option.name} trains on {len(rows)} replay rows ({spec.source}) beside "
-                           f"{len(data.fit)} task rows")
-        return dataclasses.replace(data, fit=replay.with_replay(data.fit, rows))
-
-    def _base_answers(self, prompts: list[str]) -> list[str]:
-        b = self.backend
-        with self.serving(None) as served, self.phases("replay: generate", "base model"):
-            self._status(f"the base model answers {len(prompts)} general prompts for self-rehearsal")
-            outs = served.generate([[{"role": "user", "content": p}] for p in prompts], b.settings(None))
-        return [_generated(g)["output"] for g in outs]
-
-    # distillation (ftharness.compare.distill) ----------------------------------------------------
-    def distill(self, option: Option, by_name: dict[str, Option]) -> Any:
-        """A distilled candidate's training rows: its teacher's labels of its inputs, from the label cache
-        or generated now, those that fail the task's schema dropped. Records what it did and cost."""
-        c = option.entry
-        teacher = by_name[c.teacher]
-        inputs, excluded = distill.teacher_inputs(self.data, self.task.unlabeled_paths.get(option.name))
-        if not inputs.examples:
-            raise BadInput("no input left to label: every one also occurs in the eval set or the validation split",
-                           file=self.task.file, field=f"candidates.{option.name}.unlabeled")
-        constrained = teacher.entry.constrained
-        key = distill.labels_key(self.teacher_identity(teacher, by_name), inputs.examples,
-                                 distill.generation_key(self.task, constrained))
-        labels = distill.read_labels(key, len(inputs.examples))
-        cached = labels is not None
-        if labels is None:
-            with self.phases("label: teacher", option.name):
-                # a retrieving teacher reads the chunks each input retrieves, as it does when evaluated
-                conversations = self.backend.teacher_messages(teacher, self.retrieval.prompt_data(teacher, self.data),
-                                                              self.retrieval.view(teacher, inputs.examples)[0])
-                self._status(f"teacher {teacher.name} labelling {len(conversations)} inputs for {option.name}")
-                t0 = time.perf_counter()
-                outs = self.teacher_generate(teacher, by_name, conversations)
-                wall = time.perf_counter() - t0
-            release_memory()
-            labels = distill.write_labels(key, teacher.name, [_generated(g) for g in outs], wall)
-        self.events.append(f"{'reused' if cached else 'made'} teacher labels of {teacher.name} for {option.name}")
-        train, dropped, errors = distill.keep_valid(inputs, labels["rows"], self.task.schema)
-        # what the artifact's record and model card name as its training data: the labels, not the inputs' file
-        labels_file = distill.labels_path(key)
-        train = dataclasses.replace(train, file=str(labels_file), sha256=sha256_file(labels_file))
-        rows = labels["rows"]
-        self._distillation[option.name] = Distillation(
-            teacher=teacher.name,
-            teacher_kind=distill.teacher_kind(teacher.entry),
-            inputs=str(self.task.unlabeled_paths.get(option.name) or "train"),
-            excluded=excluded,
-            labelled=len(rows),
-            kept=len(train.examples),
-            dropped=dropped,
-            drop_reasons=errors,
-            cached=cached,
-            key=key,
-            wall_s=float(labels["wall_s"]),
-            prompt_tokens=sum(int(r["prompt_tokens"]) for r in rows),
-            new_tokens=sum(int(r["new_tokens"]) for r in rows),
-            **self._labelling_price(teacher, rows),
-        )
-        if not train.examples:
-            raise BadInput(f"teacher {teacher.name} wrote no label valid under the task's schema for the "
-                           f"{len(rows)} inputs; choose a stronger teacher or constrain it (constrained: json-schema)",
-                           file=self.task.file, field=f"candidates.{option.name}.teacher")
-        return train
-
-    def teacher_identity(self, teacher: Option, by_name: dict[str, Option]) -> dict[str, Any]:
-        """What a teacher's labels depend on besides the inputs and generation settings: a candidate's
-        artifact key (its base model, data, settings) and prompt; a baseline's spec (an endpoint's server and
-        model), the local base model's hash, the instruction and the pool its shots are drawn from (and kept
-        apart from)."""
-        if teacher.kind == "candidate":
-            return {"candidate": self.artifact(teacher, by_name).key, "spec": teacher.spec,
-                    "instruction": self.task.instruction,
-                    **({"knowledge": self.data.hashes.get("knowledge")} if teacher.entry.retrieval else {})}
-        shots = None if teacher.entry.prompt_kind == "zero-shot" else [self.data.hashes["train"],
-                                                                       self.data.hashes["eval"]]
-        identity = {"baseline": teacher.spec, "instruction": self.task.instruction, "shots": shots}
-        if teacher.entry.retrieval is not None:  # its prompts hold chunks of the knowledge base
-            identity["knowledge"] = self.data.hashes.get("knowledge")
-        if teacher.entry.kind != "endpoint":  # the base model's weights answer it, on whatever engine
-            identity["base_model"] = self.backend.model_identity()
-        return identity
-
-    def teacher_generate(self, teacher: Option, by_name: dict[str, Option],
-                         conversations: list[list[dict[str, str]]]) -> list[Any]:
-        """The teacher's answers, generated as it is evaluated, by its engine (a candidate's artifact, a
-        baseline's base model or endpoint)."""
-        art = self.artifact(teacher, by_name) if teacher.kind == "candidate" else None
-        with self.serving(teacher, art) as served:
-            return served.generate(conversations, self.backend.settings(teacher.entry.constrained))
-
-    def usage(self, option: Option, rows: list[dict[str, Any]]) -> EndpointUsage | None:
-        """What the rows cost at the option's server's stated token prices (an engine with ``usage``: a
-        hosted endpoint), else None."""
-        from ftharness.plugins import get_plugins
-
-        choice = self.task.engines.get(option.name) or EngineChoice(DEFAULT_ENGINE)
-        price = getattr(get_plugins().engine(choice.name), "usage", None)
-        return price(choice.settings, rows) if callable(price) else None
-
-    def _labelling_price(self, teacher: Option, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        """``usd`` and ``price_basis`` of a Distillation record: the teacher's tokens at its server's stated
-        prices; a teacher without token prices costs its time."""
-        usage = self.usage(teacher, rows)
-        if usage is None:
-            return {"usd": None, "price_basis": "a local teacher has no token price: its cost is its time (wall_s)"}
-        return {"usd": usage.usd, "price_basis": f"{usage.model} at ${usage.price_per_million_input:g} per million "
-                f"input and ${usage.price_per_million_output:g} per million output tokens (stated in the task)"}
-
     def evaluate(self, option: Option, by_name: dict[str, Option], suites: list[Any], key: str) -> OptionRecord:
         b = self.backend
         art = training = plan = merged = None
@@ -611,36 +276,6 @@ class Experiment:
             retrieval=self.retrieval.record(option), engine=engine,
             served=engine.served if option.kind == "candidate" else None,
         )
-
-    def _score(self, option: Option, suites: list[Any], samples: list[Any], served: Any, gen_wall: float,
-               retrieves: bool, unavailable: dict[str, str]) -> dict[str, SuiteResult]:
-        """Each suite's result for the option; a suite it cannot run is filed under ``unavailable`` with why
-        (it retrieves nothing; its engine has no weights here). A baseline's suites that read weights read
-        the base model's, measured once and shared."""
-        b = self.backend
-        out: dict[str, SuiteResult] = {}
-        for suite in suites:
-            name = suite.name
-            if not retrieves and b.retrieval_only(suite):
-                unavailable[f"suite {name}"] = RETRIEVES_NOTHING
-                continue
-            shared = option.kind == "baseline" and b.model_only(suite)
-            if shared and name in self._shared_suites:
-                out[name] = dataclasses.replace(self._shared_suites[name], option=option.name,
-                                                shared_with_base_model=True)
-                continue
-            weights = served.weights if b.reads_model(suite) else None
-            if weights is None and b.model_only(suite):
-                unavailable[f"suite {name}"] = served.weights_reason or "its engine has no weights to read here"
-                continue
-            self._status(f"scoring {option.name} with suite {name}")
-            faults.reached("score")  # test hook (ftharness.faults)
-            with self.phases(f"score: {name}", option.name):
-                res = b.run_suite(suite, samples, weights, option.name, gen_wall)
-            if shared:
-                self._shared_suites[name] = res
-            out[name] = res
-        return out
 
     def _samples(self, examples: list[Any], gens: list[dict[str, Any]],
                  retrieved: list[dict[str, Any]] | None = None) -> list[Any]:
@@ -706,7 +341,7 @@ class Experiment:
                         "input": examples[i].input_text,
                         "reference": examples[i].completion,
                         "meta": examples[i].meta,
-                        **_generated(g),
+                        **generated_row(g),
                         **(retrieved[i] if retrieved is not None else {}),
                         "batch_wall_s": took,
                         "batch_n": len(batch),
@@ -716,56 +351,6 @@ class Experiment:
                 append_jsonl(path, rows)
                 step.advance(len(batch))
         return [done[i] for i in range(len(prompts))], wall
-
-    def _record(
-        self,
-        option: Option,
-        suites: dict[str, SuiteResult],
-        samples: list[Any],
-        gens: list[dict],
-        gen_wall: float,
-        slice_fields: list[str],
-        **candidate: Any,
-    ) -> OptionRecord:
-        """The option's record; ``candidate`` holds the fields only a candidate fills (training, plan, ...)."""
-        metrics: dict[str, float | None] = {}
-        per_sample: dict[str, list[float | None]] = {}
-        gates = []
-        for sname, res in suites.items():
-            m, ps = _metrics_of(res, len(gens))
-            for k, v in m.items():
-                metrics.setdefault(k, v)
-            for k, v in ps.items():
-                per_sample.setdefault(k, v)
-            gates.extend(dataclasses.replace(g, suite=sname) for g in res.gates)
-        gates.extend(self.task_gates(metrics, list(suites.values())))
-        slices = compute_slices(samples, per_sample, slice_fields, file=self.task.file)
-        lat = [g["latency_s"] for g in gens]
-        new = sum(g["new_tokens"] for g in gens)
-        cost = Cost(
-            prompt_tokens_mean=statistics.fmean(g["prompt_tokens"] for g in gens) if gens else 0.0,
-            new_tokens_mean=statistics.fmean(g["new_tokens"] for g in gens) if gens else 0.0,
-            latency_s_mean=statistics.fmean(lat) if lat else None,
-            latency_s_p50=statistics.median(lat) if lat else None,
-            generation_wall_s=gen_wall,
-            tokens_per_s=new / gen_wall if gen_wall > 0 else None,
-            hit_max_new_tokens=sum(1 for g in gens if g.get("finish_reason") == "length"),
-        )
-        return OptionRecord(
-            name=option.name,
-            kind=option.kind,
-            spec=option.spec,
-            metrics=metrics,
-            per_sample=per_sample,
-            gates=gates,
-            slices=slices,
-            suites=suites,
-            cost=cost,
-            samples_file=f"samples/{option.name}.jsonl",
-            endpoint=self.usage(option, gens),
-            **candidate,
-        )
-
 
 def attempt(fn: Callable[[], Any], what: str, unavailable: dict[str, str]) -> Any:
     """``fn()``, or None with the reason filed under ``unavailable[what]``: an estimate or a provenance
@@ -778,22 +363,6 @@ def attempt(fn: Callable[[], Any], what: str, unavailable: dict[str, str]) -> An
         return None
 
 
-def _generated(g: Any) -> dict[str, Any]:
-    """One generation (``ftharness.models.generation.Generation``) as the plain fields a row keeps; an
-    endpoint's also whether it came from the cache, how many HTTP attempts it took and whether the server
-    reported its token usage."""
-    row = {
-        "output": g.text,
-        "prompt_tokens": int(g.prompt_tokens),
-        "new_tokens": int(g.new_tokens),
-        "latency_s": float(g.latency_s),
-        "finish_reason": g.finish_reason,
-    }
-    if isinstance(g, EndpointGeneration):
-        row.update(cached=g.cached, attempts=g.attempts, usage=g.usage, cut=g.cut)
-    return row
-
-
 def _cached_wall(outs: list[Any], concurrency: int) -> float:
     """Endpoint rows answered from the cache take no time now: their latency as first measured, spread over
     the engine's ``concurrency``, stands in for the wall time they took then (0 for anything else)."""
@@ -801,14 +370,3 @@ def _cached_wall(outs: list[Any], concurrency: int) -> float:
     if not cached:
         return 0.0
     return sum(cached) / min(max(1, concurrency), len(outs))
-
-
-def _metrics_of(
-    result: SuiteResult, n: int
-) -> tuple[dict[str, float | None], dict[str, list[float | None]]]:
-    """``metric.value -> number`` and the per-sample scores (those covering all ``n`` samples) of one
-    suite result."""
-    metrics = {f"{mname}.{vname}": v for mname, m in result.metrics.items() for vname, v in m.values.items()}
-    per_sample = {name: scores for name, scores in result.per_sample().items() if len(scores) == n}
-    return metrics, per_sample
-
