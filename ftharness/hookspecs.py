@@ -126,6 +126,13 @@ class Trainer(Protocol):
     and the training itself check a candidate's hyperparameters against this class and no other
     (:func:`ftharness.training.spec.validate_candidate`), and ``train`` receives them typed, defaults filled,
     as ``job.hyperparameters``. A trainer without it accepts no hyperparameters.
+
+    Optional: ``plan_inputs(method, hyperparameters) -> dict | None``, the planner's request fields
+    (:class:`ftharness.planner.PlanRequest`: ``method`` as the planner models it, ``rank``, ``targets``,
+    ``batch_size``, ``epochs``, ``student``, ``adapter``...; ``block_size`` for a corpus) for a candidate
+    trained with those typed hyperparameters; :func:`ftharness.hyperparameters.planner_inputs` reads the shared
+    bases' fields. ``compare`` plans each candidate from it; None, or a trainer without it, means the planner
+    has no memory model for the training (the record says no plan was made).
     """
 
     name: str
@@ -267,8 +274,8 @@ class Served(Protocol):
 
     Optional members the core uses when a served model has them:
 
-    - ``merged_latency(conversations, settings) -> MergedLatency | None``: the same prompts with a LoRA
-      adapter attached, then merged (the local engine);
+    - ``merged_latency(conversations, settings) -> dict | None``: the same prompts with a LoRA adapter
+      attached, then merged (the local engine), as the fields of the report's ``MergedLatency``;
     - ``concurrency``: requests in flight at once (cached rows' wall time is spread over it).
     """
 
@@ -298,9 +305,10 @@ class Engine(Protocol):
     (without ``kind``) strictly into the engine's typed settings, raising ``BadInput`` naming ``source`` and
     ``field``. Called when the task is loaded; what it returns is ``target.settings``. An engine without it
     takes no settings. ``enforces_schema(settings) -> bool``: False refuses a schema-constrained option at
-    load (an engine without it is trusted to). ``usage(settings, rows) -> EndpointUsage``: what generated
+    load (an engine without it is trusted to). ``usage(settings, rows) -> dict``: what generated
     rows (dicts with ``prompt_tokens``, ``new_tokens``, ``cached``, ``attempts``, ``usage``, ``cut``) cost at
-    the server's stated token prices (a hosted endpoint); asked without starting the engine.
+    the server's stated token prices (a hosted endpoint), as the fields of the report's ``EndpointUsage``;
+    asked without starting the engine.
     """
 
     name: str

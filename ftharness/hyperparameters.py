@@ -20,7 +20,7 @@ that is why these bases sit in the foundation layer (docs/layers.md), below the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from ftharness.typed import spec
 
@@ -124,3 +124,16 @@ class PromptLearningSettings:
     """PEFT prefix / prompt tuning."""
 
     num_virtual_tokens: int = spec(20, ge=1, source=LESTER_2021, help="virtual tokens prepended to every row")
+
+
+def planner_inputs(hp: Any) -> dict[str, Any]:
+    """The planner's request fields (``ftharness.planner.PlanRequest``) that the shared bases carry: batch
+    size and epochs of :class:`TrainingHyperparameters`, rank and target modules of :class:`LoraSettings`.
+    What a trainer's ``plan_inputs`` starts from; the planner's own defaults stand for the rest."""
+    out: dict[str, Any] = {}
+    if isinstance(hp, TrainingHyperparameters):
+        out.update(batch_size=hp.batch_size, epochs=hp.epochs)
+    if isinstance(hp, LoraSettings):
+        targets = hp.target_modules
+        out.update(rank=hp.r, targets=",".join(targets) if isinstance(targets, list) else targets)
+    return out

@@ -44,11 +44,11 @@ class LocalServed:
         merge_adapter(self.weights)  # served as deployed (a no-op once merged, or for what cannot merge)
         return self._generate(conversations, settings)
 
-    def merged_latency(self, conversations: list[list[dict[str, str]]], settings: Any) -> Any:
+    def merged_latency(self, conversations: list[list[dict[str, str]]], settings: Any) -> dict[str, Any] | None:
         """Latency of the same prompts with the adapter attached, then merged into the weights (the model is
-        left merged, as it is served); None for a model without an adapter that merges."""
+        left merged, as it is served), as the fields of the report's ``MergedLatency``; None for a model
+        without an adapter that merges."""
         from ftharness.models.loading import merge_adapter
-        from ftharness.report.records import MergedLatency
 
         lm = self.weights
         if not conversations or getattr(lm, "adapter", None) is None or lm.merged \
@@ -62,9 +62,9 @@ class LocalServed:
         merged = self._generate(conversations, settings)
         merged_s = time.perf_counter() - t0
         n = len(conversations)
-        return MergedLatency(n=n, adapter_latency_s_mean=adapter_s / n, merged_latency_s_mean=merged_s / n,
-                             adapter_wall_s=adapter_s, merged_wall_s=merged_s,
-                             same_outputs=[a.text for a in attached] == [b.text for b in merged])
+        return {"n": n, "adapter_latency_s_mean": adapter_s / n, "merged_latency_s_mean": merged_s / n,
+                "adapter_wall_s": adapter_s, "merged_wall_s": merged_s,
+                "same_outputs": [a.text for a in attached] == [b.text for b in merged]}
 
     def record(self) -> dict[str, Any]:
         served = ("merged" if getattr(self.weights, "merged", False) else "as trained") if self.trained else "base model"

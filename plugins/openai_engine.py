@@ -53,29 +53,28 @@ class OpenAIEngine:
         check_endpoint(config, file=source, field=field)
         return config
 
-    def usage(self, settings: Any, rows: list[dict[str, Any]]) -> Any:
-        """What the rows cost at the endpoint's stated prices, from the server's usage counts."""
-        from ftharness.report.records import EndpointUsage
-
+    def usage(self, settings: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """What the rows cost at the endpoint's stated prices, from the server's usage counts (the fields of
+        the report's ``EndpointUsage``)."""
         e = settings
         tokens_in = sum(r["prompt_tokens"] for r in rows)
         tokens_out = sum(r["new_tokens"] for r in rows)
         usd = (tokens_in * e.price_per_million_input + tokens_out * e.price_per_million_output) / 1e6
-        return EndpointUsage(
-            base_url=e.base_url,
-            model=e.model,
-            requests=len(rows),
-            cached=sum(1 for r in rows if r.get("cached")),
-            attempts=sum(int(r.get("attempts", 1)) for r in rows),
-            without_usage=sum(1 for r in rows if not r.get("usage", True)),
-            cut=sum(1 for r in rows if r.get("cut")),
-            input_tokens=tokens_in,
-            output_tokens=tokens_out,
-            price_per_million_input=e.price_per_million_input,
-            price_per_million_output=e.price_per_million_output,
-            usd=usd,
-            usd_per_1k_requests=usd / len(rows) * 1000 if rows else 0.0,
-        )
+        return {
+            "base_url": e.base_url,
+            "model": e.model,
+            "requests": len(rows),
+            "cached": sum(1 for r in rows if r.get("cached")),
+            "attempts": sum(int(r.get("attempts", 1)) for r in rows),
+            "without_usage": sum(1 for r in rows if not r.get("usage", True)),
+            "cut": sum(1 for r in rows if r.get("cut")),
+            "input_tokens": tokens_in,
+            "output_tokens": tokens_out,
+            "price_per_million_input": e.price_per_million_input,
+            "price_per_million_output": e.price_per_million_output,
+            "usd": usd,
+            "usd_per_1k_requests": usd / len(rows) * 1000 if rows else 0.0,
+        }
 
     def start(self, target: Any) -> EndpointServed:
         return EndpointServed(target.settings, target.file, target.field)

@@ -29,6 +29,7 @@ from ftharness.hyperparameters import (
     PromptLearningSettings,
     SftHyperparameters,
     TrainingHyperparameters,
+    planner_inputs,
 )
 from ftharness.training.sequences import MAX_DEFAULT_BLOCK, RUN_CLM
 from ftharness.training.trainer import missing_training_libraries
@@ -183,6 +184,18 @@ class PeftTrainer:
 
     def hyperparameters(self, method: str) -> type:
         return HYPERPARAMETERS[method]
+
+    def plan_inputs(self, method: str, hp: Any) -> dict[str, Any] | None:
+        """The planner's inputs for ``method`` trained with ``hp``; None for partial finetuning (the planner has
+        no memory model for a chosen subset of layers)."""
+        if method == "partial":
+            return None
+        inputs = {"method": method, **planner_inputs(hp)}
+        if method == "distill":  # planned as the training it is: the student's (labelling is measured)
+            inputs["student"] = hp.student
+        if method == CONTINUED_PRETRAINING:
+            inputs.update(adapter=hp.adapter, block_size=hp.block_size)
+        return inputs
 
     def unavailable_reason(self, method: str | None = None) -> str | None:
         missing = missing_training_libraries()

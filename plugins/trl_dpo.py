@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ftharness.hookspecs import Method, hookimpl
-from ftharness.hyperparameters import LoraSettings, TrainingHyperparameters
+from ftharness.hyperparameters import LoraSettings, TrainingHyperparameters, planner_inputs
 from ftharness.training.trainer import missing_training_libraries
 from ftharness.typed import like, spec
 
@@ -45,6 +45,10 @@ class DpoTrainer:
 
     def hyperparameters(self, method: str) -> type:
         return DpoHyperparameters
+
+    def plan_inputs(self, method: str, hp: Any) -> dict[str, Any]:
+        """The planner's inputs: DPO through a LoRA adapter (the reference is the adapter-disabled model)."""
+        return {"method": "dpo", "dpo_base": "lora", **planner_inputs(hp)}
 
     def unavailable_reason(self, method: str | None = None) -> str | None:
         return missing_training_libraries()

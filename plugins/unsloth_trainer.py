@@ -22,6 +22,7 @@ from ftharness_plugins.peft_trainer import METHODS as PEFT_METHODS
 from ftharness_plugins.peft_trainer import LoraHyperparameters
 
 from ftharness.hookspecs import hookimpl
+from ftharness.hyperparameters import planner_inputs
 
 # Unsloth takes module names; "all-linear" in a spec means the attention and MLP projections of a
 # Llama-style block (what PEFT's "all-linear" selects on these architectures, lm_head excluded).
@@ -37,6 +38,10 @@ class UnslothTrainer:
     def hyperparameters(self, method: str) -> type:
         """PEFT's LoRA settings for both methods: Unsloth picks the compute dtype of its 4-bit base itself."""
         return LoraHyperparameters
+
+    def plan_inputs(self, method: str, hp: Any) -> dict[str, Any]:
+        """The planner's inputs: PEFT's LoRA or QLoRA memory model (Unsloth's own kernels save more)."""
+        return {"method": method, **planner_inputs(hp)}
 
     def unavailable_reason(self, method: str | None = None) -> str | None:
         if importlib.util.find_spec("unsloth") is None:

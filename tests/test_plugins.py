@@ -385,3 +385,31 @@ def test_advice_names_the_trainer_that_trains_the_method():
                         prompting_exhausted=True))
     assert a.method == "dpo"
     assert any("`{trainer: trl-dpo, method: dpo}` candidate" in s for s in a.next_steps), a.next_steps
+
+
+def test_a_trainer_supplies_the_planner_s_inputs_and_without_them_there_is_no_plan(registry, tmp_path):
+    """compare plans a candidate from what its trainer's plan_inputs gives: a plugin method planned as LoRA
+    with the rank it trains with; a trainer without plan_inputs gets no plan (and no guess)."""
+    import types as _types
+
+    from ftharness.compare.backend import Backend, LoadedData
+    from ftharness.compare.task import CandidateEntry
+
+    class Planned(EchoTrainer):
+        name = "planned"
+
+        def plan_inputs(self, method, hp):
+            return {"method": "lora", "rank": 4, "targets": "q_proj", "batch_size": 2, "epochs": 1.0}
+
+    registry.add_plugin(Provides(Planned()), name="planned-plugin")
+    registry.add_plugin(Provides(EchoTrainer()), name="echo-plugin")
+    data = LoadedData(train=[0] * 10, eval=[0] * 4, fit=[0] * 10)
+    for trainer, planned in (("planned", True), ("echo", False)):
+        entry = CandidateEntry(name="c", trainer=trainer, method="echo-lora")
+        task = _types.SimpleNamespace(hyperparameters={"c": None}, spec=_types.SimpleNamespace(
+            base_model=None, decision=_types.SimpleNamespace(gpu=None)))
+        option = _types.SimpleNamespace(entry=entry, spec={"data": "train"})
+        plan = Backend(task).plan(option, data, seq_len=128)
+        assert (plan is not None) == planned
+        if planned:  # rank 4 on q_proj alone: far fewer trainable parameters than the default rank 16 everywhere
+            assert plan["method"] == "lora" and 0 < plan["trainable_params"] < 1e6

@@ -179,7 +179,7 @@ class Artifacts:
 
         choice = self.task.engines.get(option.name) or EngineChoice(DEFAULT_ENGINE)
         price = getattr(get_plugins().engine(choice.name), "usage", None)
-        return price(choice.settings, rows) if callable(price) else None
+        return from_json(EndpointUsage, price(choice.settings, rows)) if callable(price) else None
 
     def _labelling_price(self, teacher: Option, rows: list[dict[str, Any]]) -> dict[str, Any]:
         """``usd`` and ``price_basis`` of a Distillation record: the teacher's tokens at its server's stated

@@ -45,6 +45,9 @@ class LoadedData:
 
 
 def options_of(task: Task) -> list[Option]:
+    """Every baseline and candidate with its spec: what it is, as written, with its seed, a candidate's data
+    kind and the engine it is served by (``engine``: left out for the local engine, so the spec and the
+    evaluation key of an option on it are as before engines)."""
     out = []
     for b in task.spec.baselines:
         spec = dataclasses.asdict(b)
@@ -52,6 +55,7 @@ def options_of(task: Task) -> list[Option]:
             spec.pop("shots")
             spec.pop("endpoint")
         spec["seed"] = task.spec.seed if b.seed is None else b.seed
+        _engine(spec, task, b.name)
         out.append(Option(b.name, "baseline", b, spec))
     for c in task.candidates:
         spec = dataclasses.asdict(c)
@@ -61,8 +65,16 @@ def options_of(task: Task) -> list[Option]:
                 spec.pop(name)
         spec["seed"] = task.spec.seed if c.seed is None else c.seed
         spec["data"] = data_kind(c)
+        _engine(spec, task, c.name)
         out.append(Option(c.name, "candidate", c, spec))
     return out
+
+
+def _engine(spec: dict[str, Any], task: Task, name: str) -> None:
+    choice = task.engines.get(name)
+    spec.pop("engine", None)
+    if choice is not None and choice.written is not None:
+        spec["engine"] = choice.written
 
 
 def task_hash(task: Task) -> str:
@@ -327,21 +339,19 @@ class Backend:
 
     # cost and memory -------------------------------------------------------------------------
     def plan(self, option: Option, data: LoadedData, seq_len: int) -> dict[str, Any] | None:
-        """The planner's estimate for the candidate as trained here (fp32 on CPU); None for a method the
-        planner has no memory model for."""
+        """The planner's estimate for the candidate as trained here (fp32 on CPU), from the inputs its trainer
+        supplies for its method and typed hyperparameters (the trainer's ``plan_inputs``); None when the
+        trainer supplies none (no memory model for the method)."""
         from ftharness.models.loading import local_model_dir
         from ftharness.planner import PlanRequest, estimate
-        from ftharness.planner.memory import MODELLED_METHODS
+        from ftharness.plugins import get_plugins
 
         c = option.entry
-        if c.method not in MODELLED_METHODS:
+        supply = getattr(get_plugins().trainer(c.trainer).obj, "plan_inputs", None)
+        inputs = supply(c.method, self.task.hyperparameters[c.name]) if callable(supply) else None
+        if inputs is None:
             return None
-        # the values the trainer trains with (its contract's defaults filled in); a trainer whose class has
-        # no such field is planned with the planner's own default
-        hp = self.task.hyperparameters[c.name]
-        targets = getattr(hp, "target_modules", None) or "all-linear"
-        if isinstance(targets, list):
-            targets = ",".join(targets)
+        block_size = inputs.pop("block_size", None)
         config = local_model_dir(self._base_spec()) / "config.json"
         amount: dict[str, Any] = {"seq_len": seq_len}
         if option.spec["data"] == "corpus":  # packed blocks of the corpus's tokens, counted as training packs them
@@ -350,24 +360,11 @@ class Backend:
 
             positions = max_positions(json.loads(config.read_text(encoding="utf-8")))
             tokenizer = self.base_model().tokenizer
-            amount = {"seq_len": resolve_block_size(getattr(hp, "block_size", None), positions),
-                      "corpus_tokens": sum(len(document_ids(tokenizer, d.completion)) for d in data.corpus.examples),
-                      "adapter": getattr(hp, "adapter", "lora")}
+            amount = {"seq_len": resolve_block_size(block_size, positions),
+                      "corpus_tokens": sum(len(document_ids(tokenizer, d.completion)) for d in data.corpus.examples)}
         else:
             amount["examples"] = len(data.preference if option.spec["data"] == "preference" else data.fit)
-        if hasattr(hp, "student"):  # a distilled student is planned as the training it is (labelling is measured)
-            amount["student"] = hp.student
-        req = PlanRequest(
-            model=str(config),
-            method=c.method,
-            rank=getattr(hp, "r", 16),
-            targets=targets,
-            precision="fp32",
-            batch_size=getattr(hp, "batch_size", 8),
-            epochs=getattr(hp, "epochs", 1.0),
-            gpu=self.task.spec.decision.gpu,
-            **amount,
-        )
+        req = PlanRequest(model=str(config), precision="fp32", gpu=self.task.spec.decision.gpu, **amount, **inputs)
         return estimate(req).to_dict()
 
     def environment(self) -> dict[str, Any]:

@@ -56,6 +56,7 @@ from ftharness.report.records import (
     DataFile,
     Distillation,
     EngineRecord,
+    MergedLatency,
     OptionRecord,
     Phase,
     Selection,
@@ -258,8 +259,8 @@ class Experiment(Sweeps, Artifacts, Scoring):
             n = self.task.spec.decision.merged_latency_prompts
             if option.kind == "candidate" and n and hasattr(served, "merged_latency"):
                 with self.phases("merged latency", option.name):  # attached first, then merged, as it is served
-                    merged = attempt(lambda: served.merged_latency(conversations[:n], settings), MERGED_LATENCY,
-                                     unavailable)
+                    merged = attempt(lambda: _record_of(MergedLatency, served.merged_latency(conversations[:n], settings)),
+                                     MERGED_LATENCY, unavailable)
             with self.phases("generate", option.name):
                 gens, gen_wall = self._generate_streaming(
                     option, conversations, lambda batch: served.generate(batch, settings), key, hits,
@@ -361,6 +362,11 @@ def attempt(fn: Callable[[], Any], what: str, unavailable: dict[str, str]) -> An
         unavailable[what] = f"{type(e).__name__}: {e}"
         ui.warn(f"{what} unavailable: {unavailable[what]}")
         return None
+
+
+def _record_of(cls: type, fields: dict[str, Any] | None) -> Any:
+    """A report record from the fields a plugin returned (plugins sit below the reports and return dicts)."""
+    return None if fields is None else from_json(cls, fields)
 
 
 def _cached_wall(outs: list[Any], concurrency: int) -> float:

@@ -29,7 +29,9 @@ class EngineChoice:
 
     name: str
     settings: Any = None
-    written: dict[str, Any] | None = None  # the settings as the task file wrote them (part of the option's spec)
+    # as the task file wrote it (a name, or {kind, ...settings}); None for the default local engine. It joins
+    # the option's spec, so an option served elsewhere is evaluated again
+    written: str | dict[str, Any] | None = None
 
 
 @dataclass
@@ -82,4 +84,5 @@ def engine_choice(written: str | dict[str, Any] | None, default: str | dict[str,
                        field=field)
     else:
         typed = None
-    return EngineChoice(name, typed, {"kind": name, **settings} if settings or name != DEFAULT_ENGINE else None)
+    written_as = {"kind": name, **settings} if settings else (name if name != DEFAULT_ENGINE else None)
+    return EngineChoice(name, typed, written_as)
