@@ -235,13 +235,18 @@ class Plugins:
     def entries(self, kind: str) -> dict[str, Entry]:
         return dict(self._entries[kind])
 
+    def entry(self, kind: str, name: str, *, file: Any = None, field: str | None = None) -> Entry:
+        """The registered ``kind`` named ``name``; BadInput listing the installed ones when there is none (as
+        lm-evaluation-harness's registry does for an unknown task)."""
+        entry = self._entries[kind].get(name)
+        if entry is None:
+            installed = ", ".join(sorted(self._entries[kind])) or "none"
+            raise BadInput(f"unknown {KINDS[kind].noun} {name!r}; installed: {installed}", file=file, field=field)
+        return entry
+
     def trainer(self, name: str, *, file: Any = None, field: str = "trainer") -> Entry:
         """The registered trainer ``name``; BadInput listing the installed ones when there is none."""
-        entry = self._entries["trainers"].get(name)
-        if entry is None:
-            installed = ", ".join(sorted(self._entries["trainers"])) or "none"
-            raise BadInput(f"unknown trainer {name!r}; installed: {installed}", file=file, field=field)
-        return entry
+        return self.entry("trainers", name, file=file, field=field)
 
     def training_method(self, trainer: str, method: str, *, start_from: bool = False, file: Any = None,
                         field_prefix: str = "") -> Method:
@@ -309,19 +314,11 @@ class Plugins:
 
     def retriever(self, name: str, *, file: Any = None, field: str = "retrieval.retriever") -> Any:
         """The registered retriever ``name``; BadInput listing the installed ones when there is none."""
-        entry = self._entries["retrievers"].get(name)
-        if entry is None:
-            installed = ", ".join(sorted(self._entries["retrievers"])) or "none"
-            raise BadInput(f"unknown retriever {name!r}; installed: {installed}", file=file, field=field)
-        return entry.obj
+        return self.entry("retrievers", name, file=file, field=field).obj
 
     def engine(self, name: str, *, file: Any = None, field: str = "engine") -> Any:
         """The registered engine ``name``; BadInput listing the installed ones when there is none."""
-        entry = self._entries["engines"].get(name)
-        if entry is None:
-            installed = ", ".join(sorted(self._entries["engines"])) or "none"
-            raise BadInput(f"unknown engine {name!r}; installed: {installed}", file=file, field=field)
-        return entry.obj
+        return self.entry("engines", name, file=file, field=field).obj
 
     # listing -------------------------------------------------------------------------------------
     def describe(self) -> list[dict[str, Any]]:

@@ -162,7 +162,7 @@ class ServerServed:
         schema = ("server: response_format json_schema" if self.settings.launcher == "vllm"
                   else "not enforced: transformers serve ignores response_format")
         return {"served": self.served if self.target.artifact is not None else "base model",
-                "url": self.config.base_url, "launcher": " ".join(self.command[:3]), "schema": schema,
+                "url": self.config.base_url, "launcher": f"{self.settings.launcher} serve", "schema": schema,
                 "weights": WEIGHTS, "concurrency": self.settings.concurrency, "log": str(self.log)}
 
     def close(self) -> None:

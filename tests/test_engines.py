@@ -98,6 +98,7 @@ def test_a_third_party_engine_is_one_plugin_and_compare_runs_with_it(tmp_path, c
     assert {"base", "trained"} <= set(served)
     lora = next(o for o in results["options"] if o["name"] == "lora")
     assert lora["engine"]["served"] == "as trained" and lora["spec"]["engine"] == "rules"
+    assert "engine: rules, as trained" in (tmp_path / "r" / "x" / "report.html").read_text()
 
 
 @pytest.mark.usefixtures("fake")
@@ -183,6 +184,7 @@ decision: {{metric: task.exact_match, bootstrap_samples: 100, merged_latency_pro
     by = {o["name"]: o for o in results["options"]}
     assert by["here"]["engine"]["name"] == "local" and by["there"]["engine"]["name"] == "server"
     assert by["there"]["engine"]["served"] == "merged" and by["there"]["engine"]["url"].startswith("http://127.0.0.1:")
+    assert by["there"]["engine"]["launcher"] == "transformers serve" and "in process" in by["there"]["engine"]["weights"]
     assert by["here"]["training"]["artifact"] == by["there"]["training"]["artifact"]  # one training
     outputs = {n: [json.loads(line)["output"] for line in (run / "samples" / f"{n}.jsonl").read_text().splitlines()]
                for n in ("here", "there")}

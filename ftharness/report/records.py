@@ -210,7 +210,8 @@ class EngineRecord:
                       "(response_format), or 'not enforced: WHY'")
     weights: str = doc("where the suites that read weights (forgetting) scored it, or why they cannot")
     url: str | None = doc("the server's API root (a started server: its loopback address)", default=None)
-    launcher: str | None = doc("the command that started the server (a started server)", default=None)
+    launcher: str | None = doc("what started the server (a started server: `transformers serve`, `vllm serve`)",
+                               default=None)
     concurrency: int | None = doc("requests in flight at once (a server)", default=None)
     log: str | None = doc("the started server's log file", default=None)
 
