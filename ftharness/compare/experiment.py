@@ -98,7 +98,6 @@ class Experiment(Sweeps, Artifacts, Scoring):
         self._shared_suites: dict[str, SuiteResult] = {}
         self.events: list[str] = []  # what was reused / computed, for the terminal and tests
         self.phases = Phases()
-        self._base_loaded = False
         self.retrieval = Retrieval(task, self.backend, self.phases, self.events)
 
     # engines ---------------------------------------------------------------------------------
@@ -120,9 +119,15 @@ class Experiment(Sweeps, Artifacts, Scoring):
             served.close()
 
     def engine_record(self, option: Option, served: Any) -> EngineRecord:
-        """How the option's engine served it, for the report."""
+        """How the option's engine served it, for the report (the fields of ``record()`` the record has; an
+        engine's own extras are left out)."""
         choice = self.task.engines.get(option.name) or EngineChoice(DEFAULT_ENGINE)
-        return from_json(EngineRecord, {"name": choice.name, **served.record()})
+        known = {f.name for f in dataclasses.fields(EngineRecord)}
+        fields = {k: v for k, v in served.record().items() if k in known}
+        fields.setdefault("served", "unknown")
+        fields.setdefault("schema", "unknown")
+        fields.setdefault("weights", "in process" if served.weights_reason is None else served.weights_reason)
+        return from_json(EngineRecord, {**fields, "name": choice.name})
 
     # keys ------------------------------------------------------------------------------------
     def eval_key(self, option: Option, options: dict[str, Option], suites: list[Any]) -> str:
@@ -275,7 +280,7 @@ class Experiment(Sweeps, Artifacts, Scoring):
             training=training, plan=plan, merged_latency=merged, unavailable=unavailable,
             distillation=self._distillation.get(option.name),
             retrieval=self.retrieval.record(option), engine=engine,
-            served=engine.served if option.kind == "candidate" else None,
+            served=engine.served if option.kind == "candidate" and engine.served in ("merged", "as trained") else None,
         )
 
     def _samples(self, examples: list[Any], gens: list[dict[str, Any]],
