@@ -24,3 +24,4 @@ bench:
 	.venv/bin/python benchmarks/train.py
 	.venv/bin/python -m pip install -q "rank-bm25>=0.2" "tantivy>=0.22"  # the libraries bm25s is measured against
 	.venv/bin/python benchmarks/retrieval.py
+	.venv/bin/python benchmarks/served_engine.py

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -26,8 +25,9 @@ def main() -> int:
     parser.add_argument("--out", default=None, help="the reports folder (default: a temporary one)")
     args = parser.parse_args()
     out = Path(args.out or tempfile.mkdtemp(prefix="served-engine-"))
-    code = subprocess.call([sys.executable, "-m", "ftharness.cli", "compare", str(TASK), "--out", str(out),
-                            "--run-id", "served", "--no-progress"])
+    from ftharness.cli import main as ftharness
+
+    code = ftharness(["compare", str(TASK), "--out", str(out), "--run-id", "served", "--no-progress"])
     run = out / "served"
     if code not in (0, 1) or not (run / "results.json").is_file():
         print(f"compare exited {code}; see {run}", file=sys.stderr)

@@ -95,7 +95,7 @@ def merged_folder(target: Any) -> Path:
     moved, so a kill leaves no half-written one)."""
     art = target.artifact
     if art is None:
-        return Path(target.base_folder)
+        return Path(target.base_folder())
     if getattr(art, "kind", "adapter") != "adapter":
         return Path(art.path)
     out = Path(art.path) / MERGED_FOLDER
@@ -127,7 +127,7 @@ class ServerServed:
         self.target, self.settings = target, settings
         adapter = None
         if settings.adapter and target.artifact is not None:
-            folder, adapter = Path(target.base_folder), Path(target.artifact.path)
+            folder, adapter = Path(target.base_folder()), Path(target.artifact.path)
         else:
             folder = merged_folder(target)
         port = free_port()

@@ -212,14 +212,17 @@ class Backend:
         the base model (``artifact`` None) or a trained candidate, with loaders it calls only if it needs
         the weights here or a folder of them."""
         from ftharness.models.engines import EngineTarget
-        from ftharness.models.loading import local_model_dir
 
-        base = local_model_dir(self._base_spec())
+        def base() -> Path:
+            from ftharness.models.loading import local_model_dir
+
+            return local_model_dir(self._base_spec())
+
         return EngineTarget(
             option=name,
             settings=settings,
             load=self.base_model if artifact is None else (lambda: self.load_trained(artifact)),
-            folder=(lambda: base) if artifact is None else (lambda: Path(artifact.path)),
+            folder=base if artifact is None else (lambda: Path(artifact.path)),
             artifact=artifact,
             base_folder=base,
             work_dir=work_dir,

@@ -51,7 +51,9 @@ class EngineTarget:
     # merged and saved; None as for ``load``
     folder: Callable[[], Path] | None = None
     artifact: Any | None = None  # the trained candidate (ftharness.training.run.Artifact); None: the base model
-    base_folder: Path | None = None  # the base model's folder (what an engine serving base + adapter loads)
+    # the base model's folder (what an engine serving base + adapter loads); called only when needed (a GGUF
+    # base is converted the first time it is asked for)
+    base_folder: Callable[[], Path] | None = None
     work_dir: Path | None = None  # where the engine may write (a started server's log)
     file: Path | None = None  # the task file, for errors
     field: str = "engine"  # the option's engine field, for errors
