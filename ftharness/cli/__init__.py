@@ -19,7 +19,7 @@ import sys
 from ftharness import __version__
 from ftharness.errors import FtharnessError, exit_code, from_os_error
 
-SUBCOMMANDS = ("advise", "plan", "compare", "eval", "train", "data", "plugins")
+SUBCOMMANDS = ("advise", "plan", "compare", "eval", "train", "data", "plugins", "runs", "diff")
 
 
 class _Parser(argparse.ArgumentParser):

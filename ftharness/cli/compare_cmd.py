@@ -34,6 +34,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="reports", help="where run folders go (default: reports/)")
     p.add_argument("--json", action="store_true", help="print results.json on stdout and nothing else there")
     p.add_argument("--no-progress", action="store_true", help="no progress bars or status lines on stderr")
+    p.add_argument("--against", default=None, metavar="RUN",
+                   help="then diff this run against RUN (a run id under --out, or a run folder: the one shipped); "
+                        "the diff is written to the run folder as diff.json and diff.xml")
+    p.add_argument("--fail-on-regression", action="append", default=[], metavar="METRIC.VALUE:THRESHOLD",
+                   help="with --against: exit 1 when this run is worse than RUN on the metric by more than "
+                        "THRESHOLD, outside the noise (repeatable)")
     p.set_defaults(func=run)
 
 
@@ -43,7 +49,14 @@ def run(args: argparse.Namespace) -> int:
     from ftharness.compare.run import run_compare
     from ftharness.jsonrecord import to_json
 
+    if args.fail_on_regression and not args.against:
+        from ftharness.errors import BadInput
+
+        raise BadInput("--fail-on-regression compares with an earlier run: name it with --against RUN",
+                       field="--fail-on-regression")
+    against = _against(args) if args.against else None  # a bad reference is found before any work
     outcome = run_compare(args.task, out=args.out, run_id=args.run_id, resume=args.resume)
+    regressed = against(outcome.run.root) if against else False
     if args.json:
         print_json(to_json(outcome.results))
     else:
@@ -52,4 +65,36 @@ def run(args: argparse.Namespace) -> int:
 
         print_summary(outcome.results, str(outcome.report_path), console=console())
         render(advice_for_results(outcome.results, outcome.run.root / "results.json"), brief=True)
-    return outcome.exit_code
+    return max(outcome.exit_code, 1 if regressed else 0)
+
+
+def _against(args: argparse.Namespace):  # noqa: ANN202 - returns the step to run once the comparison is done
+    """Check ``--against`` and ``--fail-on-regression`` now; return the diff to make after the run: it writes
+    diff.json and diff.xml into the new run's folder, prints the diff (not with --json) and says whether it
+    found a regression."""
+    from ftharness.compare.diff import (
+        check_thresholds,
+        diff_junit,
+        diff_runs,
+        load_run,
+        parse_thresholds,
+        resolve_run,
+    )
+    from ftharness.io import atomic_write_text, json_text
+    from ftharness.jsonrecord import to_json
+
+    thresholds = parse_thresholds(args.fail_on_regression)
+    reference = load_run(resolve_run(args.against, reports=args.out))
+    check_thresholds(reference, thresholds)
+
+    def step(folder) -> bool:  # noqa: ANN001 - the new run's folder
+        result = diff_runs(reference, load_run(folder), thresholds=thresholds)
+        atomic_write_text(folder / "diff.json", json_text(to_json(result)))
+        atomic_write_text(folder / "diff.xml", diff_junit(result))
+        if not args.json:
+            from ftharness.cli.diff_cmd import print_diff
+
+            print_diff(result)
+        return bool(result.regressions)
+
+    return step

@@ -77,6 +77,9 @@ def run(args: argparse.Namespace) -> int:
         evaluation = evaluate_model(suite, lm, data, base_lm=base, instruction=instruction, schema=schema,
                                     limit=args.limit, generation=settings)
     path = write_results(evaluation, args.out)
+    from ftharness.report.history import remember_run
+
+    remember_run(path.parent)
     if args.json:
         from ftharness.cli.render import print_json
         from ftharness.jsonrecord import to_json

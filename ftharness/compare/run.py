@@ -17,6 +17,7 @@ from ftharness.compare.task import Task, load_task
 from ftharness.errors import INTERNAL_ERROR, exit_code
 from ftharness.io import read_jsonl
 from ftharness.jsonrecord import from_json, to_json
+from ftharness.report.history import remember_run
 from ftharness.report.records import Decision, Interval, OptionRecord, PairedComparison
 from ftharness.report.results import CompareResults, Constraints, Settings, Timing, side_by_side, task_record
 from ftharness.report.run_dir import RunDir, open_run
@@ -179,7 +180,9 @@ def _run(
     run.write("junit.xml", junit_xml(results))
     run.write("report.html", render_html(results))
     run.finish()
+    remember_run(run.root)
     return CompareOutcome(results=results, run=run)
+
 
 
 def _constraints(task: Task, backend: Any, unavailable: dict[str, str]) -> dict[str, Any] | None:
