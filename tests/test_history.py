@@ -50,6 +50,9 @@ def test_two_runs_are_recorded_and_diffed_with_intervals_and_a_regression_exit(t
     _compare(tmp_path, "b", capsys)
     history = history_path(tmp_path / "r")
     assert [e.run_id for e in list_runs(history)] == ["a", "b"]
+    html = (tmp_path / "r" / "b" / "report.html").read_text()  # the trend of the decision metric: a, then b
+    assert "across this task's runs" in html and "runs: a, b" in html
+    assert "across this task's runs" not in (tmp_path / "r" / "a" / "report.html").read_text()
     assert main(["runs", "--reports", str(tmp_path / "r"), "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [r["run_id"] for r in listed] == ["a", "b"] and listed[0]["summary"]["options"]["lora"]["passed"]

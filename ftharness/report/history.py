@@ -178,6 +178,22 @@ def remember_run(folder: Path) -> None:
         ui.warn(f"the run is not in the history: {e}; `ftharness runs import {Path(folder).parent}` adds it")
 
 
+def earlier_runs(reports: str | Path, task: str, *, history: str | Path | None = None) -> list[RunEntry]:
+    """The task's runs in the history beside ``reports`` (oldest first), for the report's trend; none when
+    there is no history or it cannot be read (the report is drawn without the trend, with a warning)."""
+    from ftharness import ui
+    from ftharness.errors import FtharnessError
+
+    path = history_path(reports, history)
+    if not path.is_file():
+        return []
+    try:
+        return list_runs(path, task=task)
+    except FtharnessError as e:
+        ui.warn(f"the report has no trend: {e}")
+        return []
+
+
 def _write(con: sqlite3.Connection, entry: RunEntry) -> None:
     con.execute("BEGIN IMMEDIATE")
     try:

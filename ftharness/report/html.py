@@ -274,12 +274,46 @@ def sweep_chart(s: Selection, x_metric: str, width: int = 420, height: int = 260
     }
 
 
+def trend_chart(results: CompareResults, earlier: list[Any], width: int = 420, height: int = 240
+                ) -> dict[str, Any] | None:
+    """Each option's decision metric across the task's earlier runs (history entries, oldest first) and this
+    one: a slow drift shows before a gate fails. None without an earlier run that measured it."""
+    metric = results.decision.metric
+    runs = [(e.run_id, e.summary.get("options", {})) for e in earlier if e.run_id != results.run_id]
+    runs.append((results.run_id, {o.name: o.metrics for o in results.options}))
+    series = []
+    for i, o in enumerate(results.options):
+        pts = [(j, float(v)) for j, (_, opts) in enumerate(runs)
+               if isinstance(v := opts.get(o.name, {}).get(metric), int | float) and math.isfinite(v)]
+        if len(pts) > 1:
+            series.append({"name": o.name, "pts": pts, "colour": PALETTE[i % len(PALETTE)]})
+    if not series:
+        return None
+    left, bottom, top, right = 50, 36, 16, 20
+    iw, ih = width - left - right, height - top - bottom
+    xmax = max(1, len(runs) - 1)
+    ys = [y for s_ in series for _, y in s_["pts"]]
+    y0, y1 = min(0.0, *ys), max(ys) or 1.0
+    y1 = y1 if y1 > y0 else y0 + 1.0
+    for s_ in series:
+        s_["points"] = " ".join(f"{left + iw * x / xmax:.1f},{top + ih * (1 - (y - y0) / (y1 - y0)):.1f}"
+                                for x, y in s_["pts"])
+        s_["last"] = s_["pts"][-1][1]
+        del s_["pts"]
+    return {
+        "width": width, "height": height, "series": series, "left": left, "top": top, "iw": iw, "ih": ih,
+        "metric": metric, "runs": [r for r, _ in runs],
+        "x_ticks": [{"x": round(left + iw * j / xmax, 1), "label": str(j + 1)} for j in range(len(runs))][-12:],
+        "y_ticks": [{"y": round(top + ih * (1 - f), 1), "label": f"{y0 + (y1 - y0) * f:.2g}"} for f in (0, 0.5, 1)],
+    }
+
+
 def gate_label(g: Any) -> str:
     """'format.parse_rate >= 0.98': a gate as its column names it."""
     return f"{g.name} {g.op} {g.threshold:g}"
 
 
-def view_model(results: CompareResults) -> dict[str, Any]:
+def view_model(results: CompareResults, earlier: list[Any] | None = None) -> dict[str, Any]:
     options = results.options
     decision = results.decision
     metric = decision.metric
@@ -331,6 +365,7 @@ def view_model(results: CompareResults) -> dict[str, Any]:
         "charts": charts,
         "scatter": scatter(options, metric),
         "loss": loss_chart(options),
+        "trend": trend_chart(results, earlier or []),
         "gate_names": gate_names,
         "gate_grid": gate_grid,
         "slice_tables": slice_tables,
@@ -355,7 +390,8 @@ def _plugin_html(section: Any, results: dict[str, Any]) -> Any:
     return Markup(section.render(results))  # noqa: S704 - plugin-rendered, documented as escaped
 
 
-def render_html(results: CompareResults) -> str:
+def render_html(results: CompareResults, earlier: list[Any] | None = None) -> str:
+    """report.html; ``earlier``: the task's earlier runs from the history (oldest first), for the trend."""
     from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
     from ftharness.paths import package_data
@@ -367,4 +403,4 @@ def render_html(results: CompareResults) -> str:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    return env.get_template("report.html.j2").render(**view_model(results))
+    return env.get_template("report.html.j2").render(**view_model(results, earlier))
