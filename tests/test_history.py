@@ -228,3 +228,28 @@ def test_two_writers_at_once_both_land(tmp_path):
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
     ids = {e.run_id for e in list_runs(path)}
     assert len(ids) == 50 and {f"x-{i}" for i in range(25)} <= ids and {f"y-{i}" for i in range(25)} <= ids
+
+
+@pytest.mark.usefixtures("fake")
+def test_a_history_locked_past_the_timeout_is_one_line_and_loses_nothing(tmp_path, capsys, monkeypatch):
+    import ftharness.report.history as history_mod
+
+    _compare(tmp_path, "a", capsys)
+    path = history_path(tmp_path / "r")
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sqlite3, sys, time
+        con = sqlite3.connect({str(path)!r}, isolation_level=None)
+        con.execute("BEGIN EXCLUSIVE")
+        print("held", flush=True)
+        time.sleep(60)
+    """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        monkeypatch.setattr(history_mod, "BUSY_TIMEOUT_S", 0.5)
+        assert main(["runs", "import", str(tmp_path / "r")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "locked by another process" in err, err
+    finally:
+        holder.kill()
+        holder.wait()
+    assert [e.run_id for e in list_runs(path)] == ["a"]  # what was there is still there
