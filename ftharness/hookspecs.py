@@ -18,7 +18,8 @@ What a plugin registers, by hook:
 - ``register_retrievers``: :class:`Retriever` objects, which index a knowledge base's chunks into a
   :class:`RetrievalIndex`;
 - ``register_engines``: :class:`Engine` objects, which serve an option's model (:class:`Served`) and
-  generate its answers.
+  generate its answers;
+- ``register_trackers``: :class:`Tracker` objects, which log a finished run to an experiment tracker.
 
 The types these Protocols name (a trainer's ``TrainJob`` and ``TrainResult`` from
 :mod:`ftharness.training.trainer`, a metric's ``MetricContext`` and ``MetricResult`` from
@@ -53,6 +54,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_check
 import pluggy
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ftharness.models.engines import EngineTarget
     from ftharness.models.generation import Generation, GenerationSettings
     from ftharness.suites.metric import MetricContext, MetricResult
@@ -318,6 +321,32 @@ class Engine(Protocol):
     def start(self, target: EngineTarget) -> Served: ...
 
 
+@runtime_checkable
+class Tracker(Protocol):
+    """What a tracker plugin registers: where a finished run is logged besides its own folder (MLflow is
+    built in; Weights & Biases would be a plugin registering a tracker named ``wandb`` whose ``log_run``
+    calls ``wandb.init(project=..., name=RUN/OPTION, config=spec)``, ``wandb.log(metrics)`` and
+    ``wandb.save`` on the report, through this same hook).
+
+    - ``name``: what a task's ``trackers:`` names (``trackers: {mlflow: {tracking_uri: ...}}``).
+    - ``unavailable_reason()``: None when it can log from this machine, else what to install; asked when
+      the task loads, so a run that cannot be tracked exits 3 before any work.
+    - ``log_run(results, folder, settings) -> str``: log the run whose ``results.json`` document is
+      ``results`` (a dict; its report and results files are in ``folder``), under the task's settings for
+      it; returns one line saying where it went. Called once the run has finished; what it raises is a
+      warning (the run folder is whole), never a failed run.
+
+    Optional: ``check_settings(settings, *, source, field) -> object``: the task's mapping for it read
+    strictly (BadInput naming ``source`` and ``field``), called when the task is loaded.
+    """
+
+    name: str
+
+    def unavailable_reason(self) -> str | None: ...
+
+    def log_run(self, results: dict[str, Any], folder: Path, settings: Any) -> str: ...
+
+
 # --- the hooks ----------------------------------------------------------------------------------------------
 
 
@@ -393,6 +422,17 @@ def register_engines(register: Register[Engine]) -> None:
     :param register: call ``register(engine)`` once per engine. ``engine.name`` is what a task's ``engine:``
         names (``local``, ``openai`` and ``server`` are built in; a team's own serving stack is a plugin
         registering its own).
+
+    Called once per plugin when plugins load; not firstresult; the return value is ignored.
+    """
+
+
+@hookspec
+def register_trackers(register: Register[Tracker]) -> None:
+    """Register experiment trackers: objects following :class:`Tracker`.
+
+    :param register: call ``register(tracker)`` once per tracker. ``tracker.name`` is what a task's
+        ``trackers:`` names (``mlflow`` is built in).
 
     Called once per plugin when plugins load; not firstresult; the return value is ignored.
     """

@@ -37,7 +37,16 @@ import pluggy
 
 from ftharness import hookspecs
 from ftharness.errors import BadInput
-from ftharness.hookspecs import Engine, Method, Metric, ReportSection, Retriever, ToxicityScorer, Trainer
+from ftharness.hookspecs import (
+    Engine,
+    Method,
+    Metric,
+    ReportSection,
+    Retriever,
+    ToxicityScorer,
+    Tracker,
+    Trainer,
+)
 
 ENTRY_POINT_GROUP = "ftharness"
 BUILTIN_PACKAGE = "ftharness_plugins"
@@ -64,6 +73,7 @@ KINDS = {
     "report_sections": Kind("register_report_sections", ReportSection, "report section"),
     "retrievers": Kind("register_retrievers", Retriever, "retriever"),
     "engines": Kind("register_engines", Engine, "engine"),
+    "trackers": Kind("register_trackers", Tracker, "tracker"),
 }
 
 

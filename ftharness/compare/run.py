@@ -17,7 +17,7 @@ from ftharness.compare.task import Task, load_task
 from ftharness.errors import INTERNAL_ERROR, exit_code
 from ftharness.io import read_jsonl
 from ftharness.jsonrecord import from_json, to_json
-from ftharness.report.history import earlier_runs, remember_run
+from ftharness.report.history import earlier_runs, log_to_trackers, remember_run
 from ftharness.report.records import Decision, Interval, OptionRecord, PairedComparison
 from ftharness.report.results import CompareResults, Constraints, Settings, Timing, side_by_side, task_record
 from ftharness.report.run_dir import RunDir, open_run
@@ -181,6 +181,7 @@ def _run(
     run.write("report.html", render_html(results, earlier_runs(run.root.parent, task.name)))
     run.finish()
     remember_run(run.root)
+    log_to_trackers(run.root, task.trackers)
     return CompareOutcome(results=results, run=run)
 
 

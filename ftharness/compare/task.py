@@ -241,6 +241,8 @@ class TaskSpec:
     gates: dict[str, str] = field(default_factory=dict)
     decision: DecisionSpec = field(default_factory=DecisionSpec)
     engine: str | dict[str, Any] | None = None  # every option's engine unless it names its own (null: local)
+    # experiment trackers the finished run is logged to, by name, with their settings ({mlflow: {}})
+    trackers: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -270,6 +272,7 @@ class Task:
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     # option -> the engine that serves it, its settings typed by the engine: checked once, at load (check_engines)
     engines: dict[str, EngineChoice] = field(default_factory=dict)
+    trackers: dict[str, Any] = field(default_factory=dict)  # tracker name -> its settings, typed by the tracker
 
     @property
     def name(self) -> str:
@@ -318,6 +321,7 @@ def check_task(spec: TaskSpec, path: Path, *, check_plugins: bool = True) -> Tas
     candidates = order_candidates(candidates, path)
     typed = check_trainers(spec.candidates, path)
     engines = check_engines(spec, candidates, path)
+    trackers = check_trackers(spec, path)
     unlabeled_paths = {c.name: need_file(c.unlabeled, f"candidates.{c.name}.unlabeled") for c in candidates
                        if c.unlabeled}
     replay_paths = check_replay(candidates, path)
@@ -402,6 +406,7 @@ def check_task(spec: TaskSpec, path: Path, *, check_plugins: bool = True) -> Tas
         replay_paths=replay_paths,
         hyperparameters=typed,
         engines=engines,
+        trackers=trackers,
     )
 
 
@@ -543,6 +548,27 @@ def check_engines(spec: TaskSpec, candidates: list[CandidateEntry], path: Path) 
                            "serve this option with engine: local, or a launcher that enforces it (vllm)",
                            file=path, field=field_name)
         out[e.name] = choice
+    return out
+
+
+def check_trackers(spec: TaskSpec, path: Path) -> dict[str, Any]:
+    """Each tracker the task names (``trackers: {NAME: {settings}}``): registered, able to log from here
+    (EnvironmentProblem, exit 3, before any work), its settings typed by its ``check_settings``."""
+    from ftharness.errors import EnvironmentProblem
+    from ftharness.plugins import get_plugins
+
+    out: dict[str, Any] = {}
+    for name, settings in spec.trackers.items():
+        where = f"trackers.{name}"
+        tracker = get_plugins().entry("trackers", name, file=path, field=where).obj
+        if not isinstance(settings, dict):
+            raise BadInput(f"a tracker's settings are a mapping (or {{}}), not {type(settings).__name__}",
+                           file=path, field=where)
+        why = tracker.unavailable_reason()
+        if why:
+            raise EnvironmentProblem(f"{path}: {where}: tracker {name!r} cannot log from here: {why}")
+        check = getattr(tracker, "check_settings", None)
+        out[name] = check(dict(settings), source=path, field=where) if callable(check) else dict(settings)
     return out
 
 

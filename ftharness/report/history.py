@@ -178,6 +178,28 @@ def remember_run(folder: Path) -> None:
         ui.warn(f"the run is not in the history: {e}; `ftharness runs import {Path(folder).parent}` adds it")
 
 
+def log_to_trackers(folder: Path, trackers: dict[str, Any]) -> list[str]:
+    """Log the finished run in ``folder`` to each of the task's trackers (``Tracker.log_run``); what one
+    raises is a warning naming it (the run folder is whole, and can be logged again), never a failed run.
+    Returns each tracker's line saying where the run went."""
+    from ftharness import ui
+    from ftharness.plugins import get_plugins
+
+    if not trackers:
+        return []
+    results = json.loads((Path(folder) / "results.json").read_text(encoding="utf-8"))
+    lines = []
+    for name, settings in trackers.items():
+        try:
+            line = get_plugins().entry("trackers", name).obj.log_run(results, Path(folder), settings)
+        except Exception as e:  # a tracker's server, disk or library: reported, the run stands
+            ui.warn(f"tracker {name} could not log the run: {type(e).__name__}: {e}")
+            continue
+        ui.status(f"tracker {name}: {line}")
+        lines.append(f"{name}: {line}")
+    return lines
+
+
 def earlier_runs(reports: str | Path, task: str, *, history: str | Path | None = None) -> list[RunEntry]:
     """The task's runs in the history beside ``reports`` (oldest first), for the report's trend; none when
     there is no history or it cannot be read (the report is drawn without the trend, with a warning)."""
