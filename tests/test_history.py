@@ -86,6 +86,8 @@ def test_compare_against_a_shipped_run_fails_on_regression_in_one_step(tmp_path,
     assert code == 1 and "format.parse_rate: -0.500" in out
     d = json.loads((tmp_path / "r" / "new" / "diff.json").read_text())
     assert d["regressions"] and (tmp_path / "r" / "new" / "diff.xml").is_file()
+    html = (tmp_path / "r" / "new" / "diff.html").read_text()
+    assert "REGRESSION past 0.02" in html and "24 eval rows paired" in html
     assert main(["compare", str(write_task(tmp_path)), "--out", str(tmp_path / "r"), "--no-progress",
                  "--against", "nosuch"]) == 2
     assert "unknown run 'nosuch'" in capsys.readouterr().err
@@ -253,3 +255,23 @@ def test_a_history_locked_past_the_timeout_is_one_line_and_loses_nothing(tmp_pat
         holder.kill()
         holder.wait()
     assert [e.run_id for e in list_runs(path)] == ["a"]  # what was there is still there
+
+
+def test_two_eval_runs_are_diffed_as_runs_of_one_option(tmp_path, capsys):
+    """eval runs of predictions made elsewhere: recorded in the history, paired by input and reference."""
+    rows = [{"input": f"question {i}", "reference": f"answer {i}"} for i in range(20)]
+    good, worse = tmp_path / "good.jsonl", tmp_path / "worse.jsonl"
+    good.write_text("\n".join(json.dumps({**r, "output": r["reference"]}) for r in rows) + "\n")
+    worse.write_text("\n".join(json.dumps({**r, "output": r["reference"] if i % 5 >= 2 else "no idea"})
+                               for i, r in enumerate(rows)) + "\n")
+    for name, preds in (("e1", good), ("e2", worse)):
+        assert main(["eval", "--suite", "task", "--predictions", str(preds), "--out", str(tmp_path / "r" / name),
+                     "--json"]) in (0, 1)
+    capsys.readouterr()
+    assert [e.run_id for e in list_runs(history_path(tmp_path / "r"))] == ["e1", "e2"]
+    code = main(["diff", "e1", "e2", "--reports", str(tmp_path / "r"), "--json",
+                 "--fail-on-regression", "task.exact_match:0.05"])
+    d = json.loads(capsys.readouterr().out)
+    m = next(m for m in d["metrics"] if m["comparison"]["metric"] == "task.exact_match")
+    assert d["rows"]["shared"] == 20 and m["comparison"]["diff"] == pytest.approx(-0.4)
+    assert code == 1 and m["regression"] is True and m["comparison"]["ci_high"] < -0.05  # 8 of 20 rows lost

@@ -36,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars or status lines on stderr")
     p.add_argument("--against", default=None, metavar="RUN",
                    help="then diff this run against RUN (a run id under --out, or a run folder: the one shipped); "
-                        "the diff is written to the run folder as diff.json and diff.xml")
+                        "the diff is written to the run folder as diff.json, diff.xml and diff.html")
     p.add_argument("--fail-on-regression", action="append", default=[], metavar="METRIC.VALUE:THRESHOLD",
                    help="with --against: exit 1 when this run is worse than RUN on the metric by more than "
                         "THRESHOLD, outside the noise (repeatable)")
@@ -70,10 +70,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _against(args: argparse.Namespace):  # noqa: ANN202 - returns the step to run once the comparison is done
     """Check ``--against`` and ``--fail-on-regression`` now; return the diff to make after the run: it writes
-    diff.json and diff.xml into the new run's folder, prints the diff (not with --json) and says whether it
+    diff.json, diff.xml and diff.html into the new run's folder, prints the diff (not with --json) and says whether it
     found a regression."""
     from ftharness.compare.diff import (
         check_thresholds,
+        diff_html,
         diff_junit,
         diff_runs,
         load_run,
@@ -91,6 +92,7 @@ def _against(args: argparse.Namespace):  # noqa: ANN202 - returns the step to ru
         result = diff_runs(reference, load_run(folder), thresholds=thresholds)
         atomic_write_text(folder / "diff.json", json_text(to_json(result)))
         atomic_write_text(folder / "diff.xml", diff_junit(result))
+        atomic_write_text(folder / "diff.html", diff_html(result))
         if not args.json:
             from ftharness.cli.diff_cmd import print_diff
 

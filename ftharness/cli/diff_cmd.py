@@ -27,6 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--history", default=None, help="the history file (default: REPORTS/history.sqlite)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.add_argument("--junit", default=None, metavar="FILE", help="write a JUnit XML case per checked metric")
+    p.add_argument("--html", default=None, metavar="FILE", help="write the diff as one HTML page")
     p.set_defaults(func=run)
 
 
@@ -37,11 +38,12 @@ def run(args: argparse.Namespace) -> int:
     a = load_run(resolve_run(args.run_a, reports=args.reports, history=args.history))
     b = load_run(resolve_run(args.run_b, reports=args.reports, history=args.history))
     result = diff_runs(a, b, mapping=mapping, thresholds=thresholds)
-    if args.junit:
-        from ftharness.compare.diff import diff_junit
-        from ftharness.io import atomic_write_text
+    from ftharness.compare.diff import diff_html, diff_junit
+    from ftharness.io import atomic_write_text
 
-        atomic_write_text(args.junit, diff_junit(result))
+    for target, render in ((args.junit, diff_junit), (args.html, diff_html)):
+        if target:
+            atomic_write_text(target, render(result))
     if args.json:
         from ftharness.cli.render import print_json
         from ftharness.jsonrecord import to_json

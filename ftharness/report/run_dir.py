@@ -10,7 +10,7 @@ Layout::
       samples/NAME.jsonl  per-sample outputs of each option, appended as they are produced
       run.log           the libraries' warnings, log records and progress bars (kept off the terminal)
       results.json  junit.xml  report.html   written at the end
-      diff.json  diff.xml   ``compare --against RUN``: the diff with that earlier run, written once this
+      diff.json  diff.xml  diff.html   ``compare --against RUN``: the diff with that earlier run, written once this
                         run has finished (``ftharness.compare.diff``)
 
 A new run gets a fresh id (``YYYYmmdd-HHMMSS-TASK``, suffixed when taken). Running the same command again
