@@ -343,13 +343,8 @@ def diff_junit(result: RunDiff) -> str:
 
 def diff_html(result: RunDiff) -> str:
     """The diff as one self-contained HTML page (no script, no network)."""
-    from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+    from ftharness.report.html import templates
 
-    from ftharness.paths import package_data
-
-    env = Environment(loader=FileSystemLoader(str(package_data("report", "templates"))),
-                      autoescape=select_autoescape(["html", "j2"], default=True), undefined=StrictUndefined,
-                      trim_blocks=True, lstrip_blocks=True)
     confidence = result.metrics[0].comparison.confidence if result.metrics else 0.95
-    return env.get_template("diff.html.j2").render(d=result, confidence=confidence,
+    return templates().get_template("diff.html.j2").render(d=result, confidence=confidence,
                                                    checked=any(m.regression is not None for m in result.metrics))

@@ -390,17 +390,21 @@ def _plugin_html(section: Any, results: dict[str, Any]) -> Any:
     return Markup(section.render(results))  # noqa: S704 - plugin-rendered, documented as escaped
 
 
-def render_html(results: CompareResults, earlier: list[Any] | None = None) -> str:
-    """report.html; ``earlier``: the task's earlier runs from the history (oldest first), for the trend."""
+def templates() -> Any:
+    """The jinja environment of the report templates (autoescaped, strict: an unknown name is an error)."""
     from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
     from ftharness.paths import package_data
 
-    env = Environment(
+    return Environment(
         loader=FileSystemLoader(str(package_data("report", "templates"))),
         autoescape=select_autoescape(["html", "j2", "xml"], default=True),
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    return env.get_template("report.html.j2").render(**view_model(results, earlier))
+
+
+def render_html(results: CompareResults, earlier: list[Any] | None = None) -> str:
+    """report.html; ``earlier``: the task's earlier runs from the history (oldest first), for the trend."""
+    return templates().get_template("report.html.j2").render(**view_model(results, earlier))
