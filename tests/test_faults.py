@@ -156,8 +156,13 @@ def reference(zygote, task, tmp_path_factory):
     root = tmp_path_factory.mktemp("reference")
     ended, err = zygote.run(compare_argv(task, root / "reports"), cache=root / "cache")
     assert "exit" in ended and ended["exit"] in (0, 1), err
-    (run_dir,) = (root / "reports").iterdir()
+    (run_dir,) = run_dirs(root / "reports")
     return {"ended": ended, "results": json.loads((run_dir / "results.json").read_text()), "cache": root / "cache"}
+
+
+def run_dirs(reports: Path) -> list[Path]:
+    """The run folders of a reports folder (beside them: the run history, history.sqlite)."""
+    return [p for p in reports.iterdir() if p.is_dir()]
 
 
 def verdict(results: dict) -> dict:
@@ -193,14 +198,14 @@ def test_a_run_killed_anywhere_resumes_to_the_same_results(zygote, task, referen
         cache = tmp_path / point / "cache" if point == "train-step" else reference["cache"]
         ended, err = zygote.run(compare_argv(task, out), cache=cache, fault=fault)
         assert ended == {"signal": signal.SIGKILL}, f"{where}: not killed: {ended} {err}"
-        (run_dir,) = out.iterdir()
+        (run_dir,) = run_dirs(out)
         assert json.loads((run_dir / "run.json").read_text())["status"] == "running"  # as a kill leaves it
         if point == "jsonl-append":
             torn = [p for p in (run_dir / "samples").iterdir() if not p.read_text().endswith("\n")]
             assert len(torn) == 1, f"{where}: the kill should leave a line cut short"
         ended, err = zygote.run(compare_argv(task, out), cache=cache)
         assert ended == reference["ended"], f"{where}: rerun {ended}: {err}"
-        assert [p.name for p in out.iterdir()] == [run_dir.name], f"{where}: the rerun resumes the same run"
+        assert [p.name for p in run_dirs(out)] == [run_dir.name], f"{where}: the rerun resumes the same run"
         results = json.loads((run_dir / "results.json").read_text())
         assert results["settings"]["resumed"], where
         assert verdict(results) == expected, where
@@ -220,7 +225,7 @@ def test_a_second_process_on_a_busy_run_exits_2_naming_the_holder(zygote, task, 
     finally:
         os.kill(first["pid"], signal.SIGCONT)
     assert ended == {"exit": 2}, err
-    (run_dir,) = out.iterdir()
+    (run_dir,) = run_dirs(out)
     assert err.strip() == (
         f"ftharness compare: {run_dir}: run {run_dir.name} is in use by pid {first['pid']} "
         f"(since {json.loads((run_dir / 'run.lock').read_text())['since']}): ftharness "
