@@ -232,7 +232,7 @@ def test_plan_is_the_planners_for_the_recommended_method():
     s = Scenario(problems=["format"], labeled_examples=1200, model="qwen2.5-1.5b", gpu="l4", **EXHAUSTED)
     a = advise(s)
     assert a.method == "lora" and a.plan is not None
-    expected = estimate(PlanRequest(model="qwen2.5-1.5b", method="lora", gpu="l4", gpus=1, examples=1200,
+    expected = estimate(PlanRequest(model="qwen2.5-1.5b", method="lora", gpu="l4", processes=1, examples=1200,
                                     epochs=R.thresholds().epochs.sft, gradient_checkpointing=True)).to_dict()
     assert a.plan == expected
     assert any(s.startswith("Check memory and cost: `ftharness plan --model qwen2.5-1.5b --method lora")

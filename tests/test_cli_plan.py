@@ -71,6 +71,8 @@ def test_plan_reads_a_config_json(tmp_path, capsys):
         (["--model", "gpt2", "--targets", "q_proj"], "targets"),
         (["--model", "gpt2", "--examples", "10", "--train-tokens", "100"], "not both"),
         (["--model", "gpt2", "--epochs", "0"], "--epochs"),
+        (["--model", "gpt2", "--strategy", "zero9"], "fsdp"),
+        (["--model", "gpt2", "--processes", "0"], "--processes"),
         ([], "--model"),
     ],
 )
@@ -99,3 +101,30 @@ def test_examples_without_epochs_defaults_to_one_epoch(capsys):
     assert main(["plan", "--model", "gpt2", "--gpu", "h100", "--examples", "100", "--seq-len", "128", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["train_tokens"] == 100 * 128
+
+
+def test_unknown_strategy_names_the_choices(capsys):
+    assert main(["plan", "--model", "gpt2", "--strategy", "zero9"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--strategy" in err[0] and "zero9" in err[0]
+    for name in ("ddp", "fsdp", "deepspeed-zero2", "deepspeed-zero3"):
+        assert name in err[0]
+
+
+def test_sharding_over_processes_plans_less_memory_per_gpu(capsys):
+    argv = ["plan", "--model", "qwen2.5-7b", "--method", "full", "--gpu", "h100", "--processes", "8", "--json"]
+    assert main(argv) == 0
+    ddp = json.loads(capsys.readouterr().out)
+    assert main([*argv, "--strategy", "fsdp"]) == 0
+    fsdp = json.loads(capsys.readouterr().out)
+    assert (ddp["processes"], ddp["strategy"], fsdp["strategy"]) == (8, "ddp", "fsdp")
+    assert fsdp["peak_gb"] < ddp["peak_gb"] / 3
+    assert fsdp["gpus"][0]["fits"] is True and ddp["gpus"][0]["fits"] is False
+    assert "gpu_count" not in fsdp
+
+
+def test_plan_table_names_the_strategy_and_processes(capsys):
+    assert main(["plan", "--model", "qwen2.5-7b", "--method", "full", "--gpu", "h100", "--processes", "4",
+                 "--strategy", "deepspeed-zero3"]) == 0
+    out = capsys.readouterr().out
+    assert "processes 4, strategy deepspeed-zero3" in out and "gather_buffers" in out

@@ -279,7 +279,7 @@ def test_logits_grow_with_vocabulary():
 
 
 def test_time_and_cost_arithmetic():
-    req = PlanRequest(model="llama-3-8b", method="lora", gpu="h100", gpus=2, examples=100_000, epochs=2, seq_len=256)
+    req = PlanRequest(model="llama-3-8b", method="lora", gpu="h100", processes=2, examples=100_000, epochs=2, seq_len=256)
     plan = estimate(req)
     shape = resolve_model("llama-3-8b")
     tokens = 100_000 * 2 * 256
@@ -405,3 +405,107 @@ def test_distill_is_planned_as_its_students_training_plus_the_teachers_labelling
     with pytest.raises(BadInput) as e:
         estimate(PlanRequest(method="lora", teacher_usd_per_million_tokens=1.0, **common))
     assert e.value.field == "teacher_usd_per_million_tokens"
+
+
+# --- several processes: what each strategy shards ---------------------------------------------------------
+
+# peak and device bytes of a few plans as the planner gave them before it knew of processes and strategies
+SINGLE_GPU_PLANS = [
+    ({"model": "llama-3-8b", "method": "full"}, 176665747456.0, 194832322201.6, "optimizer step"),
+    ({"model": "llama-3-8b", "method": "qlora", "gradient_checkpointing": True, "batch_size": 1},
+     9486880768.0, 10935568844.800001, "backward start (loss)"),
+    ({"model": "qwen2.5-7b", "method": "lora", "grad_accum": 4}, 61478972416.0, 68126869657.600006,
+     "backward start (loss)"),
+    ({"model": "llama-3.2-1b", "method": "dpo", "dpo_base": "full"}, 48860594176.0, 54246653593.600006,
+     "backward start (loss)"),
+    ({"model": "gpt2", "method": "full", "precision": "fp32", "optimizer": "sgd"}, 7455421440.0, 8700963584.0,
+     "backward start (loss)"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "peak", "device", "phase"), SINGLE_GPU_PLANS)
+def test_one_ddp_process_is_the_single_gpu_plan(kwargs, peak, device, phase):
+    for plan in (estimate(PlanRequest(**kwargs)), estimate(PlanRequest(**kwargs, processes=1, strategy="ddp"))):
+        assert (plan.peak_bytes, plan.device_bytes, plan.peak_phase) == (peak, device, phase)
+        assert "gather_buffers" not in plan.components and "ddp_buckets" not in plan.components
+        assert plan.to_dict()["processes"] == 1 and plan.to_dict()["strategy"] == "ddp"
+
+
+def _llama3_8b_units():
+    """Llama 3 8B's parameters, one decoder layer's and the embedding's, counted here from its config."""
+    h, f, kv, vocab, layers = 4096, 14336, 1024, 128256, 32
+    layer = h * h + 2 * h * kv + h * h + 3 * h * f + 2 * h  # q, k, v, o, gate/up/down, two RMSNorms
+    n = layers * layer + 2 * vocab * h + h  # untied embedding and head, final norm
+    return n, layer, vocab * h, h * f
+
+
+def test_fully_sharded_full_finetuning_divides_model_states_and_adds_gather_buffers():
+    n, layer, edge, biggest_linear = _llama3_8b_units()
+    common = {"model": "llama-3-8b", "method": "full", "precision": "bf16", "processes": 8}
+    fsdp = estimate(PlanRequest(**common, strategy="fsdp")).components
+    # fp32 sharded weights (no persistent bf16 copy), fp32 gradients, AdamW's two fp32 states, all / 8
+    assert fsdp["weights"] == pytest.approx(4 * n / 8)
+    assert fsdp["gradients"] == pytest.approx(4 * n / 8)
+    assert fsdp["optimizer"] == pytest.approx(8 * n / 8)
+    # two units unsharded in bf16 (the embedding is Llama 3's largest) + one unit's fp32 gradients
+    unit = max(layer, edge)
+    assert fsdp["gather_buffers"] == pytest.approx(2 * unit * 2 + unit * 4)
+
+    zero3 = estimate(PlanRequest(**common, strategy="deepspeed-zero3")).components
+    # ZeRO (2 + 2 + K)/N: bf16 weights and gradients, fp32 master + AdamW states, all partitioned
+    assert zero3["weights"] == pytest.approx(2 * n / 8 + 4 * n / 8)
+    assert zero3["gradients"] == pytest.approx(2 * n / 8)
+    assert zero3["optimizer"] == pytest.approx(8 * n / 8)
+    # DeepSpeed's largest_layer_memory: 4 bytes x the largest module's parameters (16-bit weights + gradients)
+    assert zero3["gather_buffers"] == pytest.approx(4 * max(edge, biggest_linear))
+
+
+def test_fully_sharded_peft_shards_the_frozen_base_and_qloras_4bit_weights():
+    n, _, _, _ = _llama3_8b_units()
+    shape = resolve_model("llama-3-8b")
+    for strategy in ("fsdp", "deepspeed-zero3"):
+        lora = estimate(PlanRequest(model="llama-3-8b", method="lora", processes=4, strategy=strategy))
+        t = lora.trainable_params
+        adapters = t * 4 / 4 if strategy == "fsdp" else t * 2 / 4 + t * 4 / 4  # DeepSpeed: bf16 + fp32 master
+        assert lora.components["weights"] == pytest.approx(n * 2 / 4 + adapters)
+    qlora = estimate(PlanRequest(model="llama-3-8b", method="qlora", processes=4, strategy="fsdp"))
+    q = M.quantised_linear_params(shape)
+    # 4-bit data sharded; double-quantisation constants (0.127 bits) whole on every process; the rest bf16
+    expected = q * 0.5 / 4 + q * (M.NF4_DQ_BITS - 4) / 8 + (n - q) * 2 / 4 + qlora.trainable_params * 4 / 4
+    assert qlora.components["weights"] == pytest.approx(expected)
+
+
+def test_zero2_shards_only_gradients_and_optimizer_states():
+    n, _, _, _ = _llama3_8b_units()
+    full = estimate(PlanRequest(model="llama-3-8b", method="full", processes=4, strategy="deepspeed-zero2"))
+    assert full.components["weights"] == pytest.approx(2 * n + 4 * n / 4)  # bf16 whole, fp32 master partitioned
+    assert full.components["gradients"] == pytest.approx(2 * n / 4)
+    assert full.components["optimizer"] == pytest.approx(8 * n / 4)
+    assert full.components["gather_buffers"] == 0
+    lora = estimate(PlanRequest(model="llama-3-8b", method="lora", processes=4, strategy="deepspeed-zero2"))
+    single = estimate(PlanRequest(model="llama-3-8b", method="lora"))
+    t = lora.trainable_params
+    assert lora.components["weights"] == pytest.approx(n * 2 + t * 2 + t * 4 / 4)  # the frozen base is whole
+    assert lora.components["optimizer"] == pytest.approx(single.components["optimizer"] / 4)
+
+
+def test_ddp_over_several_processes_adds_the_gradient_buckets():
+    for kwargs in ({"method": "full"}, {"method": "lora"}):
+        one = estimate(PlanRequest(model="llama-3.2-1b", **kwargs))
+        four = estimate(PlanRequest(model="llama-3.2-1b", **kwargs, processes=4, strategy="ddp"))
+        grads = one.components["gradients"]
+        assert four.components["ddp_buckets"] == grads  # a second copy of the gradients, every phase
+        for part in ("weights", "gradients", "optimizer", "activations", "logits"):
+            assert four.components[part] == one.components[part]
+        assert four.peak_bytes == pytest.approx(one.peak_bytes + grads)
+        assert "gradient_as_bucket_view" in four.assumptions["strategy"]
+
+
+def test_sharding_helps_more_with_more_processes_and_time_divides():
+    common = {"model": "qwen2.5-7b", "method": "full", "gpu": "h100", "examples": 1000}
+    ddp = estimate(PlanRequest(**common, processes=8))
+    peaks = [estimate(PlanRequest(**common, processes=p, strategy="fsdp")).peak_bytes for p in (2, 4, 8)]
+    assert peaks[0] > peaks[1] > peaks[2] and peaks[2] < ddp.peak_bytes / 3
+    fsdp8 = estimate(PlanRequest(**common, processes=8, strategy="fsdp"))
+    assert fsdp8.rows[0]["hours"] == ddp.rows[0]["hours"]  # the FLOPs split over 8 GPUs either way
+    assert "sharded 1/8" in fsdp8.assumptions["strategy"] and "gather" in fsdp8.assumptions["strategy"]

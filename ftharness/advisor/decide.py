@@ -545,7 +545,7 @@ def _plan_command(s: Scenario, t: R.Thresholds, model: str, fit: planning.Fit | 
     if s.gpu:
         parts.append(f"--gpu {s.gpu}")
     if s.gpu_count and s.gpu_count > 1:
-        parts.append(f"--gpus {s.gpu_count}")
+        parts += [f"--processes {s.gpu_count}", f"--strategy {planning.strategy_for(s.gpu_count)}"]
     if t.plan_settings.gradient_checkpointing:
         parts.append("--gradient-checkpointing")
     parts += corpus

@@ -55,6 +55,17 @@ def largest_preset_up_to(max_b: float) -> tuple[str, float] | None:
     return fitting[-1] if fitting else None
 
 
+# How the advisor plans a scenario with several GPUs: one training process per GPU, fully sharded (the
+# model's states divided among them, as a full finetune of a model near a GPU's size needs; DDP would keep a
+# whole copy, and a second copy of the gradients, on each). One GPU: one process, nothing to shard.
+MULTI_GPU_STRATEGY = "fsdp"
+
+
+def strategy_for(gpus: int | None) -> str:
+    """The strategy the advisor plans ``gpus`` GPUs with."""
+    return MULTI_GPU_STRATEGY if gpus and gpus > 1 else "ddp"
+
+
 @dataclass(frozen=True)
 class Fit:
     """One planned method on the scenario's hardware: the facts the memory and budget rules read."""
@@ -116,8 +127,8 @@ def _plan_cached(*key: Any) -> dict[str, Any]:
 
     model, method, gpu, gpus, examples, epochs, tokens, checkpointing, dpo_base = key
     req = PlanRequest(
-        model=model, method=method, gpu=gpu, gpus=gpus, examples=examples, epochs=epochs, train_tokens=tokens,
-        gradient_checkpointing=checkpointing, dpo_base=dpo_base,
+        model=model, method=method, gpu=gpu, processes=gpus, strategy=strategy_for(gpus), examples=examples,
+        epochs=epochs, train_tokens=tokens, gradient_checkpointing=checkpointing, dpo_base=dpo_base,
     )
     return estimate(req).to_dict()
 

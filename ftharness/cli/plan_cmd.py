@@ -65,7 +65,10 @@ def _render(plan: dict[str, Any]) -> None:
         f"{plan['trainable_params']:,} trainable "
         f"({100 * plan['trainable_params'] / max(plan['total_params'], 1):.3f} %)"
     )
-    parts = Table(title="Memory (GB)", show_header=True)
+    processes = plan["processes"]
+    out.print(f"processes {processes}, strategy {plan['strategy']}: {escape(plan['assumptions']['strategy'])}")
+    title = "Memory (GB)" if processes == 1 else "Memory per process (GB)"
+    parts = Table(title=title, show_header=True)
     parts.add_column("part")
     parts.add_column("GB", justify="right")
     for name, gb in plan["components_gb"].items():
@@ -74,7 +77,8 @@ def _render(plan: dict[str, Any]) -> None:
     parts.add_row("device (nvidia-smi)", f"{plan['device_gb']:.2f}")
     out.print(parts)
     out.print(f"peak at: {plan['peak_phase']}")
-    rows = Table(title="GPUs", show_header=True)
+    rows = Table(title="GPUs" if processes == 1 else f"GPUs ({processes} each: wall-clock hours, cost of all)",
+                 show_header=True)
     for col, justify in (("GPU", "left"), ("VRAM GB", "right"), ("fits", "center"), ("hours", "right"),
                          ("cost $", "right")):
         rows.add_column(col, justify=justify)
@@ -94,6 +98,6 @@ def _render(plan: dict[str, Any]) -> None:
         out.print(f"teacher labelling (on top of the student's training): {calls}{tokens}{cost}")
     a = plan["assumptions"]
     out.print(f"assumptions: MFU {a['mfu']}, CUDA context {a['cuda_context_gb']} GB, allocator reserve "
-              f"{int(a['allocator_reserve'] * 100)} %, {a['weights']}; {a['multi_gpu']}")
+              f"{int(a['allocator_reserve'] * 100)} %, {a['weights']}")
     for w in plan["warnings"]:
         out.print(f"[yellow]warning:[/yellow] {escape(w)}")

@@ -12,6 +12,7 @@ from ftharness.errors import BadInput
 from ftharness.hyperparameters import LoraSettings, PromptLearningSettings, TrainingHyperparameters
 from ftharness.planner import memory as M
 from ftharness.planner.catalogue import Gpu, ModelShape, get_gpu, gpu_names, resolve_model
+from ftharness.training.strategies import STRATEGIES, STRATEGY_NAMES
 from ftharness.typed import MAX_INT, like, spec
 
 __all__ = ["Plan", "PlanRequest", "estimate"]
@@ -37,12 +38,16 @@ class PlanRequest:
     targets: str = spec("all-linear", help="q_proj,v_proj,... or all-linear")
     precision: str = spec("bf16", choices=tuple(M.PRECISION_BYTES), help="weights and activations")
     optimizer: str = spec("adamw", choices=tuple(M.OPTIMIZER_STATE_BYTES), help="optimizer state kept per weight")
-    batch_size: int = like(TrainingHyperparameters, "batch_size", 8, help="sequences per GPU per step")
+    batch_size: int = like(TrainingHyperparameters, "batch_size", 8, help="sequences per process (GPU) per step")
     seq_len: int = like(TrainingHyperparameters, "max_length", 512, help="tokens per sequence")
     grad_accum: int = like(TrainingHyperparameters, "grad_accum", 1)
     gradient_checkpointing: bool = like(TrainingHyperparameters, "gradient_checkpointing", False)
     gpu: str | None = spec(None, help="one catalogue GPU (default: every GPU of the catalogue)")
-    gpus: int = spec(1, ge=1, help="GPUs, data parallel")
+    processes: int = spec(1, ge=1, le=1024, help="training processes, one per GPU")
+    strategy: str = spec("ddp", choices=STRATEGY_NAMES,
+                         help="how the processes share the model: ddp (each holds all of it), fsdp (FSDP2 full "
+                              "shard), deepspeed-zero2 (gradients and optimizer sharded), deepspeed-zero3 "
+                              "(parameters too)")
     attention: str = spec("sdpa", choices=ATTENTIONS, help="attention kernel")
     lora_dropout: float = like(LoraSettings, "lora_dropout", 0.0)
     examples: int | None = spec(None, ge=1, help="training examples (time and cost)")
@@ -100,7 +105,8 @@ class Plan:
             "device_gb": round(self.device_gb, 3),
             "peak_phase": self.peak_phase,
             "gpus": self.rows,
-            "gpu_count": r.gpus,
+            "processes": r.processes,
+            "strategy": r.strategy,
             "train_tokens": self.train_tokens,
             "train_flops": self.flops,
             "assumptions": self.assumptions,
@@ -163,17 +169,11 @@ def estimate(req: PlanRequest) -> Plan:
     act_bytes = p_bytes
     full = method == "full"
 
-    # weights, gradients, optimizer states
-    if method == "qlora":
-        q = M.quantised_linear_params(shape)
-        weights = q * M.NF4_DQ_BITS / 8 + (n - q) * 4 + t * M.ADAPTER_BYTES
-    elif full:
-        weights = n * 4 + (n * 2 if p_bytes == 2 else 0)
-    else:
-        weights = n * p_bytes + t * M.ADAPTER_BYTES
-    grads = t * 4
-    optimizer = t * M.OPTIMIZER_STATE_BYTES[req.optimizer]
-    reference = n * p_bytes if (req.method == "dpo" and full) else 0.0
+    # weights, gradients, optimizer states per device, as the strategy shards them over the processes
+    states = M.model_states(shape, STRATEGIES[req.strategy], req.processes, method=method, trainable=t,
+                            precision_bytes=p_bytes, optimizer=req.optimizer,
+                            dpo_reference=req.method == "dpo" and full)
+    weights, grads, optimizer, reference = states.weights, states.gradients, states.optimizer, states.reference
 
     # activations and logits
     seqs = 2 if req.method == "dpo" else 1  # chosen + rejected per pair
@@ -203,9 +203,10 @@ def estimate(req: PlanRequest) -> Plan:
         overhead += max((m.d_in * m.d_in + 2 * m.d_in * m.d_out) * M.ADAPTER_BYTES for m in mods)
 
     grads_at_fb = grads if req.grad_accum > 1 else 0.0
-    fb_peak = weights + reference + optimizer + grads_at_fb + activations + transient + overhead
-    optimizer_temp = t * 4 if req.optimizer == "adamw" else 0.0  # foreach AdamW: one fp32 temporary
-    step_peak = weights + reference + optimizer + grads + optimizer_temp
+    persistent = weights + reference + optimizer + states.buckets
+    fb_peak = persistent + grads_at_fb + activations + transient + overhead + states.gather
+    optimizer_temp = states.step_temp  # foreach AdamW's fp32 temporary (+ DeepSpeed's fp32 gradient partition)
+    step_peak = persistent + grads + optimizer_temp
     if fb_peak >= step_peak:
         peak, phase = fb_peak, f"backward start ({loss_or_recompute})"
     else:
@@ -220,6 +221,10 @@ def estimate(req: PlanRequest) -> Plan:
         "logits": logits,
         "overhead": overhead + (optimizer_temp if phase == "optimizer step" else 0.0),
     }
+    if req.strategy != "ddp":
+        components["gather_buffers"] = states.gather  # forward/backward only
+    if states.buckets:
+        components["ddp_buckets"] = states.buckets
     if req.method == "dpo":
         components["reference"] = reference
 
@@ -252,8 +257,11 @@ def estimate(req: PlanRequest) -> Plan:
         "qlora_speed_factor": round(M.QLORA_SPEED, 3) if method == "qlora" else None,
         "cuda_context_gb": M.CUDA_CONTEXT_GB,
         "allocator_reserve": M.ALLOCATOR_RESERVE,
-        "adapter_dtype": "fp32 (PEFT autocast_adapter_dtype default)" if method != "full" else None,
-        "weights": _weights_note(method, req.precision),
+        "adapter_dtype": (None if method == "full" else
+                          f"{req.precision} with an fp32 master copy (DeepSpeed casts the model)"
+                          if STRATEGIES[req.strategy].engine == "deepspeed" and p_bytes != 4 else
+                          "fp32 (PEFT autocast_adapter_dtype default)"),
+        "weights": _weights_note(method, req.precision, req.strategy),
         "optimizer_bytes_per_trainable_param": round(M.OPTIMIZER_STATE_BYTES[req.optimizer], 4),
         "tokens_per_step": tokens,
         "sequences_per_example": seqs,
@@ -262,10 +270,10 @@ def estimate(req: PlanRequest) -> Plan:
                               if req.examples is not None else
                               "corpus tokens x epochs (packed into seq_len blocks, no padding)"
                               if req.corpus_tokens is not None else None),
-        "multi_gpu": "data parallel: every GPU holds the whole model and --batch-size per GPU",
+        "strategy": states.note + "; activations, logits and the loss are per process (--batch-size each)",
         "dpo_reference": (None if req.method != "dpo" else
                           "a second frozen copy" if full else "the adapter-disabled policy (no extra weights)"),
-        "peak": "max of (backward start: weights+optimizer+activations+loss buffers, optimizer step)",
+        "peak": "max of (backward start: weights+optimizer+activations+loss buffers+gather buffers, optimizer step)",
         "flops_per_token": "6N full, 4N frozen base, + attention 12*L*q_dim*s; +2N with checkpointing",
     }
     return Plan(request=req, shape=shape, total_params=n, trainable_params=t, components=components,
@@ -290,26 +298,36 @@ def _teacher(req: PlanRequest) -> dict[str, Any] | None:
     }
 
 
-def _weights_note(method: str, precision: str) -> str:
+def _weights_note(method: str, precision: str, strategy: str = "ddp") -> str:
+    engine = STRATEGIES[strategy].engine
     if method == "qlora":
+        if engine != "ddp":
+            return (f"block linears NF4 with double quantisation in a {precision} storage type (sharded QLoRA); "
+                    f"embeddings, head and norms {precision}")
         return ("block linears NF4 with double quantisation (4.127 bits); embeddings, head and norms fp32 "
                 "(peft.prepare_model_for_kbit_training)")
     if method == "full":
         if precision == "fp32":
             return "fp32 weights, fp32 gradients"
+        if engine == "fsdp":
+            return f"fp32 sharded weights and gradients, {precision} only for the gathered unit (FSDP2 mixed precision)"
+        if engine == "deepspeed":
+            return f"{precision} weights and gradients, fp32 master weights in the partitioned optimizer state"
         return f"mixed precision: fp32 master weights + {precision} autocast copy, fp32 gradients"
+    if engine == "deepspeed" and precision != "fp32":
+        return f"frozen base in {precision}, trainable adapters {precision} with fp32 master weights"
     return f"frozen base in {precision}, trainable adapters fp32"
 
 
 def _gpu_row(gpu: Gpu, device_bytes: float, flops: float | None, req: PlanRequest, method: str) -> dict[str, Any]:
     hours = cost = None
     if flops is not None:
-        speed = gpu.bf16_tflops * 1e12 * M.MFU * req.gpus
+        speed = gpu.bf16_tflops * 1e12 * M.MFU * req.processes
         if method == "qlora":
             speed *= M.QLORA_SPEED
         hours = flops / speed / 3600
         if gpu.usd_per_hour is not None:
-            cost = hours * gpu.usd_per_hour * req.gpus
+            cost = hours * gpu.usd_per_hour * req.processes
     return {
         "name": gpu.name,
         "vram_gb": gpu.vram_gb,

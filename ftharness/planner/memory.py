@@ -15,8 +15,12 @@ GPT-3's layer (fp16, dropout masks, eager attention).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ftharness.planner.catalogue import Linear, ModelShape
+
+if TYPE_CHECKING:
+    from ftharness.training.strategies import Strategy
 
 GB = 1e9
 
@@ -261,3 +265,150 @@ MFU = 0.35
 # QLoRA dequantises every 4-bit weight on each use: LitGPT's resource table (A100, Llama 2 7B, micro batch
 # 1) measured 2.36 min vs 3.83 min per 1k iterations for LoRA vs NF4 double-quant LoRA: 0.62 the speed.
 QLORA_SPEED = 2.36 / 3.83
+
+
+# --- model states per device under a multi-process strategy ---------------------------------------------
+
+@dataclass(frozen=True)
+class ModelStates:
+    """Bytes one device holds for the model under a training strategy (see :func:`model_states`)."""
+
+    weights: float  # parameters as this device stores them, fp32 master copies included
+    gradients: float
+    optimizer: float
+    reference: float  # DPO's frozen reference copy (full DPO only)
+    buckets: float  # DDP's gradient buckets: persistent, processes > 1
+    gather: float  # forward/backward only: unsharded units and one unit's unreduced gradients
+    step_temp: float  # optimizer step only: foreach AdamW's temporary, DeepSpeed's fp32 gradient partition
+    note: str  # what is sharded and what the gather buffers are, in words
+
+
+def model_states(shape: ModelShape, strategy: Strategy, processes: int, *, method: str, trainable: int,
+                 precision_bytes: int, optimizer: str, dpo_reference: bool) -> ModelStates:
+    """Per-device weights, gradients, optimizer states and the buffers a strategy adds, for ``processes``
+    data-parallel processes (N). ``method`` is the method the training trains through (DPO resolved);
+    p = ``precision_bytes``; K = OPTIMIZER_STATE_BYTES[optimizer]; t = ``trainable``; n = all parameters.
+
+    One process, nothing sharded (``ddp``), the single-GPU model: full finetuning keeps fp32 weights and a
+    p-byte autocast copy (4n + 2n), fp32 gradients (4t), K*t of optimizer state; PEFT keeps the frozen base
+    in p bytes (QLoRA: NF4 with double quantisation, the rest fp32) and fp32 adapters. With N > 1 DDP adds
+    one gradients' worth: its reducer copies every gradient into an allreduce bucket unless
+    ``gradient_as_bucket_view=True`` ("the saved memory size will be equal to the total gradients size",
+    torch.nn.parallel.DistributedDataParallel docstring); the default is False and neither the HF Trainer
+    nor accelerate's DistributedDataParallelKwargs change it.
+
+    Sharding follows the ZeRO paper (Rajbhandari et al. 2020, sec. 5: stage 1 P_os divides the optimizer
+    states, fp32 master weights included (its K = 12 for mixed-precision Adam), stage 2 P_os+g also the
+    gradients, stage 3 P_os+g+p also the parameters: (2 + 2 + K)*Psi/N_d per device); what each strategy
+    shards is :data:`ftharness.training.strategies.STRATEGIES`.
+
+    - ``fsdp`` (PyTorch FSDP2 FULL_SHARD as accelerate applies it): trainable parameters are upcast to
+      fp32 and sharded, the compute dtype exists only for the gathered unit (MixedPrecisionPolicy
+      param_dtype; accelerate ``fsdp2_prepare_model``), so full finetuning holds 4n/N of weights, no
+      persistent low-precision copy, fp32 gradients 4t/N and K*t/N of optimizer state. Frozen base weights
+      are sharded too (n*p/N); QLoRA's 4-bit weights shard when stored in a bf16 storage type (Answer.AI's
+      FSDP+QLoRA, bnb_4bit_quant_storage), the rest of the model loaded in the compute dtype, while the
+      quantisation constants (absmax) are attributes of the weight, not parameters, so every process keeps
+      them whole. Gather buffers: FSDP prefetches the next unit while computing the current one, so two
+      units are unsharded at once in the compute dtype, a unit being the largest decoder layer or the
+      embedding / output head if larger (2 * max(layer, embedding, head) * p; torch fully_shard's default
+      backward prefetch of "the next FSDP module"; accelerate wraps each decoder layer, the embedding, and
+      the final norm with the head), plus one unit's unreduced gradients in fp32 for the reduce-scatter of a
+      trainable unit (the largest unit for full finetuning, one layer's adapters for PEFT).
+    - ``deepspeed-zero2`` / ``deepspeed-zero3`` in bf16/fp16: DeepSpeed casts the model to the compute
+      dtype and keeps an fp32 master copy of the trainable parameters in the partitioned optimizer state:
+      p*t (divided by N under stage 3) + 4t/N of weights, p*t/N of gradients, K*t/N of optimizer state
+      (the ZeRO paper's (2 + 2 + K)/N); at the step the gradient partition is converted to fp32 (4t/N),
+      which is how DeepSpeed's own estimator (estimate_zero3_model_states_mem_needs,
+      https://deepspeed.readthedocs.io/en/latest/memory.html) arrives at 18*Psi/N for stage 3 and 4*Psi +
+      16*Psi/N for stage 2 (it also counts stage 2's gradients whole; we follow the paper and divide them).
+      Stage 3 gathers one module at a time: we use that estimator's largest_layer_memory = 4 *
+      largest_layer_params (the largest module's parameters gathered in 16 bits plus its 16-bit gradients),
+      written p * largest (+ p * largest when the module trains). Frozen weights and QLoRA as for FSDP.
+
+    Activations, logits and the loss do not shard (each process runs its own --batch-size), and neither
+    does DPO's reference model under ZeRO-2 or DDP; under parameter sharding it is sharded like the base.
+    """
+    n = shape.total_params()
+    t = trainable
+    p = precision_bytes
+    k = OPTIMIZER_STATE_BYTES[optimizer]
+    full = method == "full"
+    shards = set(strategy.shards)
+    dp = processes if "parameters" in shards else 1  # what each state is divided by
+    dg = processes if "gradients" in shards else 1
+    do = processes if "optimizer" in shards else 1
+    adamw_temp = t * 4 if optimizer == "adamw" else 0.0  # foreach AdamW: one fp32 temporary per parameter
+    reference = n * p if dpo_reference else 0.0
+
+    if strategy.engine == "ddp":  # nothing sharded: the single-GPU model, plus DDP's buckets
+        if method == "qlora":
+            q = quantised_linear_params(shape)
+            weights = q * NF4_DQ_BITS / 8 + (n - q) * 4 + t * ADAPTER_BYTES
+        elif full:
+            weights = n * 4 + (n * 2 if p == 2 else 0)
+        else:
+            weights = n * p + t * ADAPTER_BYTES
+        grads = t * 4
+        buckets = grads if processes > 1 else 0.0
+        note = ("one process: nothing sharded" if processes == 1 else
+                f"ddp over {processes} processes: nothing sharded, every process holds the whole model; DDP's "
+                "gradient buckets hold a second copy of the gradients (gradient_as_bucket_view=False)")
+        return ModelStates(weights=weights, gradients=grads, optimizer=t * k, reference=reference,
+                           buckets=buckets, gather=0.0, step_temp=adamw_temp, note=note)
+
+    # frozen base weights, as stored: QLoRA's 4-bit data shards, its quantisation constants do not
+    if full:
+        frozen = 0.0
+    elif method == "qlora":
+        q = quantised_linear_params(shape)
+        frozen = q * 4 / 8 / dp + q * (NF4_DQ_BITS - 4) / 8 + (n - q) * p / dp
+    else:
+        frozen = n * p / dp
+    deepspeed = strategy.engine == "deepspeed"
+    mixed = p != 4
+    if deepspeed and mixed:  # compute-dtype parameters, fp32 master in the optimizer partition
+        trained = t * p / dp + t * 4 / do
+        grads = t * p / dg
+        step_temp = t * 4 / dg + adamw_temp / do
+    else:  # FSDP: fp32 sharded trainable parameters and gradients; or everything fp32
+        trained = t * 4 / dp
+        grads = t * 4 / dg
+        step_temp = adamw_temp / do
+    weights = frozen + trained
+    reference = reference / dp
+
+    gather = 0.0
+    parts = [s for s in ("parameters", "gradients", "optimizer") if s in shards]
+    note = f"{strategy.name} over {processes} processes: {', '.join(parts)} sharded 1/{processes}"
+    if "parameters" in shards:
+        per_layer_adapters = t / shape.layers if method in ("lora", "qlora", "dora", "ia3") else 0.0
+        layer = shape.linear_params_per_layer() + shape.norm_params_per_layer()
+        if method == "qlora":  # quantised linears travel as 4-bit data; biases, norms, adapters in p
+            qlayer = sum(m.d_in * m.d_out for m in shape.block_linears())
+            layer_bytes = qlayer * 4 / 8 + (layer - qlayer + per_layer_adapters) * p
+        else:
+            layer_bytes = (layer + per_layer_adapters) * p
+        edge = max(shape.embedding_params(), shape.lm_head_params())
+        if strategy.engine == "fsdp":
+            unit = max(layer_bytes, edge * p)
+            trainable_unit = (max(layer, edge) if full else per_layer_adapters if per_layer_adapters else t)
+            gather = 2 * unit + trainable_unit * 4
+            note += (f"; all-gather buffers: 2 units unsharded at once (FSDP prefetch) of the largest unit "
+                     f"({unit / GB:.2f} GB in the compute dtype) + one unit's fp32 gradients for the "
+                     f"reduce-scatter ({trainable_unit * 4 / GB:.2f} GB)")
+        else:
+            biggest = max(max(m.d_in * m.d_out for m in shape.block_linears()), edge)
+            biggest_bytes = biggest * p
+            if method == "qlora":
+                biggest_bytes = max(max(m.d_in * m.d_out for m in shape.block_linears()) * 4 / 8, edge * p)
+            gather = biggest_bytes + (biggest * p if full else 0.0)
+            note += (f"; gather buffer: the largest module ({biggest:,} parameters) gathered"
+                     f"{' with its gradients' if full else ''}, {gather / GB:.2f} GB (DeepSpeed's "
+                     "largest_layer_memory = 4 x largest_layer_params)")
+    else:
+        note += "; parameters replicated"
+    if deepspeed and mixed:
+        note += "; fp32 master weights in the optimizer partition, fp32 gradient partition at the step"
+    return ModelStates(weights=weights, gradients=grads, optimizer=t * k / do, reference=reference,
+                       buckets=0.0, gather=gather, step_temp=step_temp, note=note)
