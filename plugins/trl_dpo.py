@@ -88,11 +88,13 @@ def train_dpo(job: Any) -> Any:
     from ftharness.training.sequences import batch_tokens
     from ftharness.training.sft import (
         CHECKPOINT_PREFIX,
+        check_launched,
         common_args,
         count_parameters,
         last_checkpoint,
+        prepare_launched,
         quiet,
-        save_model,
+        save_trained,
         torch_dtype,
         trainer_callbacks,
         work_dir,
@@ -129,20 +131,20 @@ def train_dpo(job: Any) -> Any:
         warnings.simplefilter("ignore", FutureWarning)  # the libraries' deprecation notices, not the user's
         args = DPOConfig(**common_args(job, hp, len(train_rows), has_eval=eval_rows is not None, dtype=dtype),
                          beta=hp.beta, max_length=hp.max_length)
+        prepare_launched()
         trainer = CountingDPOTrainer(
             model=model, ref_model=None, args=args, train_dataset=datasets.Dataset.from_list(train_rows),
             eval_dataset=datasets.Dataset.from_list(eval_rows) if eval_rows else None, processing_class=tokenizer,
             peft_config=config, callbacks=callbacks,
         )
     quiet(trainer)
+    check_launched(trainer.accelerator)
     resume = last_checkpoint(work_dir(job)) if job.resume else None
     with Measure() as measured, warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     unwrapped = trainer.accelerator.unwrap_model(trainer.model)
-    if trainer.accelerator.is_main_process:
-        save_model(unwrapped, tokenizer, job.out_dir)
-    trainer.accelerator.wait_for_everyone()
+    save_trained(trainer, unwrapped, tokenizer, job.out_dir)
     history = trainer.state.log_history
     trainable, total = count_parameters(unwrapped)
     m = measured.result

@@ -13,6 +13,8 @@ import argparse
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train one candidate from a candidate file (cached; resumes if interrupted)")
     p.add_argument("candidate", metavar="CANDIDATE.yaml", help="candidate file (see examples/candidates/)")
+    p.add_argument("--launch", metavar="YAML", help="train on several processes, overriding the file's launch: "
+                   "e.g. '{processes: 2, strategy: fsdp}' (strategies: ddp, fsdp, deepspeed-zero2, deepspeed-zero3)")
     p.add_argument("--merge-to", metavar="DIR", help="also write the adapter merged into its base model to DIR")
     p.add_argument("--no-progress", action="store_true", help="no progress bars or status lines on stderr")
     p.add_argument("--json", action="store_true", help="print one JSON document")
@@ -23,6 +25,8 @@ def run(args: argparse.Namespace) -> int:
     from ftharness.training.spec import load_candidate_file
 
     cf = load_candidate_file(args.candidate)
+    if args.launch is not None:
+        cf = _with_launch(cf, args.launch)
     if args.merge_to:
         from ftharness.training.merging import check_merge_target
 
@@ -61,13 +65,36 @@ def train_file(cf):
 
         corpus = load_corpus(cf.corpus_path, source=cf.path, field="data.corpus")
         return train_candidate(cf.spec, corpus, None, system_prompt=cf.system_prompt, start_from=parent,
-                               typed_hyperparameters=cf.hyperparameters)
+                               typed_hyperparameters=cf.hyperparameters, launch=cf.launch)
     needs_completion = get_plugins().training_method(cf.spec.trainer, cf.spec.method).data == "supervised"
     train = load_dataset(cf.train_path, format=cf.data_format, require_completion=needs_completion)
     evald = (load_dataset(cf.eval_path, format=cf.data_format, require_completion=needs_completion)
              if cf.eval_path else None)
     return train_candidate(cf.spec, train, evald, system_prompt=cf.system_prompt, start_from=parent,
-                           typed_hyperparameters=cf.hyperparameters)
+                           typed_hyperparameters=cf.hyperparameters, launch=cf.launch)
+
+
+def _with_launch(cf, text: str):
+    """``cf`` launched as ``--launch`` says (a YAML mapping; a config path in it is relative to the working
+    folder)."""
+    import dataclasses
+    from pathlib import Path
+
+    import yaml
+
+    from ftharness.errors import BadInput
+    from ftharness.training.launch import check_launch
+    from ftharness.training.strategies import LaunchSettings
+    from ftharness.typed import from_mapping
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise BadInput(f"not a YAML mapping: {str(e).splitlines()[0]}", field="--launch") from None
+    if not isinstance(data, dict):
+        raise BadInput("give a mapping, e.g. '{processes: 2, strategy: fsdp}'", field="--launch")
+    launch = from_mapping(LaunchSettings, data, prefix="--launch.")
+    return dataclasses.replace(cf, launch=check_launch(launch, source=None, field="--launch", folder=Path.cwd()))
 
 
 def _check_mergeable(cf) -> None:

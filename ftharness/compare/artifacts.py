@@ -56,6 +56,7 @@ class Artifacts:
                 "total_wall_s": float(result["wall_s"]) + (
                     earlier.total_wall_s if earlier is not None else (parent.total_wall_s if parent else 0.0)),
                 "start_from": option.entry.start_from,
+                "launch": (getattr(art, "record", None) or {}).get("launch"),
             },
         )
         self.events.append(

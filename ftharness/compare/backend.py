@@ -198,6 +198,7 @@ class Backend:
             start_from=parent,
             progress=progress,
             typed_hyperparameters=self.task.hyperparameters[c.name],
+            launch=c.launch,
             **staged(stop_at_step, resume_from),
         )
 

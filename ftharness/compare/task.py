@@ -30,6 +30,7 @@ from ftharness.models.engines import EngineChoice, engine_choice
 from ftharness.paths import package_data
 from ftharness.retrieval import RetrievalSpec
 from ftharness.suites.gates import Gate, parse_gate
+from ftharness.training.strategies import LaunchSettings
 from ftharness.typed import from_mapping, load_json_schema, load_mapping, resolve_path, spec, text_or_file
 
 DEFAULT_TASK = package_data("bundled", "extraction", "task.yaml")  # examples/extraction/, packaged
@@ -199,6 +200,11 @@ class CandidateEntry:
         None, help="the engine that serves it and generates its answers: a name (local, server, or a plugin's) or "
                    "{kind: NAME, ...its settings}; null: the task's engine:, else local (ftharness.models.engines)"
     )
+    launch: LaunchSettings | None = spec(
+        None, help="train on several processes under accelerate launch: {processes, strategy: ddp | fsdp | "
+                   "deepspeed-zero2 | deepspeed-zero3, config: an accelerate config file}; null: one process "
+                   "(ftharness.training.launch)"
+    )
 
     def system_prompt(self, instruction: str | None) -> str | None:
         """The system turn this candidate trains and is served with."""
@@ -321,6 +327,7 @@ def check_task(spec: TaskSpec, path: Path, *, check_plugins: bool = True) -> Tas
     candidates = order_candidates(candidates, path)
     typed = check_trainers(spec.candidates, path)
     engines = check_engines(spec, candidates, path)
+    candidates = check_launches(candidates, path)
     trackers = check_trackers(spec, path)
     unlabeled_paths = {c.name: need_file(c.unlabeled, f"candidates.{c.name}.unlabeled") for c in candidates
                        if c.unlabeled}
@@ -549,6 +556,14 @@ def check_engines(spec: TaskSpec, candidates: list[CandidateEntry], path: Path) 
                            file=path, field=field_name)
         out[e.name] = choice
     return out
+
+
+def check_launches(candidates: list[CandidateEntry], path: Path) -> list[CandidateEntry]:
+    """Each candidate's ``launch:`` with its config resolved against the task file (None: one process)."""
+    from ftharness.training.launch import check_launch
+
+    return [replace(c, launch=check_launch(c.launch, source=path, field=f"candidates.{c.name}.launch"))
+            for c in candidates]
 
 
 def check_trackers(spec: TaskSpec, path: Path) -> dict[str, Any]:

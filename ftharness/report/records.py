@@ -42,6 +42,20 @@ class Training:
     cached: bool = doc("taken from the artifact cache instead of trained in this run", default=False)
     artifact: str = doc("the folder of the trained weights", default="")
     start_from: str | None = doc("the candidate it continues from", default=None)
+    launch: Launch | None = doc("how many processes trained it and how they shared the model; null: one process",
+                                default=None)
+
+
+@dataclass(kw_only=True)
+class Launch:
+    """A training on several processes under ``accelerate launch`` (ftharness.training.launch)."""
+
+    strategy: str = doc("ddp (whole model per process), fsdp (PyTorch FSDP2 full sharding), deepspeed-zero2 or "
+                        "deepspeed-zero3")
+    processes: int = doc("processes asked for")
+    world_size: int = doc("processes the workers saw (torch.distributed's world size)")
+    config: str | None = doc("the user's accelerate config file; null: the one the harness wrote", default=None)
+    accelerate_config: str | None = doc("the text of the accelerate config launched with", default=None)
 
 
 @dataclass(kw_only=True)

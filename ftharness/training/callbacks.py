@@ -51,7 +51,10 @@ def progress_callback(description: str) -> Any:
 def best_eval_callback(patience: int | None, store: Path) -> Any:
     """Early stopping on the eval loss (Prechelt 1998): stop after ``patience`` evaluations without a new
     best, and put the best weights back at the end. The best trainable tensors are saved to ``store`` (in the
-    artifact's work folder) so that a resumed run still restores them."""
+    artifact's work folder) so that a resumed run still restores them. A sharded model (FSDP: its parameters
+    are DTensors) keeps one file per process, each with its own shards."""
+    import os
+
     import torch
     from transformers import TrainerCallback
 
@@ -64,36 +67,52 @@ def best_eval_callback(patience: int | None, store: Path) -> Any:
         def _evals(state) -> list[tuple[int, float]]:
             return [(h["step"], h["eval_loss"]) for h in state.log_history if "eval_loss" in h]
 
+        @staticmethod
+        def _store(model) -> tuple[Path, bool]:
+            sharded = any(hasattr(p, "to_local") for p in model.parameters())
+            if not sharded:
+                return store, False
+            return store.with_name(f"{store.stem}-rank{os.environ.get('RANK', '0')}{store.suffix}"), True
+
         def on_evaluate(self, args, state, control, metrics=None, model=None, **kw):
             evals = self._evals(state)
             if not evals or model is None:
                 return
             best_i = min(range(len(evals)), key=lambda i: evals[i][1])
-            if best_i == len(evals) - 1 and state.is_world_process_zero:
-                trainable = {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
-                store.parent.mkdir(parents=True, exist_ok=True)
-                tmp = store.with_suffix(".tmp")
+            path, sharded = self._store(model)
+            if best_i == len(evals) - 1 and (sharded or state.is_world_process_zero):
+                trainable = {n: _local(p).detach().cpu().clone() for n, p in model.named_parameters()
+                             if p.requires_grad}
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(".tmp")
                 torch.save({"step": evals[-1][0], "tensors": trainable}, tmp)
-                tmp.replace(store)
+                tmp.replace(path)
             if patience is not None and len(evals) - 1 - best_i >= patience:
                 control.should_training_stop = True
                 self.stopped_early = True
 
         def on_train_end(self, args, state, control, model=None, **kw):
             evals = self._evals(state)
-            if not evals or model is None or not store.exists():
+            path = self._store(model)[0] if model is not None else store
+            if not evals or model is None or not path.exists():
                 return
             best_i = min(range(len(evals)), key=lambda i: evals[i][1])
             if best_i == len(evals) - 1:
                 return
-            saved = torch.load(store, map_location="cpu", weights_only=True)
+            saved = torch.load(path, map_location="cpu", weights_only=True)
             params = dict(model.named_parameters())
             with torch.no_grad():
                 for name, tensor in saved["tensors"].items():
-                    params[name].data.copy_(tensor.to(params[name].device, params[name].dtype))
+                    local = _local(params[name])
+                    local.copy_(tensor.to(local.device, local.dtype))
             self.restored_from_step = int(saved["step"])
 
     return _BestEval()
+
+
+def _local(p: Any) -> Any:
+    """This process's part of a parameter: its shard under FSDP (a DTensor), else the parameter."""
+    return p.to_local() if hasattr(p, "to_local") else p
 
 
 def fault_callback() -> Any:

@@ -47,8 +47,10 @@ def write_card(
     validation: Dataset | None,
     system_prompt: str | None,
     libraries: dict[str, str],
+    launch: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``folder/README.md`` for the artifact trained from ``spec`` (``kind``: adapter or model)."""
+    """Write ``folder/README.md`` for the artifact trained from ``spec`` (``kind``: adapter or model);
+    ``launch``: the launch record of a training on several processes (``candidate.json``'s ``launch``)."""
     from ftharness import __version__
     from ftharness.models.loading import hub_id
 
@@ -89,7 +91,7 @@ def write_card(
     if replayed:
         lines += ["", "Replay against forgetting: " + ", ".join(
             f"{n} of the train rows are general text ({source})" for source, n in sorted(replayed.items())) + "."]
-    lines += ["", "## Training", "", *_losses(result.loss_curve), *_measured(result), ""]
+    lines += ["", "## Training", "", *_losses(result.loss_curve), *_measured(result), *_launched(launch), ""]
     lines += ["## Use", "", "Serve it with the instruction it was trained with "
               + (f"as the system turn:\n\n```text\n{system_prompt}\n```" if system_prompt else
                  "(none: it was trained on the input alone)."), ""]
@@ -164,6 +166,16 @@ def _losses(curve: list[dict[str, float]]) -> list[str]:
     if not out:
         out.append("- no loss was logged")
     return [*out, "- every logged point: `loss_curve.json` beside this card"]
+
+
+def _launched(launch: dict[str, Any] | None) -> list[str]:
+    if launch is None:
+        return ["- one process"]
+    lines = [f"- {launch['world_size']} processes under `accelerate launch`, strategy `{launch['strategy']}` "
+             "(the memory above is rank 0's)"]
+    if launch.get("accelerate_config"):
+        lines += ["", "accelerate config:", "", "```yaml", launch["accelerate_config"].rstrip(), "```"]
+    return lines
 
 
 def _measured(result: TrainResult) -> list[str]:

@@ -15,6 +15,10 @@ artifact continues from that checkpoint (same schedule, optimizer and data order
 the end. The key of a continued artifact names what it continued from: its validation history holds the
 evaluation at each stop, which early stopping counts, so it is not assumed equal to an uninterrupted one.
 
+A candidate with a ``launch:`` that asks for several processes or a sharding strategy trains under
+``accelerate launch`` (:mod:`ftharness.training.launch`): the harness holds the lock and waits, the workers
+train, rank 0 writes the folder; the launch is part of the key and of ``candidate.json``.
+
 One process trains an artifact at a time: the training holds an exclusive lock on
 ``<cache>/locks/artifact-<key>.lock``. A second process asking for the same artifact waits for the lock (saying which process it
 waits for), then finds the finished artifact and reuses it. The operating system drops the lock of a
@@ -41,6 +45,7 @@ from ftharness.errors import BadInput, EnvironmentProblem
 from ftharness.io import atomic_write_json, describe_holder, sha256_file, sha256_json, wait_lock
 from ftharness.paths import artifacts_dir, cache_dir
 from ftharness.training.card import write_card
+from ftharness.training.strategies import LaunchSettings
 from ftharness.training.trainer import CandidateSpec, TrainJob, TrainResult
 
 FORMAT = "ftharness-candidate/1"
@@ -115,9 +120,12 @@ def examples_hash(examples: list[Example]) -> str:
 
 def artifact_key(spec: CandidateSpec, hyperparameters: dict[str, Any], base_hash: str, train_hash: str,
                  eval_hash: str | None, system_prompt: str | None, start_key: str | None,
-                 stop_at_step: int | None = None, resumed_key: str | None = None) -> str:
-    """The cache key. The candidate's *name* is left out: two names for the same settings share a result."""
-    staged = {k: v for k, v in (("stop_at_step", stop_at_step), ("resumed_from", resumed_key)) if v is not None}
+                 stop_at_step: int | None = None, resumed_key: str | None = None,
+                 launch: dict[str, Any] | None = None) -> str:
+    """The cache key. The candidate's *name* is left out: two names for the same settings share a result.
+    ``launch``: :func:`ftharness.training.launch.identity` (None for one plain process)."""
+    staged = {k: v for k, v in (("stop_at_step", stop_at_step), ("resumed_from", resumed_key),
+                                ("launch", launch)) if v is not None}
     return sha256_json({
         "format": FORMAT, "base_model": base_hash, "trainer": spec.trainer, "method": spec.method,
         "hyperparameters": hyperparameters, "seed": spec.seed, "train": train_hash, "eval": eval_hash,
@@ -188,6 +196,8 @@ def train_candidate(
     stop_at_step: int | None = None,
     resume_from: Artifact | None = None,
     typed_hyperparameters: Any | None = None,
+    launch: LaunchSettings | None = None,
+    launch_config: str | None = None,
 ) -> Artifact:
     """Train ``spec`` on ``train`` (eval loss on ``eval``) or return the cached artifact of the same request.
     ``typed_hyperparameters``: ``spec``'s, as :func:`ftharness.training.spec.validate_candidate` returned
@@ -195,9 +205,12 @@ def train_candidate(
 
     Raises BadInput for an unknown trainer/method/hyperparameter, EnvironmentProblem (before any work) when
     the trainer cannot run here. ``callbacks`` are extra transformers TrainerCallbacks (tests, tools).
-    ``stop_at_step`` and ``resume_from`` train in stages (the module docstring).
+    ``stop_at_step`` and ``resume_from`` train in stages (the module docstring). ``launch``: train on several
+    processes (:mod:`ftharness.training.launch`; ``callbacks`` do not cross into its workers);
+    ``launch_config``: the accelerate config's text, given by a launched worker for the record.
     """
     from ftharness.plugins import get_plugins
+    from ftharness.training import launch as launching
     from ftharness.training.spec import COMBINE_METHOD, hyperparameter_values, validate_candidate
 
     if spec.method == COMBINE_METHOD:
@@ -222,14 +235,18 @@ def train_candidate(
                        file=resume_from.path)
     key = artifact_key(spec, hyperparameters, base_hash, train_hash, eval_hash, system_prompt,
                        start_from.key if start_from is not None else None, stop_at_step,
-                       resume_from.key if resume_from is not None else None)
+                       resume_from.key if resume_from is not None else None, launching.identity(launch))
     out_dir = artifacts_dir() / key
+    launch = launch if launching.identity(launch) is not None else None
+    launch_here = launch is not None and not launching.in_distributed_launch()
     if (out_dir / "candidate.json").is_file():
         return load_artifact(out_dir, spec)
 
     reason = get_plugins().unavailable_reason("trainers", spec.trainer, spec.method)
     if reason:
         raise EnvironmentProblem(f"trainer {spec.trainer!r} cannot train {spec.method} here: {reason}")
+    if launch_here and launching.unavailable_reason(launch):
+        raise EnvironmentProblem(launching.unavailable_reason(launch))
 
     with _artifact_lock(out_dir, spec.name):
         if (out_dir / "candidate.json").is_file():  # trained by the process we waited for
@@ -237,6 +254,12 @@ def train_candidate(
         out_dir.mkdir(parents=True, exist_ok=True)
         if resume_from is not None and not (out_dir / "work").exists():
             shutil.copytree(Path(resume_from.path) / RESUME_DIR, out_dir / "work")
+        if launch_here:
+            request = {"spec": dataclasses.asdict(spec), "system_prompt": system_prompt, "stop_at_step": stop_at_step,
+                       "start_from": None if start_from is None else str(start_from.path),
+                       "resume_from": None if resume_from is None else str(resume_from.path), "progress": progress}
+            launching.train_launched(request, train, eval, launch, out_dir, progress=progress)
+            return dataclasses.replace(load_artifact(out_dir, spec), cached=False)
         if stop_at_step is not None:
             from ftharness.training.callbacks import stop_at_step_callback
 
@@ -272,6 +295,9 @@ def train_candidate(
                                                            "name": start_from.spec.name},
             "stop_at_step": stop_at_step,
             "resumed_from": None if resume_from is None else {"key": resume_from.key, "path": str(resume_from.path)},
+            "launch": None if launch is None else {
+                **dataclasses.asdict(launch), "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+                "accelerate_config": launch_config},
             "libraries": libraries,
             "started_at": started,
             "finished_at": time.time(),
@@ -280,7 +306,7 @@ def train_candidate(
         if _is_main_process():
             write_card(out_dir, spec=spec, method=method, kind=kind, hyperparameters=typed_hyperparameters,
                        result=result, base_sha256=base_hash, train=train, validation=eval,
-                       system_prompt=system_prompt, libraries=libraries)
+                       system_prompt=system_prompt, libraries=libraries, launch=record["launch"])
             atomic_write_json(out_dir / "loss_curve.json", result.loss_curve)
             if stop_at_step is not None and (out_dir / "work").is_dir():  # kept: a later stage continues from it
                 shutil.rmtree(out_dir / RESUME_DIR, ignore_errors=True)
@@ -295,8 +321,11 @@ def train_candidate(
 @contextlib.contextmanager
 def _artifact_lock(out_dir: Path, name: str) -> Iterator[None]:
     """Hold ``<cache>/locks/artifact-<key>.lock`` while inside, waiting (and saying so) while another
-    process trains the same artifact. Only the main process of a distributed launch takes it."""
-    if not _is_main_process():
+    process trains the same artifact. Only the main process of a distributed launch takes it, and none of
+    the workers of a launch the harness started (the harness holds it for them)."""
+    from ftharness.training.launch import in_worker
+
+    if not _is_main_process() or in_worker():
         yield
         return
     with wait_lock(cache_dir() / "locks" / f"artifact-{out_dir.name}.lock", on_wait=lambda holder: ui.status(

@@ -249,6 +249,15 @@ def make_sft_trainer_class() -> type:
                 loss = loss * valid.sum() / torch.as_tensor(num_items_in_batch, device=loss.device).clamp(min=1)
             return (loss, outputs) if return_outputs else loss
 
+        def _get_train_sampler(self, *args, **kwargs):
+            """Rows grouped by length over what one optimizer step takes on *every* process: transformers
+            groups by one process's batch, so N processes would see other rows per step than one process with
+            N times the batch (accelerate then hands each process its consecutive part of the group)."""
+            sampler = super()._get_train_sampler(*args, **kwargs)
+            if hasattr(sampler, "lengths") and hasattr(sampler, "batch_size") and self.accelerator.num_processes > 1:
+                sampler.batch_size *= self.accelerator.num_processes
+            return sampler
+
         def _completion_logits_only(self, model, inputs) -> bool:
             """The fast path where it changes something and the plain loss is all the configuration asks for
             (no label smoothing, custom loss function, DFT loss or MoE auxiliary loss)."""
@@ -345,19 +354,19 @@ def train_on_rows(job: TrainJob, model: Any, tokenizer: Any, hp: TrainingHyperpa
             [{**{k: v for k, v in r.items() if k != "completion_start"}, "length": len(r["input_ids"])}
              for r in train_rows])
         eval_ds = datasets.Dataset.from_list(eval_rows) if eval_rows else None
+        prepare_launched()  # after the arguments (which reset accelerate's state), before the trainer's accelerator
         trainer = make_sft_trainer_class()(
             model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
             data_collator=SequenceCollator(tokenizer.pad_token_id, padding_free=padding_free), callbacks=callbacks,
         )
     quiet(trainer)
+    check_launched(trainer.accelerator)
     resume = last_checkpoint(work_dir(job)) if job.resume else None
     with Measure() as measured, warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # deprecation notices of the libraries, not the user's
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    if trainer.accelerator.is_main_process:
-        save_model(trainer.model if not hasattr(trainer.model, "module") else trainer.model.module, tokenizer,
-                   job.out_dir)
-    trainer.accelerator.wait_for_everyone()
+    save_trained(trainer, trainer.model if not hasattr(trainer.model, "module") else trainer.model.module,
+                 tokenizer, job.out_dir)
     m = measured.result
     trainable, total = count_parameters(trainer.model)
     extra = {
@@ -394,15 +403,40 @@ def _last(history: list[dict[str, Any]], key: str) -> float | None:
 
 
 def trainable_fingerprint(model: Any) -> str:
-    """sha256 of the trainable tensors' bytes in name order: processes of one distributed run must agree."""
+    """sha256 of the trainable tensors' bytes in name order: processes of one distributed run must agree.
+    A sharded parameter (FSDP's DTensor) is gathered whole first: every process calls this, in the same order."""
     import hashlib
 
     h = hashlib.sha256()
     for name, p in sorted(model.named_parameters(), key=lambda x: x[0]):
         if p.requires_grad:
+            whole = p.full_tensor() if hasattr(p, "full_tensor") else p
             h.update(name.encode())
-            h.update(p.detach().float().cpu().contiguous().numpy().tobytes())
+            h.update(whole.detach().float().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
+
+
+def prepare_launched() -> None:
+    """In a worker of an FSDP launch on a machine without CUDA: let accelerate prepare FSDP on CPU
+    (:func:`ftharness.training.launch.fsdp_on_cpu` says why)."""
+    from ftharness.training.worker import STRATEGY_ENV
+
+    if os.environ.get(STRATEGY_ENV) == "fsdp" and not cuda_available():
+        from ftharness.training.launch import fsdp_on_cpu
+
+        fsdp_on_cpu()
+
+
+def check_launched(accelerator: Any) -> None:
+    """In a worker of a launched training (:mod:`ftharness.training.launch`): accelerate prepared the strategy
+    the launch asked for."""
+    from ftharness.training.worker import STRATEGY_ENV
+
+    strategy = os.environ.get(STRATEGY_ENV)
+    if strategy:
+        from ftharness.training.launch import check_prepared
+
+        check_prepared(accelerator, strategy)
 
 
 def count_parameters(model: Any) -> tuple[int, int]:
@@ -417,13 +451,24 @@ def count_parameters(model: Any) -> tuple[int, int]:
     return int(trainable), int(total)
 
 
-def save_model(model: Any, tokenizer: Any, out_dir: Path) -> None:
+def save_trained(trainer: Any, model: Any, tokenizer: Any, out_dir: Path) -> None:
+    """Save what ``trainer`` trained (``model``, unwrapped) from the main process, every process waiting for
+    it. Under FSDP the full state dict is gathered by every process together first, then rank 0 writes it."""
+    state = trainer.accelerator.get_state_dict(trainer.model) if trainer.is_fsdp_enabled else None
+    if trainer.accelerator.is_main_process:
+        save_model(model, tokenizer, out_dir, state_dict=state)
+    trainer.accelerator.wait_for_everyone()
+
+
+def save_model(model: Any, tokenizer: Any, out_dir: Path, state_dict: dict[str, Any] | None = None) -> None:
     """PEFT models save their adapter (adapter_config.json + adapter_model.safetensors), others the full model;
-    the tokenizer goes beside either so the folder is self-describing."""
+    the tokenizer goes beside either so the folder is self-describing. ``state_dict``: the model's whole
+    state gathered from its shards (FSDP), where the model itself holds only this process's part."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    given = {} if state_dict is None else {"state_dict": state_dict}
     if hasattr(model, "peft_config"):
         names = [n for n in model.peft_config if n != "ref"]  # DPO's frozen reference copy is not the result
-        model.save_pretrained(str(out_dir), selected_adapters=names[:1] or None, safe_serialization=True)
+        model.save_pretrained(str(out_dir), selected_adapters=names[:1] or None, safe_serialization=True, **given)
     else:
-        model.save_pretrained(str(out_dir), safe_serialization=True)
+        model.save_pretrained(str(out_dir), safe_serialization=True, **given)
     tokenizer.save_pretrained(str(out_dir))

@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 from ftharness.errors import BadInput
 from ftharness.hyperparameters import NoHyperparameters
+from ftharness.training.launch import check_launch
+from ftharness.training.strategies import LaunchSettings
 from ftharness.training.trainer import CandidateSpec
 from ftharness.typed import from_mapping, load_mapping, resolve_path, spec, text_or_file
 
@@ -137,6 +139,8 @@ class CandidateFileFields:
     data: CandidateData = field(default_factory=CandidateData)
     system_prompt: str | None = None  # the task instruction, exactly as the baselines get it
     system_prompt_file: str | None = None  # ... or read from this text file (relative to the candidate file)
+    launch: LaunchSettings | None = spec(None, help="train on several processes: {processes, strategy, config} "
+                                                    "(ftharness.training.launch)")
 
 
 @dataclass
@@ -151,6 +155,7 @@ class CandidateFile:
     combine: list[CandidateFile] = field(default_factory=list)
     corpus_path: Path | None = None
     hyperparameters: Any = None  # typed by the trainer's class, checked once here (None for `method: combine`)
+    launch: LaunchSettings | None = None  # None: one process
 
 
 def load_candidate_file(path: str | Path, *, _seen: tuple[Path, ...] = ()) -> CandidateFile:
@@ -175,7 +180,11 @@ def load_candidate_file(path: str | Path, *, _seen: tuple[Path, ...] = ()) -> Ca
     start = _other(fields.start_from, "start_from") if fields.start_from else None
     combine = [_other(ref, f"combine[{i}]") for i, ref in enumerate(fields.combine)]
     typed = None
+    launch = check_launch(fields.launch, source=path, field="launch")
     if spec.method == COMBINE_METHOD:
+        if launch is not None:
+            raise BadInput("`method: combine` merges adapters without training; it has nothing to launch",
+                           file=path, field="launch")
         if len(combine) < 2:
             raise BadInput("`method: combine` needs at least two candidate files under `combine`", file=path,
                            field="combine")
@@ -215,7 +224,7 @@ def load_candidate_file(path: str | Path, *, _seen: tuple[Path, ...] = ()) -> Ca
     return CandidateFile(
         spec=spec, path=path, train_path=train_path, eval_path=eval_path, data_format=fields.data.format,
         system_prompt=system_prompt, start_from=start, combine=combine, corpus_path=corpus_path,
-        hyperparameters=typed,
+        hyperparameters=typed, launch=launch,
     )
 
 
