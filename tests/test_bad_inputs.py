@@ -11,26 +11,17 @@ examples/ and the corpus itself are compared before and after).
 from __future__ import annotations
 
 import errno
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import load_benchmark
 
 from ftharness.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _corpus():
-    spec = importlib.util.spec_from_file_location("bad_inputs", ROOT / "benchmarks" / "bad_inputs.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-CORPUS = _corpus()
+CORPUS = load_benchmark("bad_inputs")
 CASES = CORPUS.load_cases()
 
 

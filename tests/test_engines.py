@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from fake_engine import RuleEngine, register_engine
 from ftharness_plugins.server_engine import ServerSettings, launch_command
+from helpers import example_rows
 from test_compare import EXAMPLE, FakeBackend, builtin_plugins, fake, write_task  # noqa: F401 - fake: the fixture
 
 from ftharness.cli import main
@@ -159,9 +160,7 @@ def test_a_trained_candidate_served_by_transformers_serve_answers_as_the_local_e
     row for row; the record names each engine; no server is left running."""
     pytest.importorskip("fastapi", reason="transformers serve needs the serve extra (pip install -e '.[serve]')")
     builtin_plugins(monkeypatch)
-    for name, n in (("train", 10), ("eval", 4)):
-        lines = (EXAMPLE / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()[:n]
-        (tmp_path / f"{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    example_rows(tmp_path, train=10, eval=4)
     hp = "{r: 4, max_steps: 2, batch_size: 4, learning_rate: 0.05}"
     path = tmp_path / "task.yaml"
     path.write_text(f"""

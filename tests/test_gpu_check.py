@@ -4,7 +4,6 @@ the real ones need a CUDA machine)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -13,20 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = ["qlora-cuda", "unsloth-vs-peft", "vram-vs-plan", "vllm-vs-local", "fsdp-2gpu"]
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-gc = _load()
+gc = load_benchmark("gpu_check")
 
 
 def rows_of(*statuses: str) -> list[dict[str, str]]:

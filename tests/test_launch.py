@@ -24,13 +24,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import example_rows
 
 from ftharness.cli import main
 from ftharness.errors import BadInput, EnvironmentProblem
 from ftharness.training import launch as L
 from ftharness.training.strategies import STRATEGIES, LaunchSettings
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "extraction"
 DATA = Path(__file__).parent / "data"
 WEIGHT_TOLERANCE = 1e-4
 LOSS_TOLERANCE = 1e-5
@@ -180,9 +180,7 @@ def test_compare_trains_a_candidate_on_two_processes_under_ddp_and_fsdp_as_one_p
     """One process with batches of 4 against two processes with batches of 2 each (the same rows per step):
     the adapters agree within the tolerance the module docstring states; the report records each launch."""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the workers: two processes on two cores
-    for name, n in (("train", 10), ("eval", 2)):  # 8 rows to train on after validation: two full steps of 4
-        lines = (EXAMPLE / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()[:n]
-        (tmp_path / f"{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    example_rows(tmp_path, train=10, eval=2)  # 8 rows to train on after validation: two full steps of 4
     hp = "r: 4, max_steps: 3, learning_rate: 0.02, early_stopping_patience: null, lora_dropout: 0.0"
     path = tmp_path / "task.yaml"
     path.write_text(f"""
