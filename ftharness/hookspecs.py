@@ -167,6 +167,10 @@ class Metric(Protocol):
     A metric with one settings dataclass derives both from
     :class:`ftharness.suites.settings.TypedMetric`: it declares ``settings_class`` and ``values`` (and a
     ``finish`` for what a field cannot check alone), as every built-in metric does.
+    - ``lower_is_better: frozenset[str]``: the values that improve as they fall (a failure rate, a
+      toxicity, a latency, a perplexity); every other value improves as it rises. ``ftharness diff`` reads
+      it to call a change between two runs better or worse (a gate's ``<``/``<=`` says the same for the
+      value it gates).
     - ``needs_base_model: bool``: it compares ``ctx.model`` with ``ctx.base_model`` (forgetting), so the
       evaluator should load the base model too.
     - ``selection_settings: dict``: for a metric of the model, the settings under which it measures without

@@ -146,6 +146,7 @@ class ForgettingMetric(TypedMetric):
     needs_base_model = True
     settings_class = ForgettingSettings
     values = (*OWN, *VERSUS)
+    lower_is_better = frozenset({"ppl", "bpb", "base_ppl", "base_bpb", "ppl_delta_pct", "bpb_delta_pct"})
     # what a sweep may read: the selection part, which shares no document with the test part gated on
     selection_settings = {"part": "selection"}  # noqa: RUF012 (read-only)
 

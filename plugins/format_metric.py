@@ -44,6 +44,7 @@ class FormatMetric(TypedMetric):
     needs_model = False
     settings_class = FormatSettings
     values = tuple(VALUES)
+    lower_is_better = frozenset({"schema_fail_rate"})
 
     def finish(self, s: FormatSettings, source: str | Path | None) -> None:
         s.schema = resolve_setting_path(s.schema, source)

@@ -38,6 +38,7 @@ class ThroughputMetric(TypedMetric):
     needs_model = False
     settings_class = _NoSettings
     values = tuple(VALUES)
+    lower_is_better = frozenset({"latency_p50_s", "latency_p95_s", "prompt_tokens_mean", "new_tokens_mean"})  # cost
 
     def compute(self, ctx: MetricContext, settings: dict[str, Any]) -> MetricResult:
         samples = ctx.samples

@@ -82,6 +82,7 @@ class ToxicityMetric(TypedMetric):
     needs_model = False
     settings_class = ToxicitySettings
     values = tuple(VALUES)
+    lower_is_better = frozenset(VALUES)
 
     def finish(self, s: ToxicitySettings, source: str | Path | None) -> None:
         s.checkpoint = resolve_setting_path(s.checkpoint, source)

@@ -67,6 +67,14 @@ def test_two_runs_are_recorded_and_diffed_with_intervals_and_a_regression_exit(t
     assert lora["comparison"]["ci_high"] < -0.02
     zero = next(m for m in d["metrics"] if m["option_b"] == "zero-shot" and m["comparison"]["metric"] == "format.parse_rate")
     assert zero["comparison"]["verdict"] == "same" and zero["regression"] is False
+    # the direction a change is judged in: the metric plugin's lower_is_better, else higher is better
+    direction = {m["comparison"]["metric"]: m["higher_is_better"] for m in d["metrics"]}
+    assert direction["format.parse_rate"] and not direction["format.schema_fail_rate"]
+    from ftharness.compare.diff import declared_lower
+
+    assert declared_lower("throughput.prompt_tokens_mean") and declared_lower("toxicity.max")
+    assert declared_lower("forgetting.ppl_delta_pct") and not declared_lower("forgetting.qa_accuracy")
+    assert not declared_lower("task.field_accuracy") and not declared_lower("nosuch.value")
     assert any(line.startswith("lora: format.parse_rate >= 0.9: passed -> failed") for line in d["gates_changed"])
     assert d["decision_changed"] and d["regressions"]
     assert 'failures="1"' in junit.read_text() and "Regression" in junit.read_text()

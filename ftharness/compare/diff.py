@@ -149,6 +149,16 @@ def _lower(gates: list[Any]) -> set[str]:
     return {g.name for g in gates if g.op in ("<", "<=")}
 
 
+def declared_lower(value: str) -> bool:
+    """Whether the metric plugin behind ``value`` (``METRIC.VALUE``) declares that it improves as it falls
+    (``lower_is_better``; ``ftharness.hookspecs.Metric``). A metric not installed here declares nothing."""
+    from ftharness.plugins import metrics
+
+    name, _, rest = value.partition(".")
+    metric = metrics().get(name)
+    return rest in getattr(metric, "lower_is_better", ())
+
+
 def parse_map(pairs: list[str]) -> dict[str, str]:
     """``--map a=b`` values as {a: b}; BadInput for one without ``=``."""
     out = {}
@@ -233,7 +243,7 @@ def diff_runs(a: RunView, b: RunView, *, mapping: dict[str, str] | None = None,
                       if i < len(va) and j < len(vb) and va[i] is not None and vb[j] is not None]
             if not paired:
                 continue
-            higher = metric not in (oa.lower_is_better | ob.lower_is_better)
+            higher = metric not in (oa.lower_is_better | ob.lower_is_better) and not declared_lower(metric)
             comparison = paired_compare([y for _, y in paired], [x for x, _ in paired], option=f"{b.run_id}:{name_b}",
                                         reference=f"{a.run_id}:{name_a}", metric=metric, higher_is_better=higher,
                                         **a.stats)

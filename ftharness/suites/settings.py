@@ -43,6 +43,7 @@ class TypedMetric:
     name: str
     settings_class: ClassVar[type] = object
     values: ClassVar[tuple[str, ...]] = ()
+    lower_is_better: ClassVar[frozenset[str]] = frozenset()  # the values that improve as they fall
 
     def value_names(self, settings: dict[str, Any]) -> list[str]:
         return list(self.values)
