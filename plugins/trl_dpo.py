@@ -98,6 +98,7 @@ def train_dpo(job: Any) -> Any:
         torch_dtype,
         trainer_callbacks,
         work_dir,
+        world_tokens,
     )
     from ftharness.training.trainer import TrainResult
 
@@ -170,8 +171,8 @@ def train_dpo(job: Any) -> Any:
         "pairs": len(train_rows),
     }
     return TrainResult(
-        wall_s=m.wall_s, train_tokens=trainer.trained_tokens,
-        tokens_per_s=tokens_per_s(trainer.trained_tokens, m.wall_s), peak_memory_bytes=m.peak_memory_bytes,
+        wall_s=m.wall_s, train_tokens=(tokens := world_tokens(trainer)),
+        tokens_per_s=tokens_per_s(tokens, m.wall_s), peak_memory_bytes=m.peak_memory_bytes,
         memory_kind=m.memory_kind, trainable_params=trainable, total_params=total, loss_curve=loss_curve(history),
         extra=extra,
     )

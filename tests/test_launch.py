@@ -214,6 +214,7 @@ decision: {{metric: task.exact_match, bootstrap_samples: 100, merged_latency_pro
         assert sorted(weights[name]) == sorted(weights["one"])
         assert max(float((weights[name][k] - weights["one"][k]).abs().max()) for k in weights["one"]) <= WEIGHT_TOLERANCE
         assert len(losses[name]) == len(losses["one"]) == 3
+        assert by[name]["training"]["train_tokens"] == by["one"]["training"]["train_tokens"]  # every process's rows
         assert all(abs(a - b) <= LOSS_TOLERANCE * abs(b) for a, b in zip(losses[name], losses["one"], strict=True))
         card = (Path(by[name]["training"]["artifact"]) / "README.md").read_text()
         assert f"2 processes under `accelerate launch`, strategy `{name}`" in card

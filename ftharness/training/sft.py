@@ -383,7 +383,7 @@ def train_on_rows(job: TrainJob, model: Any, tokenizer: Any, hp: TrainingHyperpa
         **(notes or {}),
     }
     return TrainResult(
-        wall_s=m.wall_s, train_tokens=trainer.trained_tokens, tokens_per_s=tokens_per_s(trainer.trained_tokens, m.wall_s),
+        wall_s=m.wall_s, train_tokens=(tokens := world_tokens(trainer)), tokens_per_s=tokens_per_s(tokens, m.wall_s),
         peak_memory_bytes=m.peak_memory_bytes, memory_kind=m.memory_kind, trainable_params=trainable,
         total_params=total, loss_curve=loss_curve(trainer.state.log_history), extra=extra,
     )
@@ -425,6 +425,16 @@ def prepare_launched() -> None:
         from ftharness.training.launch import fsdp_on_cpu
 
         fsdp_on_cpu()
+
+
+def world_tokens(trainer: Any) -> int:
+    """The tokens every process of the training trained on, together (each counts its own batches)."""
+    if trainer.accelerator.num_processes == 1:
+        return int(trainer.trained_tokens)
+    import torch
+
+    count = torch.tensor(int(trainer.trained_tokens), device=trainer.accelerator.device)
+    return int(trainer.accelerator.reduce(count, reduction="sum").item())
 
 
 def check_launched(accelerator: Any) -> None:
