@@ -25,6 +25,7 @@ bench:
 	.venv/bin/python -m pip install -q "rank-bm25>=0.2" "tantivy>=0.22"  # the libraries bm25s is measured against
 	.venv/bin/python benchmarks/retrieval.py
 	.venv/bin/python benchmarks/served_engine.py
+	.venv/bin/python benchmarks/launch.py
 
 # The GPU check (benchmarks/gpu_check.py; README, "GPU check"): a CUDA machine only; it installs what its
 # checks need (vLLM and Unsloth in environments of their own under .venv/gpu-check/). Flags: GPU_CHECK_FLAGS.
