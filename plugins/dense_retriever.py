@@ -138,6 +138,9 @@ def embed(texts: list[str], settings: dict[str, Any]) -> Any:
     return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
+TIE_DECIMALS = 6  # cosine scores closer than this are ties (float32 carries about 7 significant digits)
+
+
 class DenseIndex:
     """The chunks' embeddings; queries are embedded when searched."""
 
@@ -156,7 +159,9 @@ class DenseIndex:
             raise EnvironmentProblem(f"the dense retriever's queries have {q.shape[1]} dimensions, its index "
                                      f"{dim}: the embedding model changed; clear $FTHARNESS_CACHE/retrieval")
         positions = np.arange(n)
-        return [[(int(i), float(row[i])) for i in np.lexsort((positions, -row))[:k]]
+        # Scores equal up to float32 rounding are ties, broken by position: the same text embedded at two
+        # places of one batch can come out a few ulps apart (batched kernels reduce rows in different orders).
+        return [[(int(i), float(row[i])) for i in np.lexsort((positions, -np.round(row, TIE_DECIMALS)))[:k]]
                 for row in q @ self.embeddings.T]
 
     def save(self, folder: Path) -> None:

@@ -28,8 +28,8 @@ from helpers import example_rows
 
 from ftharness.cli import main
 from ftharness.errors import BadInput, EnvironmentProblem
+from ftharness.planner.strategies import STRATEGIES, LaunchSettings
 from ftharness.training import launch as L
-from ftharness.training.strategies import STRATEGIES, LaunchSettings
 
 DATA = Path(__file__).parent / "data"
 WEIGHT_TOLERANCE = 1e-4

@@ -154,7 +154,8 @@ def test_the_trainer_never_sees_the_eval_set(tmp_path, monkeypatch):
 
     seen = []
 
-    def capture(spec, train, validation, *, system_prompt=None, start_from=None, progress=True, typed_hyperparameters=None):
+    def capture(spec, train, validation, *, system_prompt=None, start_from=None, progress=True, typed_hyperparameters=None,
+                launch=None):
         seen.append((examples_hash(train.examples), examples_hash(validation.examples), system_prompt,
                      spec.hyperparameters))
         return None
@@ -191,7 +192,8 @@ def test_bare_prompt_is_the_same_at_train_and_serve_time(tmp_path, monkeypatch, 
     builtin_plugins(monkeypatch)
     seen = {}
 
-    def capture(spec, train, validation, *, system_prompt=None, start_from=None, progress=True, typed_hyperparameters=None):
+    def capture(spec, train, validation, *, system_prompt=None, start_from=None, progress=True, typed_hyperparameters=None,
+                launch=None):
         seen["system_prompt"], seen["train"] = system_prompt, train
         return None
 

@@ -83,8 +83,8 @@ def _with_launch(cf, text: str):
     import yaml
 
     from ftharness.errors import BadInput
+    from ftharness.planner.strategies import LaunchSettings
     from ftharness.training.launch import check_launch
-    from ftharness.training.strategies import LaunchSettings
     from ftharness.typed import from_mapping
 
     try:

@@ -28,9 +28,9 @@ from ftharness.errors import BadInput
 from ftharness.models.endpoint import EndpointConfig, check_endpoint
 from ftharness.models.engines import EngineChoice, engine_choice
 from ftharness.paths import package_data
+from ftharness.planner.strategies import LaunchSettings
 from ftharness.retrieval import RetrievalSpec
 from ftharness.suites.gates import Gate, parse_gate
-from ftharness.training.strategies import LaunchSettings
 from ftharness.typed import from_mapping, load_json_schema, load_mapping, resolve_path, spec, text_or_file
 
 DEFAULT_TASK = package_data("bundled", "extraction", "task.yaml")  # examples/extraction/, packaged

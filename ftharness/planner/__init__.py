@@ -12,7 +12,7 @@ from ftharness.errors import BadInput
 from ftharness.hyperparameters import LoraSettings, PromptLearningSettings, TrainingHyperparameters
 from ftharness.planner import memory as M
 from ftharness.planner.catalogue import Gpu, ModelShape, get_gpu, gpu_names, resolve_model
-from ftharness.training.strategies import STRATEGIES, STRATEGY_NAMES
+from ftharness.planner.strategies import STRATEGIES, STRATEGY_NAMES
 from ftharness.typed import MAX_INT, like, spec
 
 __all__ = ["Plan", "PlanRequest", "estimate"]

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from ftharness.planner.catalogue import Linear, ModelShape
 
 if TYPE_CHECKING:
-    from ftharness.training.strategies import Strategy
+    from ftharness.planner.strategies import Strategy
 
 GB = 1e9
 
@@ -300,7 +300,7 @@ def model_states(shape: ModelShape, strategy: Strategy, processes: int, *, metho
     Sharding follows the ZeRO paper (Rajbhandari et al. 2020, sec. 5: stage 1 P_os divides the optimizer
     states, fp32 master weights included (its K = 12 for mixed-precision Adam), stage 2 P_os+g also the
     gradients, stage 3 P_os+g+p also the parameters: (2 + 2 + K)*Psi/N_d per device); what each strategy
-    shards is :data:`ftharness.training.strategies.STRATEGIES`.
+    shards is :data:`ftharness.planner.strategies.STRATEGIES`.
 
     - ``fsdp`` (PyTorch FSDP2 FULL_SHARD as accelerate applies it): trainable parameters are upcast to
       fp32 and sharded, the compute dtype exists only for the gathered unit (MixedPrecisionPolicy

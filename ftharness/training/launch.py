@@ -1,7 +1,7 @@
 """Training on several processes: one candidate under ``accelerate launch``, with DDP, FSDP or DeepSpeed ZeRO.
 
 ``train_candidate`` (:mod:`ftharness.training.run`) calls :func:`train_launched` for a candidate whose
-``launch:`` asks for it (:class:`~ftharness.training.strategies.LaunchSettings`). The contract:
+``launch:`` asks for it (:class:`~ftharness.planner.strategies.LaunchSettings`). The contract:
 
 - The harness process holds the artifact's lock and starts ``accelerate launch`` with a config it writes
   (``<artifact>/launch/accelerate.yaml``) or the user's ``config:``. Every worker runs
@@ -41,10 +41,11 @@ from ftharness import ui
 from ftharness.data.records import Dataset, Example
 from ftharness.errors import INTERNAL_ERROR, BadInput, EnvironmentProblem, FtharnessError
 from ftharness.io import atomic_write_json, sha256_file
-from ftharness.training.strategies import STRATEGIES, LaunchSettings
+from ftharness.planner.strategies import STRATEGIES, LaunchSettings
 
 LAUNCH_DIR = "launch"
 WORKER_ENV = "FTHARNESS_LAUNCH_WORKER"  # set in every worker: the launcher holds the artifact lock
+STRATEGY_ENV = "FTHARNESS_LAUNCH_STRATEGY"  # set by a worker: the strategy its trainer prepares and checks
 
 
 class WorkerCrashed(FtharnessError):

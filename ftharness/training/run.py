@@ -44,8 +44,8 @@ from ftharness.data.records import Dataset, Example
 from ftharness.errors import BadInput, EnvironmentProblem
 from ftharness.io import atomic_write_json, describe_holder, sha256_file, sha256_json, wait_lock
 from ftharness.paths import artifacts_dir, cache_dir
+from ftharness.planner.strategies import LaunchSettings
 from ftharness.training.card import write_card
-from ftharness.training.strategies import LaunchSettings
 from ftharness.training.trainer import CandidateSpec, TrainJob, TrainResult
 
 FORMAT = "ftharness-candidate/1"

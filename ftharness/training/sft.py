@@ -419,7 +419,7 @@ def trainable_fingerprint(model: Any) -> str:
 def prepare_launched() -> None:
     """In a worker of an FSDP launch on a machine without CUDA: let accelerate prepare FSDP on CPU
     (:func:`ftharness.training.launch.fsdp_on_cpu` says why)."""
-    from ftharness.training.worker import STRATEGY_ENV
+    from ftharness.training.launch import STRATEGY_ENV
 
     if os.environ.get(STRATEGY_ENV) == "fsdp" and not cuda_available():
         from ftharness.training.launch import fsdp_on_cpu
@@ -440,7 +440,7 @@ def world_tokens(trainer: Any) -> int:
 def check_launched(accelerator: Any) -> None:
     """In a worker of a launched training (:mod:`ftharness.training.launch`): accelerate prepared the strategy
     the launch asked for."""
-    from ftharness.training.worker import STRATEGY_ENV
+    from ftharness.training.launch import STRATEGY_ENV
 
     strategy = os.environ.get(STRATEGY_ENV)
     if strategy:

@@ -18,8 +18,8 @@ from typing import Any, Literal
 
 from ftharness.errors import BadInput
 from ftharness.hyperparameters import NoHyperparameters
+from ftharness.planner.strategies import LaunchSettings
 from ftharness.training.launch import check_launch
-from ftharness.training.strategies import LaunchSettings
 from ftharness.training.trainer import CandidateSpec
 from ftharness.typed import from_mapping, load_mapping, resolve_path, spec, text_or_file
 

@@ -9,8 +9,6 @@ import signal
 import sys
 from pathlib import Path
 
-STRATEGY_ENV = "FTHARNESS_LAUNCH_STRATEGY"  # the strategy the trainer checks accelerate prepared
-
 
 def _die_with_parent() -> None:
     """SIGTERM this worker when the process that launched it dies (Linux ``PR_SET_PDEATHSIG``)."""
@@ -47,7 +45,7 @@ def _train(job: dict, folder: Path) -> int:
     from ftharness.typed import from_mapping
 
     settings = from_mapping(L.LaunchSettings, job["launch"])
-    os.environ[STRATEGY_ENV] = settings.strategy  # the trainer prepares and checks it (training.sft)
+    os.environ[L.STRATEGY_ENV] = settings.strategy  # the trainer prepares and checks it (training.sft)
     spec = CandidateSpec(**job["spec"])
     train = L.read_rows(folder / "train.jsonl", job["train"])
     evald = L.read_rows(folder / "eval.jsonl", job["eval"]) if job["eval"] is not None else None
