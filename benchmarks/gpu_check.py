@@ -17,6 +17,7 @@ expected, detail}:
   ``{kind: server, launcher: vllm}``; pass when every greedy output equals the local engine's.
 - fsdp-2gpu: ``ftharness train`` of a LoRA candidate with ``launch: {processes: 2, strategy: fsdp}`` against
   the same candidate in one process; pass when the loss curves agree within ``FSDP_LOSS_TOLERANCE``.
+- zero3-2gpu: the same with ``strategy: deepspeed-zero3`` (DeepSpeed installed: scripts/gpu_check.sh tries).
 
 Contract:
 
@@ -471,22 +472,34 @@ def samples(run: Path, option: str) -> list[str]:
 
 
 def check_fsdp(ctx: Context) -> Row:
+    return two_processes("fsdp-2gpu", "fsdp", ctx)
+
+
+def check_zero3(ctx: Context) -> Row:
+    import importlib.util
+
+    if importlib.util.find_spec("deepspeed") is None:
+        raise Skip("DeepSpeed is not installed here (scripts/gpu_check.sh installs it where pip can)")
+    return two_processes("zero3-2gpu", "deepspeed-zero3", ctx)
+
+
+def two_processes(check: str, strategy: str, ctx: Context) -> Row:
+    """A LoRA launched on 2 GPUs with ``strategy`` against the same candidate in one process: loss curves."""
     import torch
 
     count = torch.cuda.device_count()
     if count < 2:
-        raise Skip(f"{count} CUDA device here; FSDP over 2 processes needs 2")
-    folder = Path(os.environ["FTHARNESS_CACHE"]) / "fsdp"
+        raise Skip(f"{count} CUDA device here; {strategy} over 2 processes needs 2")
+    folder = Path(os.environ["FTHARNESS_CACHE"]) / strategy
     one = train_file(folder, "one-process", ctx, batch_size=ROWS, launch=None)
-    two = train_file(folder, "fsdp", ctx, batch_size=ROWS // 2, launch={"processes": 2, "strategy": "fsdp"})
+    two = train_file(folder, strategy, ctx, batch_size=ROWS // 2, launch={"processes": 2, "strategy": strategy})
     steps = sorted(set(one) & set(two))
     if not steps:
         raise RuntimeError("the two runs logged no loss at the same step")
     worst = max(abs(two[s] - one[s]) / abs(one[s]) for s in steps)
     figure = f"largest loss difference {worst:.2%} over {len(steps)} steps"
-    detail = f"final loss fsdp {two[steps[-1]]:.4f} vs one process {one[steps[-1]]:.4f}"
-    return row("fsdp-2gpu", "pass" if worst <= FSDP_LOSS_TOLERANCE else "fail", figure, EXPECTED["fsdp-2gpu"],
-               detail)
+    detail = f"final loss {strategy} {two[steps[-1]]:.4f} vs one process {one[steps[-1]]:.4f}"
+    return row(check, "pass" if worst <= FSDP_LOSS_TOLERANCE else "fail", figure, EXPECTED[check], detail)
 
 
 def train_file(folder: Path, label: str, ctx: Context, *, batch_size: int,
@@ -517,6 +530,7 @@ EXPECTED: dict[str, str] = {
     "vram-vs-plan": f"|error| <= {VRAM_TOLERANCE:.0%}",
     "vllm-vs-local": "all rows alike",
     "fsdp-2gpu": f"loss within {FSDP_LOSS_TOLERANCE:.0%} of 1 process",
+    "zero3-2gpu": f"loss within {FSDP_LOSS_TOLERANCE:.0%} of 1 process",
 }
 
 CHECKS: dict[str, Check] = {c.name: c for c in (
@@ -530,6 +544,8 @@ CHECKS: dict[str, Check] = {c.name: c for c in (
           "greedy outputs of a LoRA served by vLLM against the local engine"),
     Check("fsdp-2gpu", check_fsdp, 180.0, EXPECTED["fsdp-2gpu"],
           "launch {processes: 2, strategy: fsdp} against one process: loss curves"),
+    Check("zero3-2gpu", check_zero3, 180.0, EXPECTED["zero3-2gpu"],
+          "launch {processes: 2, strategy: deepspeed-zero3} against one process: loss curves"),
 )}
 
 

@@ -43,6 +43,12 @@ fi
 # .venv: the `train` extra (torch with CUDA where nvidia-smi exists, transformers, peft, trl, accelerate,
 # bitsandbytes for QLoRA) and the embedded model. FSDP runs through accelerate, which the train extra holds.
 scripts/bootstrap.sh
+# DeepSpeed for the ZeRO-3 check (its ops compile when first used); where pip cannot install it, that check skips.
+if [ "${GPU_CHECK_DEEPSPEED:-1}" != 0 ] && ! .venv/bin/python -c 'import deepspeed' 2>/dev/null; then
+  mkdir -p "$side"
+  .venv/bin/python -m pip install -q --disable-pip-version-check "deepspeed>=0.16" >"$side/deepspeed.log" 2>&1 ||
+    echo "gpu_check.sh: DeepSpeed did not install (see $side/deepspeed.log); the zero3-2gpu check will skip" >&2
+fi
 
 if [ -n "$unsloth_pid" ]; then
   if wait "$unsloth_pid" && [ ! -f "$side/unsloth/.ftharness" ]; then

@@ -15,7 +15,7 @@ import pytest
 from helpers import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
-NAMES = ["qlora-cuda", "unsloth-vs-peft", "vram-vs-plan", "vllm-vs-local", "fsdp-2gpu"]
+NAMES = ["qlora-cuda", "unsloth-vs-peft", "vram-vs-plan", "vllm-vs-local", "fsdp-2gpu", "zero3-2gpu"]
 
 
 gc = load_benchmark("gpu_check")
