@@ -65,7 +65,8 @@ class MetricDiff:
     option_a: str = doc("the option in run A")
     option_b: str = doc("the option in run B")
     comparison: PairedComparison = doc("B (option) against A (reference), paired on the shared rows")
-    higher_is_better: bool = doc("the direction the metric improves in (low when a gate asks for low values)")
+    higher_is_better: bool = doc("the direction the metric improves in (low when its metric declares lower_is_better or a "
+                                  "gate asks for low values)")
     regression: bool | None = doc(
         "checked metrics only: true when the whole interval lies past the threshold on the bad side; false when "
         "it does not (a difference inside the noise is never a regression); null: not checked",
