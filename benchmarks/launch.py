@@ -13,10 +13,9 @@ a quiet machine:
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-import tempfile
 from pathlib import Path
+
+from compare_run import compare, options
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK = ROOT / "examples" / "launched" / "task.yaml"
@@ -27,17 +26,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=None, help="the reports folder (default: a temporary one)")
     args = parser.parse_args()
-    out = Path(args.out or tempfile.mkdtemp(prefix="launch-"))
+    done = compare(TASK, args.out, "launched")
+    if done is None:
+        return 1
+    run, results = done
+    by = options(results)
     from safetensors.torch import load_file
 
-    from ftharness.cli import main as ftharness
-
-    code = ftharness(["compare", str(TASK), "--out", str(out), "--run-id", "launched", "--no-progress"])
-    run = out / "launched"
-    if code not in (0, 1) or not (run / "results.json").is_file():
-        print(f"compare exited {code}; see {run}", file=sys.stderr)
-        return 1
-    by = {o["name"]: o for o in json.loads((run / "results.json").read_text(encoding="utf-8"))["options"]}
     weights = {n: load_file(Path(o["training"]["artifact"]) / "adapter_model.safetensors") for n, o in by.items()}
     losses = {n: [p["loss"] for p in o["training"]["loss_curve"] if "loss" in p] for n, o in by.items()}
     scale = max(float(w.abs().max()) for w in weights[BASELINE].values())

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-import tempfile
 from pathlib import Path
+
+from compare_run import compare, options
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK = ROOT / "examples" / "served" / "task.yaml"
@@ -24,16 +24,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=None, help="the reports folder (default: a temporary one)")
     args = parser.parse_args()
-    out = Path(args.out or tempfile.mkdtemp(prefix="served-engine-"))
-    from ftharness.cli import main as ftharness
-
-    code = ftharness(["compare", str(TASK), "--out", str(out), "--run-id", "served", "--no-progress"])
-    run = out / "served"
-    if code not in (0, 1) or not (run / "results.json").is_file():
-        print(f"compare exited {code}; see {run}", file=sys.stderr)
+    done = compare(TASK, args.out, "served")
+    if done is None:
         return 1
-    results = json.loads((run / "results.json").read_text(encoding="utf-8"))
-    by = {o["name"]: o for o in results["options"]}
+    run, results = done
+    by = options(results)
     rows = {name: [json.loads(line)["output"] for line in (run / "samples" / f"{name}.jsonl").read_text().splitlines()]
             for name in ("lora-bare", "lora-bare-served")}
     same = sum(a == b for a, b in zip(rows["lora-bare"], rows["lora-bare-served"], strict=True))

@@ -101,17 +101,21 @@ def start_process(cmd: list[str], *, cwd: str | Path, log: Path, env: dict[str, 
     SIGKILL: ``PR_SET_PDEATHSIG``). Call it from a thread that lives as long as the server (the signal
     follows the thread that started it)."""
     parent = os.getpid()
-
-    def die_with_parent() -> None:  # runs in the child between fork and exec
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != parent:  # the harness died before the line above took effect
-            os._exit(1)
-
     with open(log, "wb") as out:
         return subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                env=env, preexec_fn=die_with_parent if sys.platform == "linux" else None)
+                                env=env, preexec_fn=(lambda: die_with_parent(parent)) if sys.platform == "linux"
+                                else None)
+
+
+def die_with_parent(parent: int) -> None:
+    """Have the kernel send this process SIGTERM when its parent dies (Linux ``PR_SET_PDEATHSIG``); exit
+    now if the parent (pid ``parent``) is already gone. Run in a child between fork and exec, or first
+    thing in a process another one started."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
 
 
 def stop_process(proc: subprocess.Popen, *, grace_s: float = 15.0) -> None:

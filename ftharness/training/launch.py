@@ -143,13 +143,11 @@ def accelerate_config(launch: LaunchSettings, *, cuda: bool, port: int) -> dict[
 def train_launched(request: dict[str, Any], train: Dataset, eval: Dataset | None, launch: LaunchSettings,
                    out_dir: Path, *, progress: bool) -> None:
     """Train the request (``train_candidate``'s arguments, as JSON) in workers under ``accelerate launch``;
-    returns when rank 0 has written the artifact into ``out_dir``, raises the failed worker's error otherwise."""
+    returns when rank 0 has written the artifact into ``out_dir``, raises the failed worker's error otherwise.
+    The caller has checked :func:`unavailable_reason` before any work."""
     from ftharness.models.local_server import free_port, start_process, stop_process
     from ftharness.plugins import cuda_available
 
-    reason = unavailable_reason(launch)
-    if reason:
-        raise EnvironmentProblem(reason)
     folder = out_dir / LAUNCH_DIR
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("error-*.json"):
@@ -200,11 +198,12 @@ def read_rows(path: Path, info: dict[str, Any]) -> Dataset:
 
 def _worker_error(folder: Path, code: int, log: Path) -> FtharnessError:
     """The error of the first worker that said one (lowest rank), as the harness's own kind of error."""
-    for path in sorted(folder.glob("error-*.json"), key=lambda p: int(p.stem.split("-")[1])):
+    said_by = {int(p.stem.removeprefix("error-")): p for p in folder.glob("error-*.json")}
+    for rank, path in sorted(said_by.items()):
         with contextlib.suppress(OSError, ValueError, KeyError):
             said = json.loads(path.read_text(encoding="utf-8"))
             kind = {2: BadInput, 3: EnvironmentProblem}.get(int(said["exit_code"]), WorkerCrashed)
-            return kind(f"worker {path.stem.split('-')[1]}: {said['message']}")
+            return kind(f"worker {rank}: {said['message']}")
     tail = log.read_text(errors="replace")[-1500:] if log.is_file() else ""
     return WorkerCrashed(f"the launched training exited with {code} and no worker said why; log {log}: {tail}")
 

@@ -237,7 +237,7 @@ def train_candidate(
                        start_from.key if start_from is not None else None, stop_at_step,
                        resume_from.key if resume_from is not None else None, launching.identity(launch))
     out_dir = artifacts_dir() / key
-    launch = launch if launching.identity(launch) is not None else None
+    launch = launch if launch is not None and launch.launched() else None
     launch_here = launch is not None and not launching.in_distributed_launch()
     if (out_dir / "candidate.json").is_file():
         return load_artifact(out_dir, spec)
@@ -245,8 +245,9 @@ def train_candidate(
     reason = get_plugins().unavailable_reason("trainers", spec.trainer, spec.method)
     if reason:
         raise EnvironmentProblem(f"trainer {spec.trainer!r} cannot train {spec.method} here: {reason}")
-    if launch_here and launching.unavailable_reason(launch):
-        raise EnvironmentProblem(launching.unavailable_reason(launch))
+    reason = launching.unavailable_reason(launch) if launch_here else None
+    if reason:
+        raise EnvironmentProblem(reason)
 
     with _artifact_lock(out_dir, spec.name):
         if (out_dir / "candidate.json").is_file():  # trained by the process we waited for

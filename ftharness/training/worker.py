@@ -5,27 +5,17 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 from pathlib import Path
 
 
-def _die_with_parent() -> None:
-    """SIGTERM this worker when the process that launched it dies (Linux ``PR_SET_PDEATHSIG``)."""
-    if sys.platform != "linux":
-        return
-    import ctypes
-
-    from ftharness.models.local_server import PR_SET_PDEATHSIG
-
-    parent = os.getppid()
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != parent or parent == 1:
-        os._exit(1)
-
-
 def main(argv: list[str]) -> int:
-    _die_with_parent()
+    if sys.platform == "linux":  # SIGTERM this worker when the launcher that started it dies
+        from ftharness.models.local_server import die_with_parent
+
+        if os.getppid() == 1:  # already orphaned
+            return 1
+        die_with_parent(os.getppid())
     job_path = Path(argv[0])
     folder = job_path.parent
     rank = int(os.environ.get("RANK", "0"))
